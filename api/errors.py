@@ -1,0 +1,76 @@
+"""The one place where core errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from gridmap.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    GridmapError,
+    InvalidInputError,
+    NotFoundError,
+    SetupError,
+)
+
+log = logging.getLogger("gridmap.api")
+
+STATUS_BY_ERROR: dict[type[GridmapError], int] = {
+    NotFoundError: 404,
+    InvalidInputError: 422,
+    ConflictError: 409,
+    DatabaseUnavailableError: 503,
+    SetupError: 503,
+}
+
+
+def status_for(error: GridmapError) -> int:
+    """HTTP status of a core error (most specific class wins)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def _body(error: str, message: str, details: list[dict[str, object]] | None = None) -> dict:
+    return {"error": error, "message": message, "details": details or []}
+
+
+async def _gridmap_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GridmapError)
+    return JSONResponse(
+        _body(type(exc).__name__, exc.message, exc.details), status_code=status_for(exc)
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+        for e in exc.errors()
+    ]
+    first = details[0] if details else {"field": "?", "problem": "invalid"}
+    message = f"invalid request: {first['field']}: {first['problem']}"
+    return JSONResponse(_body("InvalidInputError", message, details), status_code=422)
+
+
+async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return JSONResponse(
+        _body("DatabaseUnavailableError", "the database is unavailable; try again shortly"),
+        status_code=503,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the exception → status mapping on ``app``."""
+    app.add_exception_handler(GridmapError, _gridmap_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(PoolTimeoutError, _database_down)

@@ -1,0 +1,209 @@
+"""Reading the division: an area with its ancestors, children, geometry, grid profiles."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from gridmap.errors import InvalidInputError, NotFoundError
+from gridmap.generations import resolve_generation, valid_in
+from gridmap.models import LEVEL_ORDER, Area, Level
+
+_CODE_LENGTHS = {6, 9, 12, 15}
+
+
+@dataclass(frozen=True)
+class AreaSummary:
+    """An area without geometry."""
+
+    code: str
+    level: str
+    name: str
+    parent_code: str | None
+    generation_low: int
+    generation_high: int | None
+
+
+@dataclass(frozen=True)
+class AreaDetail:
+    """An area, its ancestors (top first) and its bounding box."""
+
+    area: AreaSummary
+    ancestors: list[AreaSummary]
+    bbox: tuple[float, float, float, float]
+    generation: int
+
+
+@dataclass(frozen=True)
+class GridProfile:
+    """The "holographic" summary of one grid: people, houses, objects, workers."""
+
+    grid: AreaSummary
+    ancestors: list[AreaSummary]
+    persons: int
+    households: int
+    buildings: int
+    care: dict[str, int]
+    facilities_by_class: dict[str, int]
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def validate_code(code: str) -> str:
+    """Reject codes that cannot name an area (digits only, 6/9/12/15 long)."""
+    if not code.isdigit() or len(code) not in _CODE_LENGTHS:
+        raise InvalidInputError(
+            f"area code {code!r} is malformed: expected 6, 9, 12 or 15 digits",
+            details=[{"field": "code", "value": code}],
+        )
+    return code
+
+
+def _summary(row: Area) -> AreaSummary:
+    return AreaSummary(
+        code=row.code,
+        level=row.level,
+        name=row.name,
+        parent_code=row.parent_code,
+        generation_low=row.generation_low,
+        generation_high=row.generation_high,
+    )
+
+
+def _find(session: Session, code: str, generation: int) -> Area:
+    row = session.scalar(select(Area).where(Area.code == code, valid_in(generation)))
+    if row is None:
+        raise NotFoundError(f"area {code} not found in generation {generation}")
+    return row
+
+
+def ancestors_of(session: Session, area: Area, generation: int) -> list[AreaSummary]:
+    """Ancestors of ``area`` from the top (city) down to its parent."""
+    chain: list[AreaSummary] = []
+    parent = area.parent_code
+    while parent:
+        row = session.scalar(select(Area).where(Area.code == parent, valid_in(generation)))
+        if row is None:
+            break
+        chain.append(_summary(row))
+        parent = row.parent_code
+    return list(reversed(chain))
+
+
+def get_area(session: Session, code: str, generation: int | None = None) -> AreaDetail:
+    """The area ``code`` valid in ``generation`` (default: active) with its ancestors."""
+    gen = resolve_generation(session, generation)
+    row = _find(session, validate_code(code), gen)
+    box = session.execute(
+        select(
+            func.ST_XMin(row.geom), func.ST_YMin(row.geom),
+            func.ST_XMax(row.geom), func.ST_YMax(row.geom),
+        )
+    ).one()
+    return AreaDetail(
+        area=_summary(row),
+        ancestors=ancestors_of(session, row, gen),
+        bbox=(box[0], box[1], box[2], box[3]),
+        generation=gen,
+    )
+
+
+def children_of(session: Session, code: str, generation: int | None = None) -> list[AreaSummary]:
+    """Direct children of ``code`` ordered by code (reading order of their sequence)."""
+    gen = resolve_generation(session, generation)
+    _find(session, validate_code(code), gen)
+    rows = session.scalars(
+        select(Area).where(Area.parent_code == code, valid_in(gen)).order_by(Area.code)
+    )
+    return [_summary(r) for r in rows]
+
+
+def area_geojson(session: Session, code: str, generation: int | None = None) -> dict[str, Any]:
+    """The area as a GeoJSON Feature (geometry in EPSG:4326)."""
+    gen = resolve_generation(session, generation)
+    row = _find(session, validate_code(code), gen)
+    geometry = session.scalar(select(func.ST_AsGeoJSON(row.geom, 7)))
+    return {
+        "type": "Feature",
+        "id": row.code,
+        "properties": {"code": row.code, "level": row.level, "name": row.name,
+                       "parent_code": row.parent_code, "generation": gen},
+        "geometry": json.loads(geometry or "null"),
+    }
+
+
+_PROFILE_SQL = text(
+    """
+    WITH b AS (SELECT id FROM buildings WHERE grid_code = :code),
+         h AS (SELECT id FROM households WHERE building_id IN (SELECT id FROM b))
+    SELECT (SELECT count(*) FROM b) AS buildings,
+           (SELECT count(*) FROM h) AS households,
+           (SELECT count(*) FROM persons WHERE household_id IN (SELECT id FROM h)) AS persons
+    """
+)
+
+_CARE_SQL = text(
+    """
+    SELECT tag, count(*) FROM persons p
+    JOIN households h ON h.id = p.household_id
+    JOIN buildings b ON b.id = h.building_id,
+    unnest(p.care_tags) AS tag
+    WHERE b.grid_code = :code GROUP BY tag ORDER BY tag
+    """
+)
+
+_FACILITIES_SQL = text(
+    """
+    SELECT major_code || minor_code AS cls, count(*) FROM facilities
+    WHERE grid_code = :code GROUP BY cls ORDER BY cls
+    """
+)
+
+_WORKERS_SQL = text(
+    """
+    SELECT w.code, w.name, w.role, w.on_duty FROM workers w
+    JOIN worker_assignments a ON a.worker_id = w.id
+    WHERE a.grid_code = :code
+    ORDER BY w.on_duty DESC, CASE w.role WHEN 'full_time' THEN 0 WHEN 'part_time' THEN 1
+             ELSE 2 END, w.code
+    """
+)
+
+
+def grid_profile(session: Session, code: str, generation: int | None = None) -> GridProfile:
+    """Counts of people, households, buildings, facilities by class, and the workers.
+
+    Workers' phones are personal data and are not part of the profile.
+    """
+    gen = resolve_generation(session, generation)
+    row = _find(session, validate_code(code), gen)
+    if row.level != Level.grid.value:
+        raise InvalidInputError(f"area {code} is a {row.level}, not a grid")
+    counts = session.execute(_PROFILE_SQL, {"code": code}).one()
+    care = {tag: n for tag, n in session.execute(_CARE_SQL, {"code": code})}
+    facilities = {cls: n for cls, n in session.execute(_FACILITIES_SQL, {"code": code})}
+    workers = [
+        {"code": c, "name": n, "role": r, "on_duty": d}
+        for c, n, r, d in session.execute(_WORKERS_SQL, {"code": code})
+    ]
+    return GridProfile(
+        grid=_summary(row),
+        ancestors=ancestors_of(session, row, gen),
+        persons=counts.persons,
+        households=counts.households,
+        buildings=counts.buildings,
+        care=care,
+        facilities_by_class=facilities,
+        workers=workers,
+    )
+
+
+def level_of_code(code: str) -> Level:
+    """The level a code of this length names (6 digits: district, or city if it ends 0000)."""
+    validate_code(code)
+    if len(code) == 6:
+        return Level.city if code.endswith("0000") else Level.district
+    return next(lv for lv in LEVEL_ORDER if lv.code_length == len(code) and len(code) > 6)

@@ -1,0 +1,26 @@
+"""SQLAlchemy + GeoAlchemy2 tables. The schema changes only through Alembic migrations."""
+
+from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Level
+from gridmap.models.base import Base
+from gridmap.models.facilities import Department, Facility, FacilityCategory
+from gridmap.models.population import CARE_TAGS, Building, Household, Person
+from gridmap.models.workers import WORKER_ROLES, Worker, WorkerAssignment
+
+__all__ = [
+    "Area",
+    "Base",
+    "Building",
+    "CARE_TAGS",
+    "CODE_LENGTHS",
+    "Department",
+    "Facility",
+    "FacilityCategory",
+    "Generation",
+    "Household",
+    "LEVEL_ORDER",
+    "Level",
+    "Person",
+    "WORKER_ROLES",
+    "Worker",
+    "WorkerAssignment",
+]

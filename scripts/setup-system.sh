@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the machine packages gridmap needs, from Debian's repositories, when missing:
+# PostgreSQL + PostGIS (database), GDAL's ogr tools (tests, benchmarks), Chromium (page
+# tests), Node.js/npm (the web page's scripts), python3-venv.
+# Not root or not Debian: prints one line saying what to install, and fails.
+set -euo pipefail
+
+need=()
+have_postgis() {
+  local share
+  for share in /usr/share/postgresql/*/extension; do
+    [ -f "$share/postgis.control" ] && return 0
+  done
+  return 1
+}
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+have_postgis || need+=(postgresql-postgis)
+command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "gridmap setup: missing system packages; install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "gridmap setup: installing ${need[*]} from Debian packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
