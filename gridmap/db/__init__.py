@@ -1,0 +1,1 @@
+"""Database access: the embedded PostgreSQL+PostGIS cluster and connections."""
