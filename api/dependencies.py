@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from gridmap.lookup.service import LookupService
+
 
 def get_engine(request: Request) -> Engine:
     """The engine created at start-up (``app.state.engine``)."""
@@ -29,5 +31,12 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
         session.close()
 
 
+def get_lookup(request: Request) -> LookupService:
+    """The in-memory lookup service created at start-up (``app.state.lookup``)."""
+    service: LookupService = request.app.state.lookup
+    return service
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
+LookupDep = Annotated[LookupService, Depends(get_lookup)]
 SessionDep = Annotated[Session, Depends(get_session)]

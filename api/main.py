@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import areas, health
+from api.routers import areas, health, lookup
 from gridmap import __version__
-from gridmap.db.engine import make_engine
+from gridmap.db.engine import libpq_url, make_engine
+from gridmap.errors import NotFoundError
+from gridmap.lookup.service import LookupService
+
+log = logging.getLogger("gridmap.api")
+
+
+async def _warm_lookup(service: LookupService) -> None:
+    """Build the lookup index before serving; a database with no division yet is fine."""
+    try:
+        await anyio.to_thread.run_sync(service.active)
+    except NotFoundError as exc:
+        log.warning("lookup index not built: %s", exc)
+    service.start_listener()
 
 
 def create_app(engine: Engine | None = None) -> FastAPI:
@@ -20,7 +35,11 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or make_engine()
+        url = libpq_url(app.state.engine.url.render_as_string(hide_password=False))
+        app.state.lookup = LookupService(url)
+        await _warm_lookup(app.state.lookup)
         yield
+        app.state.lookup.stop_listener()
         if engine is None:
             app.state.engine.dispose()
 
@@ -33,4 +52,5 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(areas.router)
+    app.include_router(lookup.router)
     return app

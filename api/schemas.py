@@ -51,3 +51,44 @@ class GridProfileOut(BaseModel):
     care: dict[str, int] = Field(description="persons per care tag")
     facilities_by_class: dict[str, int] = Field(description="facilities per major+minor class")
     workers: list[WorkerOut]
+
+
+class NamedArea(BaseModel):
+    code: str
+    name: str
+
+
+class LookupGrid(NamedArea):
+    generation: int
+
+
+class LookupQuery(BaseModel):
+    crs: str
+    lon: float = Field(description="the point in EPSG:4326 after conversion")
+    lat: float
+
+
+class LookupOut(BaseModel):
+    query: LookupQuery
+    generation: int
+    grid: LookupGrid | None = Field(description="null when the point is outside every grid")
+    ancestors: dict[str, NamedArea] = Field(
+        description="community, street, district, city of the grid"
+    )
+    workers: list[WorkerOut] = Field(description="the grid's workers, on duty first")
+    distance_m: float | None = Field(
+        default=None, description="with snap: metres to the grid (0 inside it)"
+    )
+
+
+class LookupResult(BaseModel):
+    grid: str | None
+    error: str | None = None
+    distance_m: float | None = None
+
+
+class LookupBatchOut(BaseModel):
+    generation: int
+    count: int
+    errors: int
+    results: list[LookupResult]

@@ -109,10 +109,10 @@ def sample(
 ) -> None:
     """Generate the synthetic city, write its files (shapefile, GeoPackage) and load them."""
     import psycopg
-    from sample_data.city import generate_city, read_files, write_files
 
     from gridmap.db.engine import libpq_url
     from gridmap.ingest.bulk import load_city
+    from sample_data.city import generate_city, read_files, write_files
 
     url = libpq_url()
     if if_empty and _has_areas(url):
@@ -137,6 +137,42 @@ def _has_areas(url: str) -> bool:
         return conn.execute("SELECT EXISTS (SELECT 1 FROM areas)").fetchone() == (True,)
 
 
+@app.command("lookup")
+@friendly_errors
+def lookup(
+    lon: Annotated[float | None, typer.Argument(help="longitude (or easting)")] = None,
+    lat: Annotated[float | None, typer.Argument(help="latitude (or northing)")] = None,
+    crs: Annotated[str, typer.Option(help="4326, 4490, 3857, 4513-4554, gcj02, bd09")] = "4326",
+    as_of: Annotated[str | None, typer.Option(help="generation id or ISO timestamp")] = None,
+    snap: Annotated[float | None, typer.Option(help="snap outside points (metres)")] = None,
+    infile: Annotated[Path | None, typer.Option("--in", help="CSV or Parquet of points")] = None,
+    outfile: Annotated[Path | None, typer.Option("--out", help="where to write answers")] = None,
+) -> None:
+    """Which grid is a point in? One point (LON LAT) or a file (--in/--out, CSV or Parquet)."""
+    import orjson
+
+    from gridmap.db.engine import libpq_url
+    from gridmap.errors import InvalidInputError
+    from gridmap.lookup import files
+    from gridmap.lookup.service import LookupService
+
+    service = LookupService(libpq_url())
+    if infile is not None:
+        if outfile is None:
+            raise InvalidInputError("--in needs --out (a .csv or .parquet path)")
+        report = files.lookup_file(service, infile, outfile, crs, as_of, snap)
+        typer.echo(
+            f"{report.rows} rows: {report.located} in a grid, {report.outside} outside, "
+            f"{len(report.bad)} bad (generation {report.generation}) -> {outfile}"
+        )
+        for bad in report.bad[:10]:
+            typer.echo(f"  {bad['problem']}", err=True)
+        return
+    if lon is None or lat is None:
+        raise InvalidInputError("give LON LAT, or --in FILE --out FILE")
+    typer.echo(orjson.dumps(files.lookup_one(service, lon, lat, crs, as_of, snap)).decode())
+
+
 @app.command("serve")
 @friendly_errors
 def serve(
@@ -145,13 +181,11 @@ def serve(
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
 ) -> None:
     """Serve the API and the map page."""
-    # Resolve once here so that every worker uses the same (possibly embedded) server.
-    import os
-
     import uvicorn
 
     from gridmap.db.engine import libpq_url
 
+    # Resolve once here so that every worker uses the same (possibly embedded) server.
     os.environ["GRIDMAP_DATABASE_URL"] = libpq_url()
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers)
 
