@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool
 
 from api.dependencies import LookupDep
@@ -33,6 +35,8 @@ SnapQuery = Annotated[
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 MAX_JSON_BODY = 256 * 1024 * 1024
+SPOOL_BYTES = 16 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 NO_GRID: dict[str, Any] = {"grid": None, "ancestors": {}, "workers": []}
 
 
@@ -248,24 +252,24 @@ def _feature_point(feature: Any) -> list[float] | None:
 async def _csv_response(
     request: Request, service: LookupService, crs: str, as_of: str | None, snap: float | None
 ) -> Response:
+    # Starlette's StreamingResponse listens for disconnects on the same receive channel
+    # as the body, so the body is spooled first (to disk past SPOOL_BYTES), then the
+    # answers stream out block by block.
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    async for chunk in request.stream():
+        spool.write(chunk)
+    spool.seek(0)
     job = CsvLookup(service, crs, as_of, snap)
-    chunks = _sync_chunks(request)
-    output = job.process(chunks)
-    # Pull the header first so that a bad header is a 422, not a broken stream.
-    first = await anyio.to_thread.run_sync(next, output, b"")
-    return StreamingResponse(_prepend(first, output), media_type="text/csv")
-
-
-def _sync_chunks(request: Request) -> Iterator[bytes]:
-    """The request body as a blocking iterator, for the worker thread that parses it."""
-    stream = request.stream()
-    while True:
-        try:
-            chunk = anyio.from_thread.run(stream.__anext__)
-        except StopAsyncIteration:
-            return
-        if chunk:
-            yield chunk
+    output = job.process(iter(lambda: spool.read(CHUNK_BYTES), b""))
+    try:
+        # Pull the header first so that a bad header is a 422, not a broken stream.
+        first = await anyio.to_thread.run_sync(next, output, b"")
+    except BaseException:
+        spool.close()
+        raise
+    return StreamingResponse(
+        _prepend(first, output), media_type="text/csv", background=BackgroundTask(spool.close)
+    )
 
 
 async def _prepend(first: bytes, rest: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -13,14 +13,17 @@ held in memory whole. A quoted field may not contain a line break.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from gridmap.errors import InvalidInputError
-from gridmap.lookup.service import LookupService
+from gridmap.lookup.service import DivisionSnapshot, LookupService
 
 LON_NAMES = ("lon", "lng", "longitude", "x")
 LAT_NAMES = ("lat", "latitude", "y")
@@ -72,65 +75,132 @@ class CsvLookup:
         self.snap_m = snap_m
         self.block_rows = block_rows
         self.report = CsvReport()
+        self._header = b""
         self._width = 2
+        self._cols = (0, 1)
 
     def process(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Yield output CSV bytes for input CSV ``chunks`` (any chunk boundaries)."""
-        lines = _lines(chunks)
-        header_line = next(lines, None)
-        if header_line is None:
+        blocks = _line_blocks(chunks, self.block_rows)
+        first = next(blocks, [])
+        if not first:
             raise InvalidInputError("CSV is empty: expected a header line with lon,lat")
-        header = next(csv.reader([header_line]))
-        lon_col, lat_col = find_columns(header)
+        self._header = first[0]
+        header = next(csv.reader([_decode(self._header)]))
+        self._cols = find_columns(header)
         self._width = len(header)
-        yield (header_line + ",grid_code,error\n").encode()
-        line_no = 1
-        block: list[str] = []
-        for line in lines:
-            if not line.strip():
-                line_no += 1
-                continue
-            block.append(line)
-            if len(block) >= self.block_rows:
-                yield self._answer(block, line_no + 1, lon_col, lat_col)
-                line_no += len(block)
-                block = []
-        if block:
-            yield self._answer(block, line_no + 1, lon_col, lat_col)
+        yield self._header + b",grid_code,error\n"
+        line_no = 2
+        for block in _chain([first[1:]], blocks):
+            rows = [line for line in block if line.strip()]
+            if len(rows) < len(block):  # keep line numbers true when blank lines are dropped
+                yield from self._answer_with_blanks(block, line_no)
+            elif rows:
+                yield self._answer(rows, line_no)
+            line_no += len(block)
 
-    def _answer(self, block: list[str], first_line: int, lon_col: int, lat_col: int) -> bytes:
-        xs, ys, errors = _parse_block(block, first_line, lon_col, lat_col)
+    def _answer_with_blanks(self, block: list[bytes], first_line: int) -> Iterator[bytes]:
+        run: list[bytes] = []
+        start = first_line
+        for offset, line in enumerate(block):
+            if line.strip():
+                if not run:
+                    start = first_line + offset
+                run.append(line)
+            elif run:
+                yield self._answer(run, start)
+                run = []
+        if run:
+            yield self._answer(run, start)
+
+    def _answer(self, lines: list[bytes], first_line: int) -> bytes:
+        parsed = _parse_fast(self._header, lines, self._cols)
+        if parsed is None:  # something unusual in this block: parse it row by row
+            xs, ys, errors = _parse_block([_decode(b) for b in lines], first_line, *self._cols)
+        else:
+            xs, ys, errors = parsed[0], parsed[1], {}
         result = self.service.locate(xs, ys, self.crs, self.as_of, self.snap_m)
         for row, message in result.errors.items():
             errors.setdefault(row, f"line {first_line + row}: {message}")
-        codes = result.index
-        names = result.snapshot.index.codes
-        out: list[str] = []
-        for row, (line, grid) in enumerate(zip(block, codes.tolist(), strict=True)):
-            problem = errors.get(row)
-            if problem is not None:
-                out.append(f"{_pad(line, self._width)},,{_quote(problem)}")
-                self.report.bad.append({"line": first_line + row, "problem": problem})
-            else:
-                out.append(f"{line},{names[grid] if grid >= 0 else ''},")
-        self.report.rows += len(block)
-        located = int(np.count_nonzero(codes >= 0))
+        suffixes = _suffix_table(result.snapshot)[result.index].tolist()
+        for row, problem in errors.items():
+            lines[row] = _pad(_decode(lines[row]), self._width).encode()
+            suffixes[row] = b",," + _quote(problem).encode()
+            self.report.bad.append({"line": first_line + row, "problem": problem})
+        self._count(result.index, len(lines), len(errors), result.generation)
+        return b"\n".join(map(bytes.__add__, lines, suffixes)) + b"\n"
+
+    def _count(self, index: np.ndarray, rows: int, bad: int, generation: int) -> None:
+        located = int(np.count_nonzero(index >= 0))
+        self.report.rows += rows
         self.report.located += located
-        self.report.outside += len(block) - located - len(errors)
-        self.report.generation = result.generation
-        return ("\n".join(out) + "\n").encode()
+        self.report.outside += rows - located - bad
+        self.report.generation = generation
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+def _line_blocks(chunks: Iterable[bytes], block_rows: int) -> Iterator[list[bytes]]:
+    """Complete lines (without line ends) in blocks of about ``block_rows``."""
     pending = b""
+    block: list[bytes] = []
     for chunk in chunks:
-        pending += chunk
-        parts = pending.split(b"\n")
+        parts = (pending + chunk).split(b"\n")
         pending = parts.pop()
-        for part in parts:
-            yield _decode(part)
+        block.extend(parts)
+        if len(block) >= block_rows:
+            yield _strip_cr(block)
+            block = []
     if pending:
-        yield _decode(pending)
+        block.append(pending)
+    if block:
+        yield _strip_cr(block)
+
+
+def _chain(head: list[list[bytes]], rest: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+    yield from head
+    yield from rest
+
+
+def _strip_cr(lines: list[bytes]) -> list[bytes]:
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def _parse_fast(
+    header: bytes, lines: list[bytes], cols: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """lon/lat columns via pyarrow's CSV reader; None when a row needs a closer look."""
+    names = [f"c{i}" for i in range(len(next(csv.reader([_decode(header)]))))]
+    lon, lat = names[cols[0]], names[cols[1]]
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(b"\n".join(lines)),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[lon, lat],
+                column_types={lon: pa.float64(), lat: pa.float64()},
+            ),
+        )
+    except (pa.ArrowInvalid, IndexError):
+        return None
+    if table.num_rows != len(lines) or table.column(0).null_count or table.column(1).null_count:
+        return None
+    xs = table.column(0).to_numpy()
+    ys = table.column(1).to_numpy()
+    return np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+
+
+def _suffix_table(snapshot: DivisionSnapshot) -> np.ndarray:
+    """``,CODE,`` per grid index, with ``,,`` last (index -1): output without a row loop."""
+    cached = _SUFFIXES.get(id(snapshot))
+    if cached is None or cached[0] is not snapshot:
+        codes = [f",{c},".encode() for c in snapshot.index.codes]
+        cached = (snapshot, np.array([*codes, b",,"], dtype=object))
+        _SUFFIXES.clear()
+        _SUFFIXES[id(snapshot)] = cached
+    return cached[1]
+
+
+_SUFFIXES: dict[int, tuple[DivisionSnapshot, np.ndarray]] = {}
 
 
 def _decode(raw: bytes) -> str:

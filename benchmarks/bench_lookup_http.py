@@ -1,0 +1,139 @@
+"""Lookups over HTTP: gridmap against a FastAPI + PostGIS-per-request peer, in one run.
+
+Single lookups: wrk with random points over the city (req/s, p50, p99), both servers
+with 2 uvicorn workers on the same 2-core machine as wrk. Batch: one CSV of N points
+POSTed to /api/v1/lookup, end to end, against the PostGIS join of the same points.
+
+    python -m benchmarks.bench_lookup_http --grids 65000 --seconds 15 --batch 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import httpx
+import numpy as np
+import psycopg
+
+from benchmarks.common import (
+    REPO,
+    bench_database,
+    free_port,
+    serve_command,
+    serve_gridmap,
+    wrk,
+)
+
+LUA = """
+local points = {%s}
+local n = #points
+math.randomseed(%d)
+request = function()
+  local p = points[math.random(n)]
+  return wrk.format("GET", "%s?lon=" .. p[1] .. "&lat=" .. p[2])
+end
+"""
+
+
+def city_points(url: str, n: int, seed: int) -> np.ndarray:
+    """Random points in the city's bounding box (some fall outside, as in real traffic)."""
+    with psycopg.connect(url) as conn:
+        box = conn.execute(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            "(SELECT ST_Extent(geom) e FROM areas WHERE level = 'district') s"
+        ).fetchone()
+    assert box is not None
+    rng = np.random.default_rng(seed)
+    return np.column_stack((rng.uniform(box[0], box[2], n), rng.uniform(box[1], box[3], n)))
+
+
+def lua_script(points: np.ndarray, path: str) -> str:
+    body = ",".join(f"{{{x:.7f},{y:.7f}}}" for x, y in points)
+    return LUA % (body, 7, path)
+
+
+def single(url: str, points: np.ndarray, seconds: int) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    with serve_gridmap(url, workers=2) as base:
+        httpx.get(f"{base}/api/v1/lookup", params={"lon": points[0][0], "lat": points[0][1]})
+        results["gridmap"] = wrk(base, lua_script(points, "/api/v1/lookup"), seconds)
+    port = free_port()
+    cmd = [
+        str(REPO / ".venv/bin/uvicorn"),
+        "benchmarks.peer_postgis_lookup:app",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with serve_command(cmd, base, "/healthz", env={"PEER_DATABASE_URL": url}):
+        results["postgis"] = wrk(base, lua_script(points, "/lookup"), seconds)
+    return results
+
+
+def batch(url: str, points: np.ndarray) -> dict[str, float]:
+    csv_body = "id,lon,lat\n" + "".join(f"{i},{x:.7f},{y:.7f}\n" for i, (x, y) in enumerate(points))
+    data = csv_body.encode()
+    with serve_gridmap(url, workers=1) as base:
+        started = time.perf_counter()
+        with httpx.Client(timeout=600) as client:
+            resp = client.post(
+                f"{base}/api/v1/lookup", content=data, headers={"content-type": "text/csv"}
+            )
+        gridmap_s = time.perf_counter() - started
+    assert resp.status_code == 200, resp.text[:500]
+    lines = resp.text.count("\n") - 1
+    assert lines == len(points), (lines, len(points))
+    started = time.perf_counter()
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TEMP TABLE pts (id int, lon float8, lat float8)")
+        with conn.cursor().copy("COPY pts FROM STDIN WITH (FORMAT csv, HEADER)") as cp:
+            cp.write(csv_body)
+        out = io.StringIO()
+        with conn.cursor().copy(
+            "COPY (SELECT p.id, (SELECT min(a.code) FROM areas a WHERE a.level = 'grid' "
+            "AND a.generation_high IS NULL AND ST_Covers(a.geom, "
+            "ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326))) FROM pts p) TO STDOUT"
+        ) as cp:
+            for chunk in cp:
+                out.write(bytes(chunk).decode())
+    postgis_s = time.perf_counter() - started
+    return {
+        "points": len(points),
+        "gridmap_pps": len(points) / gridmap_s,
+        "postgis_pps": len(points) / postgis_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grids", type=int, default=65_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=1_000_000)
+    args = parser.parse_args()
+    url = bench_database(args.grids)
+    points = city_points(url, 10_000, seed=3)
+    res = single(url, points, args.seconds)
+    g, p = res["gridmap"], res["postgis"]
+    print(f"single lookups, {args.grids} grids, wrk -t2 -c32 {args.seconds}s:")
+    for name, r in res.items():
+        print(
+            f"  {name:8s} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
+            f"p99 {r['p99']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
+        )
+    print(f"  ratio gridmap/postgis: {g['rps'] / p['rps']:.1f}x req/s")
+    b = batch(url, city_points(url, args.batch, seed=4))
+    print(f"batch CSV, {b['points']:.0f} points end to end:")
+    print(
+        f"  gridmap {b['gridmap_pps']:,.0f} points/s   postgis join {b['postgis_pps']:,.0f} "
+        f"points/s   ratio {b['gridmap_pps'] / b['postgis_pps']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
