@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import areas, health
+from api.routers import areas, health, imports, layers
 from gridmap import __version__
 from gridmap.db.engine import make_engine
 
@@ -33,4 +33,6 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(areas.router)
+    app.include_router(imports.router)
+    app.include_router(layers.router)
     return app

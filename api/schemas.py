@@ -51,3 +51,16 @@ class GridProfileOut(BaseModel):
     care: dict[str, int] = Field(description="persons per care tag")
     facilities_by_class: dict[str, int] = Field(description="facilities per major+minor class")
     workers: list[WorkerOut]
+
+
+class ImportJobOut(BaseModel):
+    id: int
+    level: str
+    filename: str
+    status: str = Field(description="queued, checking, checked, failed, committing, committed")
+    progress: float = Field(description="0–1")
+    message: str
+    report: dict[str, Any] | None = Field(
+        default=None, description="checks, findings, diff and (after commit) re-assignment"
+    )
+    generation_id: int | None = None
