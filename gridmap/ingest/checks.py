@@ -172,8 +172,8 @@ def check_layer(
     _code_checks(frame, level, parents, add)
     _parent_containment(geoms, frame.parent_code.to_numpy(dtype=object), codes, usable,
                         parents, t, add)  # fmt: skip
-    _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
-    _gaps(geoms[usable], codes[usable], parents, t, add)
+    clean = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
+    _gaps(geoms[usable], parents, t, add, coverage_clean=clean)
     _slivers(geoms, codes, usable, t, add)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     return report, frame
@@ -265,21 +265,24 @@ def _parent_containment(
 
 def _overlaps(
     geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any
-) -> None:
-    """Overlapping pairs, looked for only around polygons the coverage check flags."""
+) -> bool:
+    """Overlapping pairs, looked for only around polygons the coverage check flags.
+
+    Returns whether the layer is a clean coverage (then unions can take the fast path).
+    """
     if geoms.size < 2:
-        return
+        return True
     edges = shapely.coverage_invalid_edges(geoms)
     suspects = np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
     if suspects.size == 0:
-        return
+        return True
     tree = shapely.STRtree(geoms)
     left, right = tree.query(geoms[suspects], predicate="intersects")
     left = suspects[left]
     keep = left < right
     left, right = left[keep], right[keep]
     if left.size == 0:
-        return
+        return False
     shared = shapely.intersection(geoms[left], geoms[right])
     area = m2(shared)
     places = _where(shared)
@@ -288,19 +291,18 @@ def _overlaps(
         add(Finding("error", "overlap",
                     f"overlaps feature #{index[b]} ({codes[b]}) by {area[k]:,.1f} m²",
                     int(index[a]), codes[a], places[k], float(area[k])))  # fmt: skip
+    return False
 
 
 def _gaps(
-    geoms: np.ndarray, codes: np.ndarray, parents: Parents, t: Thresholds, add: Any
+    geoms: np.ndarray, parents: Parents, t: Thresholds, add: Any, *, coverage_clean: bool
 ) -> None:
     """Parts of the parents' area that no child covers (one union difference)."""
     if parents.geoms.size == 0 or geoms.size == 0:
         return
-    try:
-        children = shapely.coverage_union_all(geoms)
-        parent_union = shapely.coverage_union_all(parents.geoms)
-    except shapely.errors.GEOSException:
-        children, parent_union = shapely.union_all(geoms), shapely.union_all(parents.geoms)
+    # coverage_union_all is linear-time but only correct on a clean coverage.
+    children = shapely.coverage_union_all(geoms) if coverage_clean else shapely.union_all(geoms)
+    parent_union = shapely.union_all(parents.geoms)
     holes = shapely.get_parts(shapely.difference(parent_union, children))
     holes = holes[shapely.get_type_id(holes) == 3] if holes.size else holes
     if holes.size == 0:

@@ -153,6 +153,7 @@ def _diff(
 
 
 def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    new = np.where(shapely.is_valid(new), new, shapely.make_valid(new))  # errors still blocked
     sym = m2(shapely.symmetric_difference(new, old))
     union = m2(shapely.union(new, old))
     return sym / np.maximum(union, 1e-12)
