@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import areas, health, lookup
+from api.routers import areas, health, imports, layers, lookup
 from gridmap import __version__
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
@@ -53,4 +53,6 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(areas.router)
     app.include_router(lookup.router)
+    app.include_router(imports.router)
+    app.include_router(layers.router)
     return app

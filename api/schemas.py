@@ -92,3 +92,16 @@ class LookupBatchOut(BaseModel):
     count: int
     errors: int
     results: list[LookupResult]
+
+
+class ImportJobOut(BaseModel):
+    id: int
+    level: str
+    filename: str
+    status: str = Field(description="queued, checking, checked, failed, committing, committed")
+    progress: float = Field(description="0–1")
+    message: str
+    report: dict[str, Any] | None = Field(
+        default=None, description="checks, findings, diff and (after commit) re-assignment"
+    )
+    generation_id: int | None = None

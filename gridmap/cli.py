@@ -190,6 +190,96 @@ def serve(
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers)
 
 
+@app.command("import")
+@friendly_errors
+def import_(
+    level: Annotated[str, typer.Argument(help="district, street, community or grid")],
+    path: Annotated[Path, typer.Argument(help=".shp, folder, .zip, .gpkg, .geojson, .fgb")],
+    commit: Annotated[bool, typer.Option("--commit", help="publish (default: dry run)")] = False,
+    code_field: Annotated[str | None, typer.Option(help="field with the code")] = None,
+    name_field: Annotated[str | None, typer.Option(help="field with the name")] = None,
+    parent_field: Annotated[str | None, typer.Option(help="field with the parent code")] = None,
+    encoding: Annotated[str | None, typer.Option(help="text encoding (default: .cpg)")] = None,
+    source_crs: Annotated[str | None, typer.Option(help="CRS when there is no .prj")] = None,
+    layer: Annotated[str | None, typer.Option(help="GeoPackage layer")] = None,
+    fix: Annotated[bool, typer.Option("--fix", help="repair invalid geometry")] = False,
+    sliver_m2: Annotated[float, typer.Option(help="sliver warning under this area")] = 1.0,
+    overlap_m2: Annotated[float, typer.Option(help="overlaps above this are errors")] = 1.0,
+    gap_m2: Annotated[float, typer.Option(help="gaps above this are errors")] = 1.0,
+    outside_fraction: Annotated[float, typer.Option(help="max share outside parent")] = 0.001,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+) -> None:
+    """Read, check and diff a boundary file; with --commit publish it as a new generation.
+
+    Exit codes: 0 fine, 2 the file or its features have errors (nothing written).
+    """
+    import json
+
+    import psycopg
+
+    from gridmap.db.engine import libpq_url
+    from gridmap.ingest.checks import Thresholds
+    from gridmap.ingest.publish import import_file
+    from gridmap.ingest.reader import ReadOptions
+
+    options = ReadOptions(code_field, name_field, parent_field, encoding, source_crs, layer,
+                          get_settings().import_max_bytes)
+    thresholds = Thresholds(sliver_m2, overlap_m2, gap_m2, outside_fraction, fix)
+    with _progress(quiet=as_json) as step, psycopg.connect(libpq_url()) as conn:
+        report = import_file(conn, path, level, commit=False, options=options,
+                             thresholds=thresholds, progress=step)
+        if commit and not report.errors:
+            report = import_file(conn, path, level, commit=True, options=options,
+                                 thresholds=thresholds, progress=step)
+    typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json
+               else report.to_text())
+    if report.errors:
+        if commit:
+            typer.echo("gridmap: error: errors in the report; nothing was committed", err=True)
+        raise typer.Exit(2)
+
+
+@app.command("export")
+@friendly_errors
+def export_(
+    level: Annotated[str, typer.Argument(help="district … grid, building, facility")],
+    path: Annotated[Path, typer.Argument(help="output: .geojson, .zip (shapefile), .gpkg")],
+    encoding: Annotated[str, typer.Option(help="shapefile text: UTF-8 or GBK")] = "UTF-8",
+    bbox: Annotated[str | None, typer.Option(help="minx,miny,maxx,maxy")] = None,
+    generation: Annotated[int | None, typer.Option(help="default: active")] = None,
+) -> None:
+    """Export a layer (no personal data) as GeoJSON, zipped shapefile or GeoPackage."""
+    import psycopg
+
+    from gridmap.db.engine import libpq_url
+    from gridmap.ingest.export import export_layer
+
+    box = tuple(float(v) for v in bbox.split(",")) if bbox else None
+    with psycopg.connect(libpq_url()) as conn:
+        out, rows = export_layer(conn, level, path, bbox=box, generation=generation,  # type: ignore[arg-type]
+                                 encoding=encoding)
+    typer.echo(f"wrote {rows:,} {level} features to {out}")
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    """A context manager yielding a progress callback (a rich progress bar on stderr)."""
+    from contextlib import contextmanager
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    @contextmanager
+    def bar():  # type: ignore[no-untyped-def]
+        if quiet or not sys.stderr.isatty():
+            yield lambda _f, _m: None
+            return
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("import", total=1.0)
+            yield lambda f, m: progress.update(task, completed=f, description=m)
+
+    return bar()
+
+
 def main() -> None:
     """Entry point used by ``python -m gridmap``."""
     try:

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 30_000
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    import_max_bytes: int = 1 << 30
+    """Largest import file (or unpacked zip) accepted, in bytes."""
 
 
 @lru_cache

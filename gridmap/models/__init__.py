@@ -3,6 +3,7 @@
 from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Level
 from gridmap.models.base import Base
 from gridmap.models.facilities import Department, Facility, FacilityCategory
+from gridmap.models.imports import IMPORT_STATES, ImportJob
 from gridmap.models.population import CARE_TAGS, Building, Household, Person
 from gridmap.models.workers import WORKER_ROLES, Worker, WorkerAssignment
 
@@ -17,6 +18,8 @@ __all__ = [
     "FacilityCategory",
     "Generation",
     "Household",
+    "IMPORT_STATES",
+    "ImportJob",
     "LEVEL_ORDER",
     "Level",
     "Person",

@@ -1,0 +1,78 @@
+"""Imports: upload a boundary file, watch it being checked, commit it as a generation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
+
+from api.dependencies import EngineDep
+from api.schemas import ErrorOut, ImportJobOut
+from gridmap.db.engine import libpq_url
+from gridmap.ingest import jobs
+
+router = APIRouter(prefix="/api/v1", tags=["imports"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut},
+}  # fmt: skip
+JobId = Annotated[int, Path(description="import job id", ge=1)]
+
+
+def _url(engine: EngineDep) -> str:
+    return libpq_url(engine.url.render_as_string(hide_password=False))
+
+
+@router.post(
+    "/imports",
+    operation_id="create_import",
+    response_model=ImportJobOut,
+    status_code=202,
+    responses=ERRORS,
+)
+def create_import(
+    engine: EngineDep,
+    background: BackgroundTasks,
+    file: Annotated[UploadFile, File(description="shapefile .zip, .gpkg, .geojson or .fgb")],
+    level: Annotated[str, Form(description="district, street, community or grid")],
+    code_field: Annotated[str | None, Form()] = None,
+    name_field: Annotated[str | None, Form()] = None,
+    parent_field: Annotated[str | None, Form()] = None,
+    encoding: Annotated[str | None, Form(description="UTF-8, GBK… (default: .cpg)")] = None,
+    source_crs: Annotated[str | None, Form(description="CRS when the file has none")] = None,
+    layer: Annotated[str | None, Form(description="GeoPackage layer")] = None,
+    fix: Annotated[bool, Form(description="repair invalid geometry by make_valid")] = False,
+) -> Any:
+    """Upload a file; it is read and checked in the background (poll the job)."""
+    url = _url(engine)
+    path = jobs.save_upload(file.filename or "", file.file)
+    options = {k: v for k, v in {
+        "code_field": code_field, "name_field": name_field, "parent_field": parent_field,
+        "encoding": encoding, "source_crs": source_crs, "layer": layer, "fix": fix,
+    }.items() if v not in (None, False)}  # fmt: skip
+    with engine.connect() as sa_conn:
+        raw = sa_conn.connection.driver_connection
+        job_id = jobs.create_job(raw, level, path, options)  # type: ignore[arg-type]
+        job = jobs.get_job(raw, job_id)  # type: ignore[arg-type]
+    background.add_task(jobs.run_check, url, job_id)
+    return job
+
+
+@router.get(
+    "/imports/{job_id}", operation_id="get_import", response_model=ImportJobOut, responses=ERRORS
+)
+def get_import(job_id: JobId, engine: EngineDep) -> Any:
+    """The job: status, progress and report (findings, diff)."""
+    with engine.connect() as sa_conn:
+        return jobs.get_job(sa_conn.connection.driver_connection, job_id)  # type: ignore[arg-type]
+
+
+@router.post(
+    "/imports/{job_id}/commit",
+    operation_id="commit_import",
+    response_model=ImportJobOut,
+    responses=ERRORS,
+)
+def commit_import(job_id: JobId, engine: EngineDep) -> Any:
+    """Publish a checked import as the new active generation (errors block this)."""
+    return jobs.commit_job(_url(engine), job_id)

@@ -1,0 +1,67 @@
+"""Import of the 65,000-grid sample shapefile (read, check, diff, commit) against
+``ogr2ogr -f PostgreSQL`` of the same file, in one run; prints the ratio.
+
+Run: .venv/bin/python -m benchmarks.bench_import [--grids 65000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from gridmap.db import migrate
+from gridmap.db.cluster import EmbeddedCluster
+from gridmap.ingest.bulk import load_city
+from gridmap.ingest.publish import import_file
+from sample_data.city import generate_city, write_files
+
+
+def _fresh_db(server: str, name: str) -> str:
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    return url
+
+
+def main() -> None:
+    """Generate, write, load; then time gridmap import --commit and ogr2ogr."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--grids", type=int, default=65_000)
+    args = parser.parse_args()
+    server = EmbeddedCluster(Path(".gridmap/bench-cluster")).up()
+    out = Path(".gridmap/bench-import")
+    city = generate_city(grids=args.grids, seed=42)
+    write_files(city, out)
+    url = _fresh_db(server, "bench_import")
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        load_city(conn, city)
+    shp = out / "grid.shp"
+    with psycopg.connect(url) as conn:
+        t0 = time.perf_counter()
+        report = import_file(conn, shp, "grid", commit=True)
+        ours = time.perf_counter() - t0
+    assert report.committed and report.errors == 0, report.to_text()
+    peer_url = _fresh_db(server, "bench_ogr")
+    u = make_url(peer_url)
+    pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
+    t0 = time.perf_counter()
+    subprocess.run(["ogr2ogr", "-f", "PostgreSQL", pg, str(shp), "-nln", "grid_ogr",
+                    "-lco", "GEOMETRY_NAME=geom", "-nlt", "PROMOTE_TO_MULTI"], check=True)
+    peer = time.perf_counter() - t0
+    print(f"grids={args.grids} gridmap import --commit (read+checks+diff+commit): {ours:.2f}s")
+    print(f"ogr2ogr -f PostgreSQL: {peer:.2f}s")
+    print(f"ratio gridmap/ogr2ogr: {ours / peer:.2f} (<= 1 means no slower)")
+    EmbeddedCluster(Path(".gridmap/bench-cluster")).down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Checks of an area layer before it is published, and the report they make.
+
+Every finding names the feature index (file order), the code and a location
+(lon, lat). Errors block ``--commit``; warnings do not. The spatial checks are
+vectorised: sibling overlaps come from STRtree candidate pairs (only around polygons
+that ``shapely.coverage_invalid_edges`` flags), gaps from one union difference per
+layer — no O(n²) loops.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from gridmap.ingest.reader import LayerRead
+
+CODE_LENGTH = {"district": 6, "street": 9, "community": 12, "grid": 15}
+PARENT_LEVEL = {"district": "city", "street": "district", "community": "street",
+                "grid": "community"}  # fmt: skip
+_M_PER_DEG = 111_320.0
+
+
+@dataclass
+class Thresholds:
+    """Configurable limits (areas in m², fractions 0–1)."""
+
+    sliver_m2: float = 1.0
+    overlap_m2: float = 1.0
+    gap_m2: float = 1.0
+    outside_fraction: float = 0.001
+    fix: bool = False
+
+
+@dataclass
+class Finding:
+    """One problem found in one feature (or in the layer when ``index`` is None)."""
+
+    severity: str
+    check: str
+    message: str
+    index: int | None = None
+    code: str | None = None
+    location: tuple[float, float] | None = None
+    area_m2: float | None = None
+
+
+@dataclass
+class Report:
+    """Everything an import says about a layer: counts, CRS, encoding, findings, diff."""
+
+    level: str
+    source: str
+    feature_count: int
+    bounds: tuple[float, float, float, float] | None
+    crs: str
+    crs_note: str
+    encoding: str
+    fields: dict[str, str | None]
+    findings: list[Finding] = field(default_factory=list)
+    diff: dict[str, Any] | None = None
+    reassignment: dict[str, Any] | None = None
+    generation_id: int | None = None
+    committed: bool = False
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (the ``--json`` output and the API's report)."""
+        out = asdict(self)
+        out.update(errors=self.errors, warnings=self.warnings)
+        return json.loads(json.dumps(out, default=float))
+
+    def to_text(self, limit: int = 50) -> str:
+        """A human-readable report (at most ``limit`` findings listed)."""
+        lines = [
+            f"{self.source}: {self.feature_count:,} {self.level} features",
+            f"  CRS: {self.crs} ({self.crs_note}); encoding: {self.encoding}",
+            f"  fields: {', '.join(f'{k}={v}' for k, v in self.fields.items())}",
+        ]
+        if self.bounds:
+            lines.append("  bounds: " + ", ".join(f"{v:.6f}" for v in self.bounds))
+        lines.append(f"  {self.errors} error(s), {self.warnings} warning(s)")
+        for f in self.findings[:limit]:
+            where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
+            feature = f"#{f.index} " if f.index is not None else ""
+            lines.append(f"  {f.severity.upper():7} {f.check}: {feature}{f.code or ''}"
+                         f"{where}: {f.message}")  # fmt: skip
+        if len(self.findings) > limit:
+            lines.append(f"  … {len(self.findings) - limit} more (use --json for all)")
+        if self.diff:
+            d = self.diff
+            lines.append(f"  diff against generation {d['previous_generation']}: "
+                         f"{d['added']} added, {d['removed']} removed, {d['changed']} changed, "
+                         f"{d['unchanged']} unchanged")  # fmt: skip
+        if self.reassignment:
+            r = self.reassignment
+            lines.append("  re-assigned: " + ", ".join(
+                f"{r[k]} {k.removesuffix('_moved')}" for k in r if k.endswith("_moved")))
+        if self.committed:
+            lines.append(f"  committed: generation {self.generation_id} is active")
+        return "\n".join(lines)
+
+
+@dataclass
+class Parents:
+    """The active areas of the level above: codes and geometries (EPSG:4326)."""
+
+    codes: np.ndarray
+    geoms: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Parents:
+        return cls(np.array([], dtype=object), np.array([], dtype=object))
+
+
+def m2(geoms: np.ndarray | Sequence[Any]) -> np.ndarray:
+    """Approximate areas in m² of lon/lat geometry (local scale at each centroid)."""
+    geoms = np.asarray(geoms, dtype=object)
+    if geoms.size == 0:
+        return np.zeros(0)
+    box = shapely.bounds(geoms)
+    lat = (box[:, 1] + box[:, 3]) / 2
+    scale = _M_PER_DEG**2 * np.cos(np.radians(np.nan_to_num(lat)))
+    return np.asarray(shapely.area(geoms)) * scale
+
+
+def _where(geoms: np.ndarray) -> list[tuple[float, float] | None]:
+    points = shapely.point_on_surface(geoms)
+    xy = shapely.get_coordinates(points)
+    out: list[tuple[float, float] | None] = []
+    it = iter(xy.tolist())
+    for p in points:
+        out.append(tuple(next(it)) if p is not None and not shapely.is_empty(p) else None)  # type: ignore[arg-type]
+    return out
+
+
+def check_layer(
+    read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None
+) -> tuple[Report, gpd.GeoDataFrame]:
+    """Run every check on ``read``; return the report and the frame to publish.
+
+    With ``thresholds.fix`` invalid geometries are repaired with ``make_valid`` (a
+    warning each) instead of being errors.
+    """
+    t = thresholds or Thresholds()
+    frame = read.frame.copy()
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+    report = Report(
+        level=level, source=read.source, feature_count=len(frame),
+        bounds=tuple(shapely.total_bounds(geoms).tolist()) if len(frame) else None,  # type: ignore[arg-type]
+        crs=read.crs_used, crs_note=read.crs_note, encoding=read.encoding_used,
+        fields=read.fields,
+    )  # fmt: skip
+    codes = frame.code.to_numpy(dtype=object)
+    add = report.findings.append
+    for i in read.z_dropped:
+        add(Finding("warning", "z_m_dropped", "Z/M values dropped", i, codes[i]))
+    geoms, usable = _geometry_checks(geoms, codes, t, add)
+    frame["geometry"] = geoms
+    _code_checks(frame, level, parents, add)
+    _parent_containment(geoms, frame.parent_code.to_numpy(dtype=object), codes, usable,
+                        parents, t, add)  # fmt: skip
+    clean = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
+    _gaps(geoms[usable], parents, t, add, coverage_clean=clean)
+    _slivers(geoms, codes, usable, t, add)
+    report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
+    return report, frame
+
+
+def _geometry_checks(
+    geoms: np.ndarray, codes: np.ndarray, t: Thresholds, add: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Empty, non-polygon and invalid geometries; returns (geoms, usable mask)."""
+    geoms = geoms.copy()
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    for i in np.flatnonzero(missing):
+        add(Finding("error", "empty_geometry", "feature has no geometry", int(i), codes[i]))
+    polygonal = np.isin(shapely.get_type_id(geoms), (3, 6)) & ~missing
+    for i in np.flatnonzero(~polygonal & ~missing):
+        add(Finding("error", "not_polygon",
+                    f"{geoms[i].geom_type} is not a polygon",
+                    int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+    invalid = polygonal & ~shapely.is_valid(geoms)
+    for i in np.flatnonzero(invalid):
+        reason = shapely.is_valid_reason(geoms[i])
+        if t.fix:
+            fixed = shapely.make_valid(geoms[i])
+            parts = shapely.get_parts(fixed)
+            polygons = parts[shapely.get_type_id(parts) == 3]
+            geoms[i] = shapely.union_all(polygons) if polygons.size else fixed
+            add(Finding("warning", "invalid_geometry", f"repaired by make_valid: {reason}",
+                        int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+        else:
+            add(Finding("error", "invalid_geometry", f"{reason} (use --fix to repair)",
+                        int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+    usable = polygonal & shapely.is_valid(geoms) & np.isin(shapely.get_type_id(geoms), (3, 6))
+    return geoms, usable
+
+
+def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any) -> None:
+    codes = frame.code.to_numpy(dtype=object)
+    parent_codes = frame.parent_code.to_numpy(dtype=object)
+    length = CODE_LENGTH[level]
+    known_parents = set(parents.codes.tolist())
+    seen: dict[str, int] = {}
+    for i, (code, parent) in enumerate(zip(codes, parent_codes, strict=True)):
+        if code is None:
+            add(Finding("error", "malformed_code", "code is empty", i, None))
+            continue
+        if code in seen:
+            add(Finding("error", "duplicate_code", f"same code as feature #{seen[code]}", i, code))
+        else:
+            seen[code] = i
+        if not (code.isdigit() and len(code) == length):
+            add(Finding("error", "malformed_code",
+                        f"{code!r} is not a {length}-digit {level} code", i, code))  # fmt: skip
+            continue
+        if parent is None:
+            add(Finding("error", "missing_parent", "no parent code", i, code))
+            continue
+        if parent not in known_parents:
+            add(Finding("error", "missing_parent",
+                        f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code))
+        prefix = len(parent) if level != "district" else 2
+        if code[:prefix] != parent[:prefix]:
+            add(Finding("error", "code_not_under_parent",
+                        f"code does not start with its parent's code {parent[:prefix]}", i, code))
+
+
+def _parent_containment(
+    geoms: np.ndarray, parent_codes: np.ndarray, codes: np.ndarray, usable: np.ndarray,
+    parents: Parents, t: Thresholds, add: Any,
+) -> None:
+    """Fraction of each child's area outside its parent (only where covers() fails)."""
+    position = {c: i for i, c in enumerate(parents.codes.tolist())}
+    idx = np.array([i for i in np.flatnonzero(usable) if parent_codes[i] in position], dtype=int)
+    if idx.size == 0:
+        return
+    parent_geoms = parents.geoms[[position[parent_codes[i]] for i in idx]]
+    uncovered = ~shapely.covers(parent_geoms, geoms[idx])
+    idx, parent_geoms = idx[uncovered], parent_geoms[uncovered]
+    if idx.size == 0:
+        return
+    outside = shapely.difference(geoms[idx], parent_geoms)
+    fraction = m2(outside) / np.maximum(m2(geoms[idx]), 1e-12)
+    places = _where(outside)
+    for k in np.flatnonzero(fraction > t.outside_fraction):
+        i = int(idx[k])
+        add(Finding("error", "outside_parent",
+                    f"{fraction[k]:.1%} of the area lies outside parent {parent_codes[i]}",
+                    i, codes[i], places[k], float(m2(outside[k:k + 1])[0])))  # fmt: skip
+
+
+def _overlaps(
+    geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any
+) -> bool:
+    """Overlapping pairs, looked for only around polygons the coverage check flags.
+
+    Returns whether the layer is a clean coverage (then unions can take the fast path).
+    """
+    if geoms.size < 2:
+        return True
+    edges = shapely.coverage_invalid_edges(geoms)
+    suspects = np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
+    if suspects.size == 0:
+        return True
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms[suspects], predicate="intersects")
+    left = suspects[left]
+    keep = left < right
+    left, right = left[keep], right[keep]
+    if left.size == 0:
+        return False
+    shared = shapely.intersection(geoms[left], geoms[right])
+    area = m2(shared)
+    places = _where(shared)
+    for k in np.flatnonzero(area > t.overlap_m2):
+        a, b = int(left[k]), int(right[k])
+        add(Finding("error", "overlap",
+                    f"overlaps feature #{index[b]} ({codes[b]}) by {area[k]:,.1f} m²",
+                    int(index[a]), codes[a], places[k], float(area[k])))  # fmt: skip
+    return False
+
+
+def _gaps(
+    geoms: np.ndarray, parents: Parents, t: Thresholds, add: Any, *, coverage_clean: bool
+) -> None:
+    """Parts of the parents' area that no child covers (one union difference)."""
+    if parents.geoms.size == 0 or geoms.size == 0:
+        return
+    # coverage_union_all is linear-time but only correct on a clean coverage.
+    children = shapely.coverage_union_all(geoms) if coverage_clean else shapely.union_all(geoms)
+    parent_union = shapely.union_all(parents.geoms)
+    holes = shapely.get_parts(shapely.difference(parent_union, children))
+    holes = holes[shapely.get_type_id(holes) == 3] if holes.size else holes
+    if holes.size == 0:
+        return
+    area = m2(holes)
+    holes, area = holes[area > t.gap_m2], area[area > t.gap_m2]
+    places = _where(holes)
+    tree = shapely.STRtree(parents.geoms)
+    for k, hole in enumerate(holes):
+        owner = tree.query(shapely.point_on_surface(hole), predicate="intersects")
+        parent = parents.codes[owner[0]] if owner.size else None
+        add(Finding("error", "gap", f"{area[k]:,.1f} m² of parent {parent} covered by no "
+                    "feature", None, parent, places[k], float(area[k])))  # fmt: skip
+
+
+def _slivers(
+    geoms: np.ndarray, codes: np.ndarray, usable: np.ndarray, t: Thresholds, add: Any
+) -> None:
+    idx = np.flatnonzero(usable)
+    area = m2(geoms[idx])
+    for k in np.flatnonzero(area < t.sliver_m2):
+        i = int(idx[k])
+        add(Finding("warning", "sliver", f"area {area[k]:.3f} m² is under {t.sliver_m2} m²",
+                    i, codes[i], _where(geoms[i:i + 1])[0], float(area[k])))  # fmt: skip

@@ -1,0 +1,149 @@
+"""Exporting layers (areas of a level, buildings, facilities) as GeoJSON, zipped
+shapefile (GBK or UTF-8) or GeoPackage, filtered by bbox and generation.
+
+Personal data (ID numbers, phones, names of residents and workers) is never exported:
+only the columns listed in :data:`EXPORT_COLUMNS` leave the database.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import psycopg
+import pyogrio
+import shapely
+from psycopg import sql
+
+from gridmap.errors import InvalidInputError
+from gridmap.ingest.reader import AREA_LEVELS
+
+FORMATS = {"geojson": ("GeoJSON", ".geojson", "application/geo+json"),
+           "shapefile": ("ESRI Shapefile", ".zip", "application/zip"),
+           "gpkg": ("GPKG", ".gpkg", "application/geopackage+sqlite3")}  # fmt: skip
+EXPORT_COLUMNS = {
+    "area": ("code", "name", "parent_code", "level", "generation_low", "generation_high"),
+    "building": ("code", "address", "floors", "use", "grid_code"),
+    "facility": ("code", "major_code", "minor_code", "name", "state", "grid_code",
+                 "owner_department_code", "maintainer_department_code"),
+}  # fmt: skip
+_SHAPEFILE_NAMES = {"parent_code": "PARENT", "generation_low": "GEN_LOW",
+                    "generation_high": "GEN_HIGH", "grid_code": "GRID", "major_code": "MAJOR",
+                    "minor_code": "MINOR", "owner_department_code": "OWNER",
+                    "maintainer_department_code": "MAINTAINER"}  # fmt: skip
+EXPORT_LEVELS = (*AREA_LEVELS, "building", "facility")
+
+
+def read_export_frame(
+    conn: psycopg.Connection,
+    level: str,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    generation: int | None = None,
+) -> gpd.GeoDataFrame:
+    """The rows of ``level`` (areas valid in ``generation``, default active) in ``bbox``."""
+    if level not in EXPORT_LEVELS:
+        raise InvalidInputError(
+            f"level {level!r} cannot be exported; choose one of {', '.join(EXPORT_LEVELS)}"
+            + (" (workers are personal data)" if level == "worker" else ""),
+            details=[{"field": "level", "value": level}],
+        )
+    kind = "area" if level in AREA_LEVELS else level
+    table = {"area": "areas", "building": "buildings", "facility": "facilities"}[kind]
+    columns = EXPORT_COLUMNS[kind]
+    where = [sql.SQL("TRUE")]
+    params: dict[str, object] = {"level": level}
+    if kind == "area":
+        params["g"] = _generation(conn, generation)
+        where.append(sql.SQL("level = %(level)s AND generation_low <= %(g)s AND "
+                             "(generation_high IS NULL OR generation_high >= %(g)s)"))
+    if bbox is not None:
+        _check_bbox(bbox)
+        params.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))
+        where.append(sql.SQL("geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)"))
+    query = sql.SQL("SELECT {}, ST_AsBinary(geom) FROM {} WHERE {} ORDER BY code").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table),
+        sql.SQL(" AND ").join(where),
+    )  # fmt: skip
+    rows = conn.execute(query, params).fetchall()
+    data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+    geoms = shapely.from_wkb([bytes(r[-1]) for r in rows]) if rows else []
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
+
+
+def _generation(conn: psycopg.Connection, generation: int | None) -> int:
+    from gridmap.errors import NotFoundError
+
+    if generation is None:
+        row = conn.execute("SELECT id FROM generations WHERE active").fetchone()
+    else:
+        row = conn.execute("SELECT id FROM generations WHERE id = %s", (generation,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"generation {generation or '(active)'} does not exist")
+    return int(row[0])
+
+
+def _check_bbox(bbox: tuple[float, float, float, float]) -> None:
+    x0, y0, x1, y1 = bbox
+    if not (x0 < x1 and y0 < y1):
+        raise InvalidInputError(f"bbox {bbox} is empty: expected minx,miny,maxx,maxy",
+                                details=[{"field": "bbox"}])  # fmt: skip
+
+
+def write_export(
+    frame: gpd.GeoDataFrame, level: str, fmt: str, out: Path, *, encoding: str = "UTF-8"
+) -> Path:
+    """Write ``frame`` to ``out`` in ``fmt`` (geojson, shapefile = zip, gpkg)."""
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if encoding.upper() not in ("UTF-8", "GBK"):
+        raise InvalidInputError(f"unknown encoding {encoding!r}: UTF-8 or GBK")
+    out = Path(out)
+    out.unlink(missing_ok=True)
+    if fmt == "shapefile":
+        return _write_zipped_shapefile(frame, level, out, encoding.upper())
+    driver = FORMATS[fmt][0]
+    multi = level in AREA_LEVELS
+    pyogrio.write_dataframe(frame, out, driver=driver, layer=level, promote_to_multi=multi)
+    return out
+
+
+def _write_zipped_shapefile(
+    frame: gpd.GeoDataFrame, level: str, out: Path, encoding: str
+) -> Path:
+    renamed = frame.rename(columns={c: _SHAPEFILE_NAMES.get(c, c.upper())
+                                    for c in frame.columns if c != "geometry"})  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gridmap-export-") as tmp:
+        shp = Path(tmp) / f"{level}.shp"
+        pyogrio.write_dataframe(renamed, shp, driver="ESRI Shapefile", encoding=encoding)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for part in sorted(Path(tmp).iterdir()):
+                archive.write(part, part.name)
+    return out
+
+
+def export_layer(
+    conn: psycopg.Connection,
+    level: str,
+    out: Path,
+    *,
+    fmt: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    generation: int | None = None,
+    encoding: str = "UTF-8",
+) -> tuple[Path, int]:
+    """Export ``level`` to ``out`` (format from ``fmt`` or the suffix); returns (path, rows)."""
+    fmt = fmt or format_from_suffix(Path(out))
+    frame = read_export_frame(conn, level, bbox=bbox, generation=generation)
+    return write_export(frame, level, fmt, out, encoding=encoding), len(frame)
+
+
+def format_from_suffix(path: Path) -> str:
+    """geojson / shapefile / gpkg from a file name."""
+    suffix = path.suffix.lower()
+    for name, (_driver, ext, _media) in FORMATS.items():
+        if suffix == ext or (name == "geojson" and suffix == ".json"):
+            return name
+    raise InvalidInputError(f"{path.name}: say the format by suffix (.geojson, .zip, .gpkg)")

@@ -1,0 +1,155 @@
+"""Import jobs (the upload path): save the file, check it in the background, commit.
+
+A job row records the file, options, progress and the report; the file stays in
+``<data_dir>/imports/<job folder>/`` so that committing reads exactly what was checked.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from gridmap.config import get_settings
+from gridmap.errors import ConflictError, GridmapError, InvalidInputError, NotFoundError
+from gridmap.ingest.checks import Thresholds
+from gridmap.ingest.publish import commit_plan, prepare_import
+from gridmap.ingest.reader import IMPORT_LEVELS, ReadOptions
+
+_CHUNK = 1 << 20
+_JOB_COLUMNS = ("id", "level", "filename", "status", "progress", "message", "report",
+                "generation_id", "created_at", "updated_at")  # fmt: skip
+
+
+def upload_dir() -> Path:
+    """Where uploaded files are kept."""
+    return get_settings().data_dir / "imports"
+
+
+def safe_filename(name: str) -> str:
+    """The upload's file name, refused if it tries to leave the upload folder."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
+        raise InvalidInputError(
+            f"upload file name {name!r} is not a plain file name (path escapes are refused)",
+            details=[{"field": "file", "value": name}],
+        )
+    return re.sub(r"[^\w.\-\u4e00-\u9fff]", "_", name)
+
+
+def save_upload(filename: str, stream: BinaryIO, max_bytes: int | None = None) -> Path:
+    """Copy an uploaded stream into a fresh folder, stopping at the size limit."""
+    limit = max_bytes or get_settings().import_max_bytes
+    name = safe_filename(filename)
+    folder = upload_dir() / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    target = folder / name
+    written = 0
+    with target.open("wb") as out:
+        while chunk := stream.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                out.close()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise InvalidInputError(
+                    f"{name}: upload is over the import size limit of {limit:,} bytes",
+                    details=[{"file": name, "problem": "too_large"}],
+                )
+            out.write(chunk)
+    return target
+
+
+def create_job(
+    conn: psycopg.Connection, level: str, path: Path, options: dict[str, Any]
+) -> int:
+    """Register a job for a saved file; returns its id."""
+    if level not in IMPORT_LEVELS:
+        raise InvalidInputError(f"unknown level {level!r}; one of {', '.join(IMPORT_LEVELS)}",
+                                details=[{"field": "level", "value": level}])  # fmt: skip
+    row = conn.execute(
+        "INSERT INTO import_jobs (level, filename, path, options) VALUES (%s, %s, %s, %s)"
+        " RETURNING id",
+        (level, path.name, str(path), Jsonb(options)),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
+    """The job as a dict (report included)."""
+    row = conn.execute(
+        f"SELECT {', '.join(_JOB_COLUMNS)} FROM import_jobs WHERE id = %s", (job_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"import {job_id} not found")
+    return dict(zip(_JOB_COLUMNS, row, strict=True))
+
+
+def _update(url: str, job_id: int, **values: Any) -> None:
+    sets = ", ".join(f"{k} = %({k})s" for k in values)  # keys are ours, never user input
+    params = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"UPDATE import_jobs SET {sets}, updated_at = now() WHERE id = %(id)s",
+                     {**params, "id": job_id})  # fmt: skip
+
+
+def _options(job: dict[str, Any], conn: psycopg.Connection) -> tuple[Path, ReadOptions, Thresholds]:
+    row = conn.execute("SELECT path, options FROM import_jobs WHERE id = %s",
+                       (job["id"],)).fetchone()  # fmt: skip
+    assert row is not None
+    opts: dict[str, Any] = row[1] or {}
+    read = ReadOptions.from_dict({**opts, "max_bytes": get_settings().import_max_bytes})
+    known = {k: v for k, v in opts.items() if k in Thresholds.__dataclass_fields__}
+    return Path(row[0]), read, Thresholds(**known)
+
+
+def run_check(url: str, job_id: int) -> None:
+    """Read and check the job's file, recording progress and the report (never raises)."""
+    with psycopg.connect(url) as conn:
+        job = get_job(conn, job_id)
+        path, read, thresholds = _options(job, conn)
+        conn.rollback()
+        _update(url, job_id, status="checking", progress=0.0, message="reading")
+
+        def progress(fraction: float, message: str) -> None:
+            _update(url, job_id, progress=round(fraction, 3), message=message)
+
+        try:
+            plan = prepare_import(conn, path, job["level"], read, thresholds, progress)
+        except GridmapError as exc:
+            _update(url, job_id, status="failed", message=exc.message)
+            return
+        _update(url, job_id, status="checked", progress=1.0, report=plan.report.to_dict(),
+                message=f"{plan.report.errors} error(s), {plan.report.warnings} warning(s)")
+
+
+def commit_job(url: str, job_id: int) -> dict[str, Any]:
+    """Publish a checked job (errors in its report block this); returns the job."""
+    with psycopg.connect(url) as conn:
+        job = get_job(conn, job_id)
+        if job["status"] != "checked":
+            raise ConflictError(f"import {job_id} is {job['status']}; only a checked import "
+                                "can be committed")  # fmt: skip
+        if (job["report"] or {}).get("errors"):
+            raise InvalidInputError(
+                f"import {job_id}: {job['report']['errors']} error(s) in the report block commit"
+            )
+        path, read, thresholds = _options(job, conn)
+        plan = prepare_import(conn, path, job["level"], read, thresholds)
+        conn.rollback()
+        _update(url, job_id, status="committing", message="publishing")
+        try:
+            report = commit_plan(conn, plan)
+        except BaseException as exc:
+            message = exc.message if isinstance(exc, GridmapError) else type(exc).__name__
+            _update(url, job_id, status="checked", message=f"commit failed: {message}")
+            raise
+        _update(url, job_id, status="committed", progress=1.0, report=report.to_dict(),
+                generation_id=report.generation_id,
+                message=f"generation {report.generation_id} active")  # fmt: skip
+        return get_job(conn, job_id)

@@ -1,0 +1,245 @@
+"""Publishing a checked layer as a new generation: diff, stage, activate, re-assign.
+
+Everything after the checks runs in one transaction: a new (inactive) generation is
+created, the added and changed areas are COPYed in (the bulk loader's COPY machinery),
+removed and changed rows are closed (``generation_high`` = previous generation),
+unchanged rows keep their identity, the generation is activated, features are
+re-assigned and ``NOTIFY gridmap_generation`` is sent — all visible at COMMIT or not
+at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import psycopg
+import shapely
+
+from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
+from gridmap.ingest import bulk
+from gridmap.ingest.checks import PARENT_LEVEL, Parents, Report, Thresholds, check_layer, m2
+from gridmap.ingest.reader import AREA_LEVELS, Progress, ReadOptions, read_layer
+from gridmap.ingest.reassign import reassign_after_grid_change
+
+NOTIFY_CHANNEL = "gridmap_generation"
+_LOCK_KEY = 0x6772_6964  # advisory lock: one publisher at a time
+
+
+@dataclass
+class Plan:
+    """A checked layer ready to publish, and how it differs from the active generation."""
+
+    report: Report
+    frame: gpd.GeoDataFrame
+    previous_generation: int
+    added: np.ndarray
+    changed: np.ndarray
+    changed_ids: list[int]
+    removed_ids: list[int]
+
+
+def _noop(_fraction: float, _message: str) -> None:
+    return None
+
+
+def prepare_import(
+    conn: psycopg.Connection,
+    path: Path | str,
+    level: str,
+    options: ReadOptions | None = None,
+    thresholds: Thresholds | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """Read, check and diff a file against the active generation (a dry run).
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be read, or ``level`` is not an area level.
+    NotFoundError
+        Nothing is published yet (no active generation).
+    """
+    report_progress = progress or _noop
+    if level not in AREA_LEVELS:
+        raise InvalidInputError(
+            f"importing level {level!r} is not supported yet; area levels are "
+            f"{', '.join(AREA_LEVELS)}",
+            details=[{"field": "level", "value": level}],
+        )
+    read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
+    previous = _active_generation(conn)
+    parents = load_parents(conn, PARENT_LEVEL[level], previous)
+    report_progress(0.6, "checking")
+    report, frame = check_layer(read, level, parents, thresholds)
+    report_progress(0.85, "comparing with the active generation")
+    plan = _diff(conn, report, frame, level, previous)
+    report_progress(1.0, "checked")
+    return plan
+
+
+def _active_generation(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT id FROM generations WHERE active").fetchone()
+    if row is None:
+        raise NotFoundError("no active generation: load a division first (gridmap sample)")
+    return int(row[0])
+
+
+_VALID = "generation_low <= %(g)s AND (generation_high IS NULL OR generation_high >= %(g)s)"
+
+
+def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Parents:
+    """Codes and geometries of the areas of ``level`` valid in ``generation``."""
+    rows = conn.execute(
+        f"SELECT code, ST_AsBinary(geom) FROM areas WHERE level = %(level)s AND {_VALID}"
+        " ORDER BY code",
+        {"level": level, "g": generation},
+    ).fetchall()
+    if not rows:
+        return Parents.empty()
+    return Parents(
+        np.array([r[0] for r in rows], dtype=object),
+        shapely.from_wkb([bytes(r[1]) for r in rows]),
+    )
+
+
+def _diff(
+    conn: psycopg.Connection, report: Report, frame: gpd.GeoDataFrame, level: str, previous: int
+) -> Plan:
+    rows = conn.execute(
+        f"SELECT id, code, name, parent_code, ST_AsBinary(geom) FROM areas"
+        f" WHERE level = %(level)s AND {_VALID}",
+        {"level": level, "g": previous},
+    ).fetchall()
+    old_position = {r[1]: k for k, r in enumerate(rows)}
+    old_geoms = shapely.from_wkb([bytes(r[4]) for r in rows]) if rows else np.array([])
+    codes = frame.code.to_numpy(dtype=object)
+    new_geoms = bulk._as_multi(np.asarray(frame.geometry.to_numpy(), dtype=object))
+    match = np.array([old_position.get(c, -1) for c in codes], dtype=int)
+    known = np.flatnonzero(match >= 0)
+    same_geom = np.zeros(len(frame), dtype=bool)
+    if known.size:
+        same_geom[known] = shapely.equals(new_geoms[known], old_geoms[match[known]])
+    same_attrs = np.array(
+        [m >= 0 and rows[m][2] == n and rows[m][3] == p
+         for m, n, p in zip(match, frame.name, frame.parent_code, strict=True)], dtype=bool,
+    )  # fmt: skip
+    unchanged = same_geom & same_attrs
+    changed = np.flatnonzero((match >= 0) & ~unchanged)
+    added = np.flatnonzero(match < 0)
+    ratios = _symdiff_ratios(new_geoms[changed], old_geoms[match[changed]]) if changed.size else []
+    removed = sorted(set(old_position) - set(codes.tolist()))
+    report.diff = {
+        "previous_generation": previous,
+        "added": int(added.size),
+        "removed": len(removed),
+        "changed": int(changed.size),
+        "unchanged": int(unchanged.sum()),
+        "added_codes": codes[added].tolist()[:1000],
+        "removed_codes": removed[:1000],
+        "changed_areas": [
+            {"code": codes[i], "symmetric_difference_ratio": round(float(r), 6)}
+            for i, r in zip(changed[:1000], ratios[:1000], strict=False)
+        ],
+    }
+    return Plan(
+        report, frame, previous, added, changed,
+        changed_ids=[rows[match[i]][0] for i in changed],
+        removed_ids=[rows[old_position[c]][0] for c in removed],
+    )  # fmt: skip
+
+
+def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    new = np.where(shapely.is_valid(new), new, shapely.make_valid(new))  # errors still blocked
+    sym = m2(shapely.symmetric_difference(new, old))
+    union = m2(shapely.union(new, old))
+    return sym / np.maximum(union, 1e-12)
+
+
+def commit_plan(
+    conn: psycopg.Connection,
+    plan: Plan,
+    *,
+    description: str = "",
+    progress: Progress | None = None,
+) -> Report:
+    """Publish ``plan`` as a new active generation, in one transaction.
+
+    Raises
+    ------
+    InvalidInputError
+        The report holds errors (they block committing).
+    ConflictError
+        Another generation was activated since the plan was made.
+    """
+    step = progress or _noop
+    report = plan.report
+    if report.errors:
+        raise InvalidInputError(
+            f"{report.source}: {report.errors} error(s) in the report block --commit; "
+            "fix the file (or use --fix for invalid geometry) and try again",
+            details=[{"check": f.check, "index": f.index, "code": f.code}
+                     for f in report.findings if f.severity == "error"][:100],
+        )  # fmt: skip
+    level = report.level
+    with conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = 0")
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        if _active_generation(conn) != plan.previous_generation:
+            raise ConflictError(
+                f"generation {_active_generation(conn)} was activated after this import was "
+                f"checked against {plan.previous_generation}; check it again"
+            )
+        step(0.1, "staging a new generation")
+        generation = bulk._new_generation(conn, description or f"import {level} {report.source}")
+        # Close first: a code's validity ranges may not overlap (exclusion constraint).
+        conn.execute(
+            "UPDATE areas SET generation_high = %s WHERE id = ANY(%s)",
+            (plan.previous_generation, plan.changed_ids + plan.removed_ids),
+        )
+        step(0.3, "staging added and changed areas")
+        staged = plan.frame.iloc[np.concatenate([plan.added, plan.changed])]
+        staged = staged.assign(level=level)
+        bulk._copy(conn, "areas", bulk._areas_columns(staged, generation))
+        step(0.6, "activating")
+        conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
+        bulk._activate(conn, generation)
+        if level == "grid":
+            step(0.7, "re-assigning buildings, facilities, workers, events")
+            report.reassignment = reassign_after_grid_change(
+                conn, generation, plan.previous_generation
+            )
+        conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
+        step(0.95, "committing")
+    report.generation_id = generation
+    report.committed = True
+    step(1.0, f"generation {generation} active")
+    return report
+
+
+def import_file(
+    conn: psycopg.Connection,
+    path: Path | str,
+    level: str,
+    *,
+    commit: bool = False,
+    options: ReadOptions | None = None,
+    thresholds: Thresholds | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Read, check and diff ``path``; with ``commit`` publish it (errors block that)."""
+    step = progress or _noop
+    plan = prepare_import(conn, path, level, options, thresholds,
+                          lambda f, m: step(f * (0.6 if commit else 1.0), m))  # fmt: skip
+    conn.rollback()  # end the read-only transaction before committing
+    if not commit:
+        return plan.report
+    return commit_plan(conn, plan, progress=lambda f, m: step(0.6 + 0.4 * f, m))
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-able dict."""
+    return report.to_dict()

@@ -1,0 +1,434 @@
+"""Reading boundary files handed over by GIS staff into one clean, EPSG:4326 frame.
+
+Formats (through pyogrio/GDAL): ESRI Shapefile (a ``.shp``, a folder holding one, or a
+``.zip`` of it), GeoPackage (``--layer``), GeoJSON and FlatGeobuf. Every problem with
+the *file* itself (corrupt zip, zip slip, missing ``.shx``/``.dbf``, wrong encoding,
+mixed geometry types, NaN coordinates, too big, no CRS) raises
+:class:`~gridmap.errors.InvalidInputError` naming the file; problems with *features*
+are left to :mod:`gridmap.ingest.checks`.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS
+
+from gridmap.errors import InvalidInputError
+
+AREA_LEVELS = ("district", "street", "community", "grid")
+IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
+STORAGE_CRS = "EPSG:4326"
+DEFAULT_MAX_BYTES = 1 << 30
+SUFFIXES = {".shp": "ESRI Shapefile", ".gpkg": "GPKG", ".geojson": "GeoJSON",
+            ".json": "GeoJSON", ".fgb": "FlatGeobuf"}  # fmt: skip
+FIELD_CANDIDATES = {
+    "code": ("code", "dm", "代码", "编码", "grid_code", "bm"),
+    "name": ("name", "mc", "名称", "name_zh"),
+    "parent": ("parent", "parent_code", "sjdm", "上级代码", "parentcode"),
+}
+"""Field names tried (case-insensitive) when ``--code-field`` etc. are not given."""
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class ReadOptions:
+    """How to read a file: field mapping, encoding, CRS, layer, limits."""
+
+    code_field: str | None = None
+    name_field: str | None = None
+    parent_field: str | None = None
+    encoding: str | None = None
+    source_crs: str | None = None
+    layer: str | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReadOptions:
+        """Options from a JSON-able dict (unknown keys ignored)."""
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class LayerRead:
+    """What was read: features (code, name, parent_code, geometry in EPSG:4326) and how."""
+
+    frame: gpd.GeoDataFrame
+    source: str
+    driver: str
+    crs_used: str
+    crs_note: str
+    encoding_used: str
+    fields: dict[str, str | None]
+    z_dropped: list[int] = field(default_factory=list)
+
+
+def read_layer(
+    path: Path | str,
+    level: str,
+    options: ReadOptions | None = None,
+    progress: Progress | None = None,
+) -> LayerRead:
+    """Read one layer of areas from ``path`` and reproject it to EPSG:4326.
+
+    Parameters
+    ----------
+    path : pathlib.Path or str
+        A ``.shp``, a folder with one shapefile, a ``.zip`` of one, a ``.gpkg``,
+        ``.geojson`` or ``.fgb``.
+    level : str
+        The level being imported (chooses the shapefile in a folder holding several).
+    options : ReadOptions, optional
+        Field mapping, encoding, source CRS, GeoPackage layer, size limit.
+    progress : callable, optional
+        Called with (fraction, message) as reading goes on.
+
+    Returns
+    -------
+    LayerRead
+        The features in file order (index = feature index) and what was assumed.
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be read as asked; the message names the file and the problem.
+    """
+    options = options or ReadOptions()
+    report = progress or (lambda _f, _m: None)
+    path = Path(path)
+    _check_size(path, options.max_bytes)
+    with tempfile.TemporaryDirectory(prefix="gridmap-import-") as tmp:
+        target = _unpack(path, Path(tmp), options.max_bytes) if _is_zip(path) else path
+        dataset = _find_dataset(target, level, path)
+        report(0.1, f"reading {dataset.name}")
+        return _read_dataset(dataset, level, options, path.name, report)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _check_size(path: Path, max_bytes: int) -> None:
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such file or folder", details=[{"file": str(path)}])
+    size = (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
+        else path.stat().st_size
+    )
+    if size > max_bytes:
+        raise InvalidInputError(
+            f"{path.name}: {size:,} bytes is over the import size limit of {max_bytes:,} bytes",
+            details=[{"file": path.name, "problem": "too_large", "bytes": size}],
+        )
+
+
+def _is_zip(path: Path) -> bool:
+    return path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path))
+
+
+def _unpack(path: Path, into: Path, max_bytes: int) -> Path:
+    """Extract a zip safely: no member may escape ``into``; CRCs are verified."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            for info in members:
+                _refuse_escape(path, info.filename)
+            total = sum(info.file_size for info in members)
+            if total > max_bytes:
+                raise InvalidInputError(
+                    f"{path.name}: unpacks to {total:,} bytes, over the limit of {max_bytes:,}",
+                    details=[{"file": path.name, "problem": "too_large"}],
+                )
+            broken = archive.testzip()
+            if broken is not None:
+                raise InvalidInputError(f"{path.name}: member {broken} is corrupt (bad CRC)")
+            archive.extractall(into)
+    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+        raise InvalidInputError(
+            f"{path.name}: not a readable zip file ({exc}); is it truncated?",
+            details=[{"file": path.name, "problem": "corrupt_zip"}],
+        ) from None
+    return into
+
+
+def _refuse_escape(archive: Path, member: str) -> None:
+    pure = PurePosixPath(member.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or (member[1:3] == ":\\"):
+        raise InvalidInputError(
+            f"{archive.name}: member {member!r} points outside the upload folder (zip slip)",
+            details=[{"file": archive.name, "member": member, "problem": "zip_slip"}],
+        )
+
+
+def _find_dataset(target: Path, level: str, original: Path) -> Path:
+    if target.is_file():
+        if target.suffix.lower() not in SUFFIXES:
+            raise InvalidInputError(
+                f"{original.name}: unknown format {target.suffix!r}; expected one of "
+                f"{', '.join(sorted({*SUFFIXES, '.zip'}))}"
+            )
+        return target
+    found = sorted(p for p in target.rglob("*") if p.suffix.lower() in SUFFIXES)
+    if not found:
+        raise InvalidInputError(f"{original.name}: holds no shapefile, GeoPackage or GeoJSON")
+    if len(found) == 1:
+        return found[0]
+    named = [p for p in found if p.stem.lower() in (level, f"{level}s")]
+    if len(named) == 1:
+        return named[0]
+    raise InvalidInputError(
+        f"{original.name}: holds several datasets ({', '.join(p.name for p in found)}); "
+        f"name one, or call the {level} file {level}.shp"
+    )
+
+
+def _sidecar(shp: Path, suffix: str) -> Path | None:
+    for candidate in shp.parent.iterdir():
+        if candidate.stem == shp.stem and candidate.suffix.lower() == suffix:
+            return candidate
+    return None
+
+
+def _check_shapefile_parts(shp: Path, label: str) -> None:
+    missing = [s for s in (".shx", ".dbf") if _sidecar(shp, s) is None]
+    if missing:
+        raise InvalidInputError(
+            f"{label}: shapefile {shp.name} has no {' or '.join(missing)} file beside it; "
+            "send all parts (.shp, .shx, .dbf, .prj, .cpg)",
+            details=[{"file": shp.name, "problem": "missing_part", "missing": missing}],
+        )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _read_dataset(
+    dataset: Path, level: str, options: ReadOptions, label: str, report: Progress
+) -> LayerRead:
+    driver = SUFFIXES[dataset.suffix.lower()]
+    shapefile = driver == "ESRI Shapefile"
+    if shapefile:
+        _check_shapefile_parts(dataset, label)
+    layer = options.layer if driver == "GPKG" else None
+    try:
+        info = pyogrio.read_info(dataset, layer=layer)
+        # Shapefile text is read as Latin-1 (byte-for-byte) and decoded here, so that a
+        # wrong encoding is detected instead of silently turned into mojibake by GDAL.
+        raw = pyogrio.read_dataframe(
+            dataset, layer=layer, encoding="latin1" if shapefile else None
+        )
+    except pyogrio.errors.DataSourceError as exc:
+        raise InvalidInputError(f"{label}: cannot read {dataset.name}: {exc}") from None
+    except pyogrio.errors.DataLayerError as exc:
+        raise InvalidInputError(f"{label}: layer problem in {dataset.name}: {exc}") from None
+    except Exception as exc:  # GDAL raises a few of its own kinds on damaged files
+        raise InvalidInputError(f"{label}: {dataset.name} is damaged: {exc}") from None
+    report(0.5, f"read {len(raw):,} features")
+    encoding = "UTF-8"
+    if shapefile:
+        encoding = _decode_text(raw, dataset, options.encoding, label)
+    mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
+    geoms, z_dropped = _clean_geometry(np.asarray(raw.geometry.to_numpy(), dtype=object), label)
+    crs, note = _choose_crs(info.get("crs"), options.source_crs, geoms, label)
+    frame = gpd.GeoDataFrame(
+        {
+            "code": _codes(raw, mapping["code"]),
+            "name": _texts(raw, mapping["name"]),
+            "parent_code": _codes(raw, mapping["parent"]),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=crs),
+    )
+    if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
+        frame = frame.to_crs(STORAGE_CRS)
+        report(0.8, f"reprojected from {crs}")
+    frame = frame.set_crs(STORAGE_CRS, allow_override=True)
+    return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped)
+
+
+def _decode_text(raw: pd.DataFrame, dataset: Path, asked: str | None, label: str) -> str:
+    """Decode Latin-1-read text columns with the right encoding; refuse mojibake."""
+    cpg = _sidecar(dataset, ".cpg")
+    declared = asked or (cpg.read_text(errors="replace").strip() if cpg else None)
+    text_columns = [
+        c for c in raw.columns
+        if c != raw.geometry.name and any(isinstance(v, str) for v in raw[c].head(1000))
+    ]
+    blobs = [
+        v.encode("latin1") for c in text_columns for v in raw[c].dropna() if isinstance(v, str)
+    ]
+    encoding = _normalise_encoding(declared) if declared else _guess_encoding(blobs)
+    _refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
+    for column in text_columns:
+        raw[column] = pd.Series(
+            [v.encode("latin1").decode(encoding) if isinstance(v, str) else v
+             for v in raw[column]], index=raw.index, dtype=object,
+        )  # fmt: skip
+    return encoding
+
+
+def _normalise_encoding(name: str) -> str:
+    upper = name.upper().replace("_", "-")
+    aliases = {"UTF8": "UTF-8", "936": "GBK", "CP936": "GBK", "GB2312": "GBK", "65001": "UTF-8",
+               "ANSI 936": "GBK", "GB18030": "GB18030", "1252": "CP1252"}  # fmt: skip
+    name = aliases.get(upper, upper)
+    try:
+        "".encode(name)
+    except LookupError:
+        raise InvalidInputError(f"unknown text encoding {name!r}; try UTF-8 or GBK") from None
+    return name
+
+
+def _guess_encoding(blobs: list[bytes]) -> str:
+    """No .cpg and no --encoding: UTF-8 if every string is valid UTF-8, else GBK."""
+    try:
+        for blob in blobs:
+            blob.decode("utf-8")
+    except UnicodeDecodeError:
+        return "GBK"
+    return "UTF-8"
+
+
+def _refuse_mojibake(
+    blobs: list[bytes], encoding: str, label: str, filename: str, declared: bool
+) -> None:
+    non_ascii = [b for b in blobs if not b.isascii()]
+    for blob in non_ascii:
+        try:
+            blob.decode(encoding)
+        except UnicodeDecodeError:
+            other = "GBK" if encoding == "UTF-8" else "UTF-8"
+            raise InvalidInputError(
+                f"{label}: text in {filename} is not valid {encoding} (e.g. {blob[:24]!r}); "
+                f"wrong encoding? try --encoding {other}",
+                details=[{"file": filename, "problem": "encoding", "encoding": encoding}],
+            ) from None
+    if declared and encoding != "UTF-8" and non_ascii:
+        # Text that is valid UTF-8 with non-ASCII characters is UTF-8: read as GBK it
+        # would be mojibake (the reverse, GBK bytes that happen to be valid UTF-8, is rare).
+        try:
+            for blob in non_ascii:
+                blob.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        raise InvalidInputError(
+            f"{label}: text in {filename} is UTF-8 but was declared {encoding}; reading it "
+            "that way would garble the names — pass --encoding UTF-8 (or fix the .cpg)",
+            details=[{"file": filename, "problem": "encoding", "encoding": encoding}],
+        )
+
+
+def _map_fields(
+    columns: list[str], level: str, options: ReadOptions, label: str
+) -> dict[str, str | None]:
+    given = {"code": options.code_field, "name": options.name_field,
+             "parent": options.parent_field}  # fmt: skip
+    lowered = {c.lower(): c for c in columns}
+    mapping: dict[str, str | None] = {}
+    for role, asked in given.items():
+        if asked is not None:
+            if asked not in columns and asked.lower() not in lowered:
+                raise InvalidInputError(
+                    f"{label}: field {asked!r} (--{role}-field) not found; fields are {columns}"
+                )
+            mapping[role] = lowered.get(asked.lower(), asked)
+            continue
+        mapping[role] = next((lowered[c] for c in FIELD_CANDIDATES[role] if c in lowered), None)
+    if mapping["code"] is None:
+        raise InvalidInputError(
+            f"{label}: no code field found among {columns}; name it with --code-field",
+            details=[{"file": label, "problem": "no_code_field"}],
+        )
+    if level in AREA_LEVELS and mapping["name"] is None:
+        raise InvalidInputError(f"{label}: no name field found among {columns}; use --name-field")
+    return mapping
+
+
+def _codes(raw: pd.DataFrame, column: str | None) -> list[str | None]:
+    if column is None:
+        return [None] * len(raw)
+    out: list[str | None] = []
+    for value in raw[column].tolist():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out.append(None)
+        elif isinstance(value, float) and value.is_integer():
+            out.append(str(int(value)))  # numeric DBF fields come back as floats
+        else:
+            text = str(value).strip()
+            out.append(text or None)
+    return out
+
+
+def _texts(raw: pd.DataFrame, column: str | None) -> list[str]:
+    if column is None:
+        return [""] * len(raw)
+    return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+            for v in raw[column].tolist()]  # fmt: skip
+
+
+_FAMILY = {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon",
+           7: "collection"}  # fmt: skip
+
+
+def _clean_geometry(geoms: np.ndarray, label: str) -> tuple[np.ndarray, list[int]]:
+    """Refuse mixed types and non-finite coordinates; drop Z/M (their indexes are kept)."""
+    present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    families = {_FAMILY.get(int(t), "other") for t in shapely.get_type_id(geoms[present])}
+    if len(families) > 1:
+        raise InvalidInputError(
+            f"{label}: mixed geometry types ({', '.join(sorted(families))}); "
+            "one layer must hold one kind of geometry",
+            details=[{"file": label, "problem": "mixed_geometry", "types": sorted(families)}],
+        )
+    coords, owner = shapely.get_coordinates(geoms, include_z=True, return_index=True)
+    bad_xy = ~np.isfinite(coords[:, :2]).all(axis=1)
+    if bad_xy.any():
+        features = sorted(set(owner[bad_xy].tolist()))
+        raise InvalidInputError(
+            f"{label}: NaN or infinite coordinates in feature(s) {features[:10]}",
+            details=[{"file": label, "problem": "non_finite", "feature": i} for i in features[:50]],
+        )
+    has_z = np.asarray(shapely.has_z(geoms), dtype=bool) & present
+    z_dropped = np.flatnonzero(has_z).tolist()
+    if z_dropped:
+        geoms = shapely.force_2d(geoms)
+    return geoms, z_dropped
+
+
+def _choose_crs(
+    file_crs: str | None, source_crs: str | None, geoms: np.ndarray, label: str
+) -> tuple[str, str]:
+    if file_crs:
+        return _valid_crs(file_crs, label), "read from the file"
+    if source_crs:
+        return _valid_crs(source_crs, label), "given by --source-crs (the file has none)"
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    if -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90:
+        return STORAGE_CRS, "assumed EPSG:4326: the file has no CRS and its coordinates are lon/lat"
+    raise InvalidInputError(
+        f"{label}: the file has no CRS (.prj) and its coordinates ({xmin:.0f}, {ymin:.0f}) are "
+        "not longitude/latitude; pass --source-crs, e.g. EPSG:4545 (CGCS2000 / 3-degree GK CM "
+        "105E) or EPSG:3857",
+        details=[{"file": label, "problem": "no_crs"}],
+    )
+
+
+def _valid_crs(text: str, label: str) -> str:
+    try:
+        crs = CRS.from_user_input(text)
+    except Exception:
+        raise InvalidInputError(f"{label}: unknown CRS {text!r}") from None
+    epsg = crs.to_epsg(min_confidence=70)
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()

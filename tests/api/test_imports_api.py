@@ -1,0 +1,78 @@
+"""Upload API: POST /imports → job with report → commit; layers export."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from gridmap.db.engine import make_engine
+from gridmap.ingest.bulk import load_city
+from sample_data.city import SampleCity
+
+
+@pytest.fixture
+def writable_client(
+    database_factory: Callable[..., str],
+    sample_city: SampleCity,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[TestClient]:
+    """An API client on its own (writable) sample-city database."""
+    from api.main import create_app
+    from gridmap.config import get_settings
+
+    monkeypatch.setenv("GRIDMAP_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        load_city(conn, sample_city)
+    engine = make_engine(url)
+    with TestClient(create_app(engine)) as client:
+        yield client
+    engine.dispose()
+    get_settings.cache_clear()
+
+
+def test_upload_check_commit_and_export(writable_client: TestClient) -> None:
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile",
+                                                                  "encoding": "GBK"})
+    assert exported.status_code == 200 and exported.headers["content-type"] == "application/zip"
+    response = writable_client.post(
+        "/api/v1/imports", data={"level": "grid"},
+        files={"file": ("grid.zip", exported.content, "application/zip")},
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    job = writable_client.get(f"/api/v1/imports/{response.json()['id']}").json()
+    assert job["status"] == "checked" and job["progress"] == 1.0
+    assert job["report"]["errors"] == 0 and job["report"]["encoding"] == "GBK"
+    assert job["report"]["diff"]["unchanged"] == job["report"]["feature_count"]
+    committed = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
+    assert committed.status_code == 200, committed.text
+    assert committed.json()["status"] == "committed" and committed.json()["generation_id"] == 2
+    again = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
+    assert again.status_code == 409
+    geojson = writable_client.get("/api/v1/layers/grid", params={"generation": 1})
+    assert geojson.status_code == 200 and len(geojson.json()["features"]) == 300
+
+
+def test_bad_uploads_are_clear_errors(writable_client: TestClient) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("../escape.shp", b"x")
+    job = writable_client.post("/api/v1/imports", data={"level": "grid"},
+                               files={"file": ("evil.zip", buf.getvalue())}).json()  # fmt: skip
+    job = writable_client.get(f"/api/v1/imports/{job['id']}").json()
+    assert job["status"] == "failed" and "zip slip" in job["message"]
+    assert writable_client.post(f"/api/v1/imports/{job['id']}/commit").status_code == 409
+    bad_name = writable_client.post("/api/v1/imports", data={"level": "grid"},
+                                    files={"file": ("../x.zip", b"x")})  # fmt: skip
+    assert bad_name.status_code == 422
+    assert writable_client.get("/api/v1/imports/999").status_code == 404
+    assert writable_client.get("/api/v1/layers/worker").status_code == 422
+    assert writable_client.get("/api/v1/layers/grid", params={"bbox": "1,2"}).status_code == 422

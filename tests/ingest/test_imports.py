@@ -1,0 +1,346 @@
+"""Imports against a real PostGIS: files written here (GBK, UTF-8, Gauss-Kruger), every
+check triggered by a crafted file, generations, diff, re-assignment, atomicity, export."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import psycopg
+import pyogrio
+import pytest
+import shapely
+
+from gridmap.errors import ConflictError, InvalidInputError
+from gridmap.ingest.bulk import load_city
+from gridmap.ingest.checks import Thresholds
+from gridmap.ingest.export import export_layer
+from gridmap.ingest.publish import commit_plan, import_file, prepare_import
+from gridmap.ingest.reader import ReadOptions, read_layer
+from sample_data.city import SampleCity
+
+Connect = Callable[[], psycopg.Connection]
+
+
+@pytest.fixture
+def city_conn(database_factory: Callable[..., str], sample_city: SampleCity
+              ) -> Iterator[psycopg.Connection]:  # fmt: skip
+    """A connection to a fresh database holding the sample city (writable)."""
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        load_city(conn, sample_city)
+        yield conn
+
+
+def _grids(city: SampleCity) -> gpd.GeoDataFrame:
+    frame = city.level("grid")[["code", "name", "parent_code", "geometry"]].reset_index(drop=True)
+    return frame.rename(columns={"code": "DM", "name": "MC", "parent_code": "SJDM"})
+
+
+def _write(frame: gpd.GeoDataFrame, path: Path, encoding: str = "UTF-8", **kw: object) -> Path:
+    pyogrio.write_dataframe(frame, path, encoding=encoding, **kw)
+    return path
+
+
+def _one(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
+    row = conn.execute(query, params).fetchone()  # type: ignore[call-overload]
+    assert row is not None
+    return row[0]
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["GBK", "UTF-8"])
+def test_chinese_names_round_trip_in_gbk_and_utf8(
+    tmp_path: Path, sample_city: SampleCity, encoding: str
+) -> None:
+    frame = _grids(sample_city)
+    shp = _write(frame, tmp_path / "grid.shp", encoding)
+    (tmp_path / "grid.cpg").unlink()  # auto-detection, not the .cpg, must find it
+    read = read_layer(shp, "grid")
+    assert read.encoding_used == encoding
+    assert read.frame.name.tolist() == frame.MC.tolist()
+    assert read.fields == {"code": "DM", "name": "MC", "parent": "SJDM"}
+
+
+def test_gauss_kruger_is_reprojected(tmp_path: Path, sample_city: SampleCity) -> None:
+    frame = _grids(sample_city)
+    shp = _write(frame.to_crs(4545), tmp_path / "grid.shp")  # CGCS2000 GK CM 105E
+    read = read_layer(shp, "grid")
+    assert read.crs_used == "EPSG:4545"
+    drift = shapely.hausdorff_distance(read.frame.geometry.to_numpy(), frame.geometry.to_numpy())
+    assert drift.max() < 1e-6
+
+
+def test_no_crs_refused_unless_lonlat(tmp_path: Path, sample_city: SampleCity) -> None:
+    gk = _grids(sample_city).to_crs(4545)
+    shp = _write(gk.set_crs(None, allow_override=True), tmp_path / "grid.shp")
+    with pytest.raises(InvalidInputError, match="no CRS"):
+        read_layer(shp, "grid")
+    assert read_layer(shp, "grid", ReadOptions(source_crs="EPSG:4545")).crs_used == "EPSG:4545"
+    lonlat = _write(_grids(sample_city).set_crs(None, allow_override=True), tmp_path / "ll.shp")
+    assert "assumed EPSG:4326" in read_layer(lonlat, "grid").crs_note
+
+
+def test_wrong_encoding_is_refused(tmp_path: Path, sample_city: SampleCity) -> None:
+    shp = _write(_grids(sample_city), tmp_path / "grid.shp", "GBK")
+    with pytest.raises(InvalidInputError, match="not valid UTF-8"):
+        read_layer(shp, "grid", ReadOptions(encoding="UTF-8"))
+    shp = _write(_grids(sample_city), tmp_path / "u.shp", "UTF-8")
+    with pytest.raises(InvalidInputError, match="not valid GBK|UTF-8 but was declared GBK"):
+        read_layer(shp, "grid", ReadOptions(encoding="GBK"))
+
+
+def test_bad_files(tmp_path: Path, sample_city: SampleCity) -> None:
+    shp = _write(_grids(sample_city), tmp_path / "grid.shp")
+    archive = tmp_path / "grid.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for part in tmp_path.glob("grid.*"):
+            if part.suffix != ".zip":
+                z.write(part, part.name)
+    assert len(read_layer(archive, "grid").frame) == len(_grids(sample_city))
+    truncated = tmp_path / "cut.zip"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(InvalidInputError, match="cut.zip"):
+        read_layer(truncated, "grid")
+    slip = tmp_path / "slip.zip"
+    with zipfile.ZipFile(slip, "w") as z:
+        z.writestr("../../etc/evil.shp", b"x")
+    with pytest.raises(InvalidInputError, match="zip slip"):
+        read_layer(slip, "grid")
+    with pytest.raises(InvalidInputError, match="over the import size limit"):
+        read_layer(archive, "grid", ReadOptions(max_bytes=100))
+    (tmp_path / "grid.shx").unlink()
+    with pytest.raises(InvalidInputError, match=r"grid.shp has no \.shx"):
+        read_layer(shp, "grid")
+
+
+def test_mixed_geometry_and_nan_refused(tmp_path: Path) -> None:
+    mixed = gpd.GeoDataFrame({"CODE": ["1", "2"], "NAME": ["a", "b"]},
+                             geometry=[shapely.box(0, 0, 1, 1), shapely.Point(0, 0)], crs=4326)
+    with pytest.raises(InvalidInputError, match="mixed geometry types"):
+        read_layer(_write(mixed, tmp_path / "m.geojson", driver="GeoJSON"), "grid")
+    nan = gpd.GeoDataFrame({"CODE": ["1"], "NAME": ["a"]},
+                           geometry=[shapely.Polygon([(0, 0), (float("nan"), 1), (1, 0)])],
+                           crs=4326)  # fmt: skip
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        read_layer(_write(nan, tmp_path / "n.gpkg", driver="GPKG"), "grid")
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def test_every_check_fires(tmp_path: Path, city_conn: psycopg.Connection,
+                           sample_city: SampleCity) -> None:  # fmt: skip
+    frame = _grids(sample_city)
+    g = frame.geometry.to_numpy().copy()
+    # 0: bow-tie (invalid); 1: duplicate code of 2; 3: malformed; 4: not under parent;
+    # 5: missing parent; 6: grown (outside parent + overlaps neighbours); last removed (gap);
+    # 8: sliver; 9: Z values.
+    x0, y0, *_ = g[0].bounds
+    g[0] = shapely.Polygon([(x0, y0), (x0 + .01, y0 + .01), (x0 + .01, y0), (x0, y0 + .01)])
+    frame.loc[1, "DM"] = frame.DM[2]
+    frame.loc[3, "DM"] = "12AB"
+    frame.loc[4, "DM"] = "999999999999001"
+    frame.loc[5, "SJDM"] = "500199999999"
+    g[6] = shapely.buffer(g[6], 0.01)
+    c = g[8].centroid
+    g[8] = shapely.box(c.x, c.y, c.x + 1e-6, c.y + 1e-6)
+    g[9] = shapely.force_3d(g[9], 5.0)
+    frame = frame.set_geometry(list(g)).drop(index=frame.index[-1])
+    path = _write(frame, tmp_path / "grid.gpkg", driver="GPKG")
+    report = import_file(city_conn, path, "grid")
+    found = {(f.check, f.index) for f in report.findings}
+    for check, index in [("invalid_geometry", 0), ("duplicate_code", 2), ("malformed_code", 3),
+                         ("code_not_under_parent", 4), ("missing_parent", 5),
+                         ("outside_parent", 6), ("overlap", 6), ("sliver", 8),
+                         ("z_m_dropped", 9)]:  # fmt: skip
+        assert any(c == check and (i == index or check == "overlap") for c, i in found), check
+    gaps = [f for f in report.findings if f.check == "gap"]
+    assert gaps and gaps[0].location is not None and gaps[0].area_m2 > 1
+    assert report.errors and report.warnings
+    text = report.to_text()
+    assert "invalid_geometry" in text and "#0" in text
+    with pytest.raises(InvalidInputError, match="block --commit"):
+        import_file(city_conn, path, "grid", commit=True)
+    assert _one(city_conn, "SELECT count(*) FROM generations") == 1
+    fixed = import_file(city_conn, path, "grid", thresholds=Thresholds(fix=True))
+    invalid = [f for f in fixed.findings if f.check == "invalid_geometry"]
+    assert invalid and invalid[0].severity == "warning"
+
+
+# --- generations, diff, re-assignment, atomicity --------------------------------------------
+
+
+def _redivide(city: SampleCity) -> tuple[gpd.GeoDataFrame, str, str, str]:
+    """Merge grid B into grid A (same community); rename C; returns (frame, A, B, C)."""
+    frame = _grids(city)
+    parent = frame.SJDM.iloc[0]
+    same = frame.index[frame.SJDM == parent]
+    a, b = same[0], same[1]
+    assert shapely.touches(frame.geometry[a], frame.geometry[b])
+    frame.loc[a, "geometry"] = shapely.union(frame.geometry[a], frame.geometry[b])
+    c = frame.index[-1]
+    frame.loc[c, "MC"] = "新名字"
+    codes = frame.DM[a], frame.DM[b], frame.DM[c]
+    return frame.drop(index=b), *codes
+
+
+def test_commit_diff_generations_and_reassignment(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame, a, b, c = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp", "GBK")
+    moved_buildings = _one(city_conn, "SELECT count(*) FROM buildings WHERE grid_code = %s", (b,))
+    assert moved_buildings
+    city_conn.execute("LISTEN gridmap_generation")
+    city_conn.commit()
+    report = import_file(city_conn, path, "grid", commit=True)
+    d = report.diff
+    assert d is not None
+    assert (d["added"], d["removed"], d["changed"]) == (0, 1, 2)
+    assert d["unchanged"] == len(frame) - 2 and d["removed_codes"] == [b]
+    ratios = {x["code"]: x["symmetric_difference_ratio"] for x in d["changed_areas"]}
+    assert 0 < ratios[a] < 1 and ratios[c] == 0
+    gen = report.generation_id
+    assert _one(city_conn, "SELECT id FROM generations WHERE active") == gen
+    # unchanged rows keep their identity; removed/changed closed; others carry over
+    assert _one(city_conn, "SELECT count(*) FROM areas WHERE generation_high IS NULL AND "
+                "generation_low = 1 AND level = 'grid'") == len(frame) - 2  # fmt: skip
+    assert _one(city_conn, "SELECT count(*) FROM areas WHERE generation_high = 1") == 3
+    assert _one(city_conn, "SELECT count(*) FROM areas WHERE generation_low = %s", (gen,)) == 2
+    assert _one(city_conn, "SELECT count(*) FROM areas WHERE level <> 'grid' AND "
+                "generation_high IS NOT NULL") == 0  # fmt: skip
+    assert _one(city_conn, "SELECT name FROM areas WHERE code = %s AND generation_high IS NULL",
+                (c,)) == "新名字"  # fmt: skip
+    # the old generation is still there to query
+    assert _one(city_conn, "SELECT count(*) FROM areas WHERE code = %s AND generation_low <= 1 "
+                "AND (generation_high IS NULL OR generation_high >= 1)", (b,)) == 1  # fmt: skip
+    r = report.reassignment
+    assert r is not None and r["buildings_moved"] == moved_buildings
+    assert r["per_grid"][a]["buildings"] == moved_buildings and r["persons_moved"] > 0
+    assert _one(city_conn, "SELECT count(*) FROM buildings WHERE grid_code = %s", (b,)) == 0
+    wrong = _one(city_conn, """
+        SELECT count(*) FROM buildings bl WHERE grid_code IS DISTINCT FROM (
+          SELECT min(code) FROM areas g WHERE level = 'grid' AND generation_high IS NULL
+          AND ST_Covers(g.geom, ST_PointOnSurface(bl.geom)))""")
+    assert wrong == 0
+    assert _one(city_conn, "SELECT count(*) FROM facilities WHERE grid_code = %s", (b,)) == 0
+    assert _one(city_conn, "SELECT count(*) FROM worker_assignments WHERE grid_code = %s",
+                (b,)) == 0  # fmt: skip
+    workers_b = sum(sample_city.workers.grid_code == b)
+    assert r["workers_moved"] == workers_b
+    notes = list(city_conn.notifies(timeout=1, stop_after=1))
+    assert notes and notes[0].payload == str(gen)
+
+
+def test_failure_mid_commit_leaves_active_generation(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+    plan = prepare_import(city_conn, path, "grid")
+    city_conn.rollback()
+
+    def boom(fraction: float, message: str) -> None:
+        if message == "activating":
+            raise RuntimeError("power cut")
+
+    before = city_conn.execute("SELECT id, generation_low, generation_high FROM areas"
+                               " ORDER BY id").fetchall()  # fmt: skip
+    with pytest.raises(RuntimeError):
+        commit_plan(city_conn, plan, progress=boom)
+    city_conn.rollback()
+    assert _one(city_conn, "SELECT id FROM generations WHERE active") == 1
+    assert _one(city_conn, "SELECT count(*) FROM generations") == 1
+    after = city_conn.execute("SELECT id, generation_low, generation_high FROM areas"
+                              " ORDER BY id").fetchall()  # fmt: skip
+    assert after == before
+
+
+def test_killed_mid_commit_leaves_active_generation(
+    tmp_path: Path, database_factory: Callable[..., str], sample_city: SampleCity
+) -> None:
+    url = database_factory()
+    with psycopg.connect(url) as conn:
+        load_city(conn, sample_city)
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+    blocker = psycopg.connect(url)
+    blocker.execute("SELECT id FROM generations WHERE active FOR UPDATE")  # holds activation
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        with psycopg.connect(url, application_name="gm-import-victim") as conn:
+            try:
+                import_file(conn, path, "grid", commit=True)
+            except BaseException as exc:  # noqa: BLE001 - the kill is what we expect
+                errors.append(exc)
+
+    worker = threading.Thread(target=publish)
+    worker.start()
+    with psycopg.connect(url, autocommit=True) as admin:
+        for _ in range(200):
+            waiting = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'gm-import-victim'"
+                " AND wait_event_type = 'Lock'").fetchall()  # fmt: skip
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert waiting, "the import never reached activation"
+        staged = admin.execute("SELECT count(*) FROM areas").fetchone()
+        admin.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],))
+    worker.join(30)
+    blocker.rollback()
+    blocker.close()
+    assert errors
+    with psycopg.connect(url) as conn:
+        assert _one(conn, "SELECT id FROM generations WHERE active") == 1
+        assert _one(conn, "SELECT count(*) FROM generations") == 1
+        assert _one(conn, "SELECT count(*) FROM areas WHERE generation_high IS NOT NULL") == 0
+        assert (_one(conn, "SELECT count(*) FROM areas"),) == staged
+
+
+def test_stale_plan_is_refused(tmp_path: Path, city_conn: psycopg.Connection,
+                               sample_city: SampleCity) -> None:  # fmt: skip
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+    plan = prepare_import(city_conn, path, "grid")
+    city_conn.rollback()
+    import_file(city_conn, path, "grid", commit=True)
+    with pytest.raises(ConflictError, match="check it again"):
+        commit_plan(city_conn, plan)
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "encoding"), [("grid.zip", "GBK"), ("grid.zip", "UTF-8"),
+                                                ("grid.gpkg", "UTF-8"),
+                                                ("grid.geojson", "UTF-8")])  # fmt: skip
+def test_export_round_trip(tmp_path: Path, city_conn: psycopg.Connection, name: str,
+                           encoding: str) -> None:  # fmt: skip
+    out, rows = export_layer(city_conn, "grid", tmp_path / name, encoding=encoding)
+    city_conn.rollback()
+    report = import_file(city_conn, out, "grid")
+    assert report.errors == 0 and report.diff is not None
+    assert report.diff["unchanged"] == rows and report.diff["changed"] == 0
+    assert report.encoding == (encoding if name.endswith(".zip") else "UTF-8")
+
+
+def test_export_filters_and_no_personal_data(tmp_path: Path, city_conn: psycopg.Connection
+                                             ) -> None:  # fmt: skip
+    _, everything = export_layer(city_conn, "grid", tmp_path / "all.geojson")
+    _, some = export_layer(city_conn, "grid", tmp_path / "some.geojson",
+                           bbox=(106.2, 29.2, 106.5, 29.5))  # fmt: skip
+    assert 0 < some < everything
+    with pytest.raises(InvalidInputError, match="personal data"):
+        export_layer(city_conn, "worker", tmp_path / "w.geojson")
+    _, n = export_layer(city_conn, "building", tmp_path / "b.gpkg")
+    columns = set(pyogrio.read_info(tmp_path / "b.gpkg")["fields"])
+    assert n and not columns & {"id_number", "phone", "name"}
