@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tiles.cache import TileCache
+
 
 def get_engine(request: Request) -> Engine:
     """The engine created at start-up (``app.state.engine``)."""
@@ -31,3 +33,12 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_tile_cache(request: Request) -> TileCache:
+    """The process's tile cache (created at start-up)."""
+    cache: TileCache = request.app.state.tile_cache
+    return cache
+
+
+TileCacheDep = Annotated[TileCache, Depends(get_tile_cache)]

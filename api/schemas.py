@@ -51,3 +51,7 @@ class GridProfileOut(BaseModel):
     care: dict[str, int] = Field(description="persons per care tag")
     facilities_by_class: dict[str, int] = Field(description="facilities per major+minor class")
     workers: list[WorkerOut]
+
+
+class AreaHitOut(AreaOut):
+    bbox: tuple[float, float, float, float]

@@ -3,6 +3,7 @@
 from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Level
 from gridmap.models.base import Base
 from gridmap.models.facilities import Department, Facility, FacilityCategory
+from gridmap.models.layers import LayerChange, LayerVersion
 from gridmap.models.population import CARE_TAGS, Building, Household, Person
 from gridmap.models.workers import WORKER_ROLES, Worker, WorkerAssignment
 
@@ -18,6 +19,8 @@ __all__ = [
     "Generation",
     "Household",
     "LEVEL_ORDER",
+    "LayerChange",
+    "LayerVersion",
     "Level",
     "Person",
     "WORKER_ROLES",
