@@ -176,7 +176,7 @@
       map.on("click", GRID_FILL, (ev) => showProfile(ev.features[0].properties.code));
       map.on("mouseenter", GRID_FILL, () => { map.getCanvas().style.cursor = "pointer"; });
       map.on("mouseleave", GRID_FILL, () => { map.getCanvas().style.cursor = ""; });
-      map.on("moveend", () => updateStats(map));
+      map.on("idle", () => updateStats(map));
       map.once("idle", () => { updateStats(map); gridmap.ready = true; });
       if (config.events_stream) gridmap.startEventFeed(config.events_stream);
     });
