@@ -14,6 +14,7 @@ from api.routers import areas, health, ogc, tiles, web
 from gridmap import __version__
 from gridmap.config import get_settings
 from gridmap.db.engine import make_engine
+from gridmap.mapview import vendor_dir
 from tiles.cache import TileCache
 
 
@@ -49,7 +50,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.mount(
         "/vendor/maplibre-gl",
-        StaticFiles(directory=web.vendor_dir() / "maplibre-gl" / "dist", check_dir=False),
+        StaticFiles(directory=vendor_dir() / "maplibre-gl" / "dist", check_dir=False),
         name="vendor-maplibre",
     )
     return app

@@ -20,11 +20,6 @@ WEB_DIR = REPO / "web"
 router = APIRouter(tags=["web"])
 
 
-def vendor_dir() -> Path:
-    """Where npm installed the page's scripts (``make setup`` runs ``npm ci``)."""
-    return get_settings().web_vendor_dir or REPO / "node_modules"
-
-
 @router.get(
     "/",
     operation_id="get_map_page",
