@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ARRAY, Text, func, select, text
+from sqlalchemy import ColumnElement, case, func, select, text
 from sqlalchemy.orm import Session
 
 from gridmap.errors import InvalidInputError, NotFoundError
@@ -234,12 +234,10 @@ def search_areas(
         raise InvalidInputError("limit must be 1..100", details=[{"field": "limit"}])
     gen = resolve_generation(session, generation)
     pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    matches = Area.name.ilike(f"%{pattern}%", escape="\\")
+    matches: ColumnElement[bool] = Area.name.ilike(f"%{pattern}%", escape="\\")
     if q.isdigit():
         matches = matches | Area.code.startswith(q, autoescape=True)
-    rank = func.array_position(
-        func.cast(list(_LEVEL_RANK), ARRAY(Text())), Area.level
-    )
+    rank = case(_LEVEL_RANK, value=Area.level, else_=len(_LEVEL_RANK))
     rows = session.execute(
         select(
             Area,

@@ -8,6 +8,7 @@ and CSS from the npm-installed ``leaflet`` package instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def _inline_leaflet() -> str:
     return f"<style>{css}</style>\n<script>{js}</script>"
 
 
-def _collection(rows: list[Any]) -> dict[str, Any]:
+def _collection(rows: Sequence[Any]) -> dict[str, Any]:
     return {
         "type": "FeatureCollection",
         "features": [
@@ -90,7 +91,8 @@ def area_map(session: Session, code: str) -> folium.Map:
     m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
     m.default_js = []  # no CDN links: Leaflet is inlined below, the rest is not needed
     m.default_css = []
-    m.get_root().header.add_child(folium.Element(_inline_leaflet()), name="leaflet_inline")
+    root: Any = m.get_root()  # a branca Figure: it has the <head> ("header")
+    root.header.add_child(folium.Element(_inline_leaflet()), name="leaflet_inline")
     basemap = get_settings().basemap_url
     if basemap:
         folium.TileLayer(basemap, attr="base map (GRIDMAP_BASEMAP_URL)").add_to(m)

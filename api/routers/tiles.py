@@ -44,7 +44,9 @@ async def get_tile(
 ) -> Response:
     """One tile of ``layer`` (WebMercatorQuad), with ``ETag`` and ``Cache-Control``."""
     # Cache hits are answered on the event loop; only misses go to a worker thread.
-    tile = cache.peek(layer, z, x, y) or await run_in_threadpool(cache.get, layer, z, x, y)
+    tile = cache.peek(layer, z, x, y)
+    if tile is None:
+        tile = await run_in_threadpool(cache.get, layer, z, x, y)
     headers = {
         "ETag": tile.etag,
         "Cache-Control": f"public, max-age={get_settings().tile_max_age_s}",
