@@ -10,7 +10,7 @@ GRIDS ?= 6500
 
 .PHONY: setup system demo serve test lint bench clean db-down
 
-setup: system $(STAMP)
+setup: system $(STAMP) node_modules/.installed
 
 system:
 	@bash scripts/setup-system.sh
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# The page's scripts (MapLibre GL JS, Leaflet) come from the npm registry, served locally.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 demo: setup
 	$(BIN)/gridmap db up

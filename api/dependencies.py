@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridmap.lookup.service import LookupService
+from tiles.cache import TileCache
 
 
 def get_engine(request: Request) -> Engine:
@@ -40,3 +41,12 @@ def get_lookup(request: Request) -> LookupService:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LookupDep = Annotated[LookupService, Depends(get_lookup)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_tile_cache(request: Request) -> TileCache:
+    """The process's tile cache (created at start-up)."""
+    cache: TileCache = request.app.state.tile_cache
+    return cache
+
+
+TileCacheDep = Annotated[TileCache, Depends(get_tile_cache)]

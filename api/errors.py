@@ -16,6 +16,7 @@ from gridmap.errors import (
     GridmapError,
     InvalidInputError,
     NotFoundError,
+    OutOfRangeError,
     SetupError,
 )
 
@@ -24,6 +25,7 @@ log = logging.getLogger("gridmap.api")
 STATUS_BY_ERROR: dict[type[GridmapError], int] = {
     NotFoundError: 404,
     InvalidInputError: 422,
+    OutOfRangeError: 400,
     ConflictError: 409,
     DatabaseUnavailableError: 503,
     SetupError: 503,

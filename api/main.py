@@ -8,14 +8,18 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import areas, health, imports, layers, lookup
+from api.routers import areas, health, imports, layers, lookup, ogc, tiles, web
 from gridmap import __version__
+from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
 from gridmap.lookup.service import LookupService
+from gridmap.mapview import vendor_dir
+from tiles.cache import TileCache
 
 log = logging.getLogger("gridmap.api")
 
@@ -38,6 +42,13 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         url = libpq_url(app.state.engine.url.render_as_string(hide_password=False))
         app.state.lookup = LookupService(url)
         await _warm_lookup(app.state.lookup)
+        settings = get_settings()
+        app.state.tile_cache = TileCache(
+            app.state.engine,
+            size=settings.tile_cache_size,
+            feature_cap=settings.tile_feature_cap,
+            version_ttl_s=settings.tile_version_ttl_s,
+        )
         yield
         app.state.lookup.stop_listener()
         if engine is None:
@@ -55,4 +66,13 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(lookup.router)
     app.include_router(imports.router)
     app.include_router(layers.router)
+    app.include_router(tiles.router)
+    app.include_router(ogc.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
+    app.mount(
+        "/vendor/maplibre-gl",
+        StaticFiles(directory=vendor_dir() / "maplibre-gl" / "dist", check_dir=False),
+        name="vendor-maplibre",
+    )
     return app

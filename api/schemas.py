@@ -105,3 +105,7 @@ class ImportJobOut(BaseModel):
         default=None, description="checks, findings, diff and (after commit) re-assignment"
     )
     generation_id: int | None = None
+
+
+class AreaHitOut(AreaOut):
+    bbox: tuple[float, float, float, float]

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, case, func, select, text
 from sqlalchemy.orm import Session
 
 from gridmap.errors import InvalidInputError, NotFoundError
@@ -207,3 +207,45 @@ def level_of_code(code: str) -> Level:
     if len(code) == 6:
         return Level.city if code.endswith("0000") else Level.district
     return next(lv for lv in LEVEL_ORDER if lv.code_length == len(code) and len(code) > 6)
+
+
+@dataclass(frozen=True)
+class AreaHit:
+    """A search result: the area and its bounding box (west, south, east, north)."""
+
+    area: AreaSummary
+    bbox: tuple[float, float, float, float]
+
+
+_LEVEL_RANK = {level.value: i for i, level in enumerate(LEVEL_ORDER)}
+
+
+def search_areas(
+    session: Session, q: str, *, limit: int = 20, generation: int | None = None
+) -> list[AreaHit]:
+    """Areas valid in ``generation`` whose code starts with ``q`` or whose name contains it.
+
+    Exact code matches come first, then higher levels (districts before grids), then codes.
+    """
+    q = q.strip()
+    if not q:
+        raise InvalidInputError("search text q is empty", details=[{"field": "q"}])
+    if not 1 <= limit <= 100:
+        raise InvalidInputError("limit must be 1..100", details=[{"field": "limit"}])
+    gen = resolve_generation(session, generation)
+    pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches: ColumnElement[bool] = Area.name.ilike(f"%{pattern}%", escape="\\")
+    if q.isdigit():
+        matches = matches | Area.code.startswith(q, autoescape=True)
+    rank = case(_LEVEL_RANK, value=Area.level, else_=len(_LEVEL_RANK))
+    rows = session.execute(
+        select(
+            Area,
+            func.ST_XMin(Area.geom), func.ST_YMin(Area.geom),
+            func.ST_XMax(Area.geom), func.ST_YMax(Area.geom),
+        )
+        .where(matches, valid_in(gen))
+        .order_by((Area.code == q).desc(), rank, Area.code)
+        .limit(limit)
+    ).all()
+    return [AreaHit(_summary(r[0]), (r[1], r[2], r[3], r[4])) for r in rows]

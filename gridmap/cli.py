@@ -173,6 +173,25 @@ def lookup(
     typer.echo(orjson.dumps(files.lookup_one(service, lon, lat, crs, as_of, snap)).decode())
 
 
+@app.command("map")
+@friendly_errors
+def map_export(
+    area: Annotated[str, typer.Option("--area", help="area code (district … grid)")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("map.html"),
+) -> None:
+    """Write a standalone, offline HTML map (folium) of an area's grids, buildings, facilities."""
+    from gridmap.db.engine import make_engine, session_scope
+    from gridmap.mapview import write_area_map
+
+    engine = make_engine()
+    try:
+        with session_scope(engine) as session:
+            path = write_area_map(session, area, out)
+    finally:
+        engine.dispose()
+    typer.echo(f"wrote {path}")
+
+
 @app.command("serve")
 @friendly_errors
 def serve(

@@ -25,6 +25,20 @@ class Settings(BaseSettings):
     import_max_bytes: int = 1 << 30
     """Largest import file (or unpacked zip) accepted, in bytes."""
 
+    # Map layers (vector tiles, OGC API – Features, the web page).
+    tile_cache_size: int = 20_000
+    """Tiles kept in memory per process; 0 turns the server-side cache off."""
+    tile_feature_cap: int = 5_000
+    """At most this many features per layer in one tile."""
+    tile_version_ttl_s: float = 1.0
+    """How long a process trusts its snapshot of ``layer_versions`` (0: check every tile)."""
+    tile_max_age_s: int = 60
+    """``Cache-Control: max-age`` of tiles (clients revalidate with the ETag after that)."""
+    basemap_url: str | None = None
+    """Raster base-map tile URL template ({z}/{x}/{y}); none: a plain background."""
+    web_vendor_dir: Path | None = None
+    """Where npm installed the page's scripts (default: node_modules of the repository)."""
+
 
 @lru_cache
 def get_settings() -> Settings:

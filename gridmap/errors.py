@@ -46,3 +46,9 @@ class DatabaseUnavailableError(GridmapError):
     """The database cannot be reached right now."""
 
     exit_code = 6
+
+
+class OutOfRangeError(GridmapError):
+    """A well-formed request names something outside its range (e.g. a tile z/x/y)."""
+
+    exit_code = 2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the machine packages gridmap needs, from Debian's repositories, when missing:
 # PostgreSQL + PostGIS (database), GDAL's ogr tools (tests, benchmarks), Chromium (page
-# tests), Node.js/npm (the web page's scripts), python3-venv.
+# tests), Node.js/npm (the web page's scripts), wrk (tile benchmark), python3-venv.
 # Not root or not Debian: prints one line saying what to install, and fails.
 set -euo pipefail
 
@@ -18,6 +18,7 @@ have_postgis || need+=(postgresql-postgis)
 command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)  # benchmarks/bench_tiles.py
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 [ ${#need[@]} -eq 0 ] && exit 0

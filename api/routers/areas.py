@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from api.dependencies import SessionDep
-from api.schemas import AreaDetailOut, AreaOut, ErrorOut, GridProfileOut
+from api.schemas import AreaDetailOut, AreaHitOut, AreaOut, ErrorOut, GridProfileOut
 from gridmap import areas
 
 router = APIRouter(prefix="/api/v1", tags=["areas"])
@@ -19,6 +19,20 @@ GenerationQuery = Annotated[
     int | None, Query(description="generation id (default: the active one)", ge=1)
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+
+
+@router.get(
+    "/areas", operation_id="search_areas", response_model=list[AreaHitOut], responses=ERRORS
+)
+def search_areas(
+    session: SessionDep,
+    q: Annotated[str, Query(min_length=1, max_length=64, description="code prefix or name")],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    generation: GenerationQuery = None,
+) -> Any:
+    """Areas whose code starts with ``q`` or whose name contains it (with bounding boxes)."""
+    hits = areas.search_areas(session, q, limit=limit, generation=generation)
+    return [{**asdict(h.area), "bbox": h.bbox} for h in hits]
 
 
 @router.get(

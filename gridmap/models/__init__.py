@@ -4,6 +4,7 @@ from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Le
 from gridmap.models.base import Base
 from gridmap.models.facilities import Department, Facility, FacilityCategory
 from gridmap.models.imports import IMPORT_STATES, ImportJob
+from gridmap.models.layers import LayerChange, LayerVersion
 from gridmap.models.population import CARE_TAGS, Building, Household, Person
 from gridmap.models.workers import WORKER_ROLES, Worker, WorkerAssignment
 
@@ -21,6 +22,8 @@ __all__ = [
     "IMPORT_STATES",
     "ImportJob",
     "LEVEL_ORDER",
+    "LayerChange",
+    "LayerVersion",
     "Level",
     "Person",
     "WORKER_ROLES",

@@ -6,7 +6,7 @@ Code = 6-digit area code + 2-digit major class + 2-digit minor class + 6-digit s
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Computed, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridmap.models.base import Base
@@ -58,6 +58,11 @@ class Facility(Base):
     owner_department_code: Mapped[str | None] = mapped_column(String(32))
     maintainer_department_code: Mapped[str | None] = mapped_column(String(32))
     geom = mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=False)
+    # Kept by PostgreSQL (stored generated column): the tiles read it, nobody writes it.
+    geom_3857 = mapped_column(
+        Geometry("POINT", srid=3857, spatial_index=False),
+        Computed("ST_Transform(geom, 3857)", persisted=True),
+    )
 
     __table_args__ = (
         CheckConstraint("code ~ '^[0-9]{16}$'", name="code_format"),
@@ -71,4 +76,5 @@ class Facility(Base):
         Index("ix_facilities_geom", "geom", postgresql_using="gist"),
         Index("ix_facilities_grid_code", "grid_code"),
         Index("ix_facilities_class", "major_code", "minor_code"),
+        Index("ix_facilities_geom_3857", "geom_3857", postgresql_using="gist"),
     )

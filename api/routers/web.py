@@ -1,0 +1,48 @@
+"""The command-center page (served at ``/``) and its configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from api.dependencies import SessionDep
+from gridmap.catalog import MAJOR_CLASSES
+from gridmap.config import get_settings
+from tiles.features import city_extent
+from tiles.layers import LAYERS
+
+REPO = Path(__file__).resolve().parents[2]
+WEB_DIR = REPO / "web"
+
+router = APIRouter(tags=["web"])
+
+
+@router.get(
+    "/",
+    operation_id="get_map_page",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "the map page"}},
+)
+def map_page() -> FileResponse:
+    """The command-center map (MapLibre GL JS, vector tiles, no CDN)."""
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+
+@router.get("/map/config.json", operation_id="get_map_config", response_model=dict[str, Any])
+def map_config(request: Request, session: SessionDep) -> Any:
+    """What the page needs: layers, city bounds, facility classes, optional base map."""
+    settings = get_settings()
+    return {
+        "bounds": list(city_extent(session)),
+        "basemap_url": settings.basemap_url,
+        "layers": [
+            {"name": s.name, "title": s.title, "minzoom": s.minzoom, "maxzoom": s.maxzoom}
+            for s in LAYERS.values()
+        ],
+        "facility_classes": MAJOR_CLASSES,
+        # Set once GET /api/v1/events/stream exists (the events module).
+        "events_stream": getattr(request.app.state, "events_stream", None),
+    }

@@ -1,0 +1,182 @@
+"""Vector tiles: gridmap (uncached and cached) against tipg on the same grids, one run.
+
+Both servers read the same ``areas`` table of a sample city in the same database: gridmap
+through ``/tiles/grids/{z}/{x}/{y}.mvt``, tipg (PyPI ``tipg``, run from its own virtualenv
+so its pins don't touch ours) through its ``/collections/public.areas/tiles/…`` endpoint,
+filtered to ``level=grid``, on the same ``geom_3857`` column with the same three
+properties. The load tool is wrk (Debian ``wrk``): a fixed list of distinct z14 tiles over
+the city, each connection walking the list. Each server is a single uvicorn worker.
+
+    python -m benchmarks.bench_tiles --database-url postgresql://…/gridmap_bench \\
+        --tipg-python .gridmap/tipg-venv/bin/python --tiles 2000 --duration 15
+
+The database must hold a loaded city (``gridmap sample --grids 65000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+Z = 14
+TIPG_PATH = (
+    "/collections/public.areas/tiles/WebMercatorQuad/{z}/{x}/{y}"
+    "?geom-column=geom_3857&properties=code,name,parent_code&level=grid"
+)
+GRIDMAP_PATH = "/tiles/grids/{z}/{x}/{y}.mvt"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def city_tiles(url: str, n: int) -> list[tuple[int, int]]:
+    """Up to ``n`` distinct z14 tiles that hold grids, spread over the city."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM areas "
+            "WHERE level = 'grid' AND generation_high IS NULL ORDER BY md5(code)) AS g"
+        ).fetchall()
+    tiles: dict[tuple[int, int], None] = {}
+    side = 1 << Z
+    for lon, lat in rows:
+        x = int((lon + 180.0) / 360.0 * side)
+        y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * side)
+        tiles[(x, y)] = None
+        if len(tiles) >= n:
+            break
+    return list(tiles)
+
+
+@contextmanager
+def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(probe, timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {cmd}")
+            time.sleep(0.3)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def gridmap_server(url: str, port: int, cache: bool) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
+            "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+
+
+def wrk(base: str, paths: list[str], duration: int, connections: int) -> float:
+    """Requests per second of wrk walking ``paths`` (non-2xx responses make it fail)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "paths.lua"
+        listing = ",\n".join(f'"{p}"' for p in paths)
+        script.write_text(
+            f"paths = {{\n{listing}\n}}\n"
+            "local i = 0\n"
+            "setup = function(thread) thread:set('id', math.random(1, #paths)) end\n"
+            "init = function(args) i = id or 0 end\n"
+            "request = function()\n  i = i % #paths + 1\n"
+            "  return wrk.format('GET', paths[i])\nend\n"
+            "done = function(summary, latency, requests)\n"
+            "  io.write(string.format('non2xx %d\\n', summary.errors.status))\nend\n"
+        )
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "-s", str(script), base],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = int(re.search(r"non2xx (\d+)", out).group(1))  # type: ignore[union-attr]
+    if bad:
+        raise RuntimeError(f"{bad} non-2xx responses from {base}:\n{out}")
+    return rps
+
+
+def warm(base: str, paths: list[str]) -> int:
+    """Request every path once; returns the number of non-empty tiles."""
+    filled = 0
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for path in paths:
+            resp = client.get(path)
+            resp.raise_for_status()
+            filled += bool(resp.content)
+    return filled
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--database-url", default=os.environ.get("GRIDMAP_DATABASE_URL"))
+    ap.add_argument("--tipg-python", default=str(REPO / ".gridmap/tipg-venv/bin/python"))
+    ap.add_argument("--tiles", type=int, default=2000)
+    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--connections", type=int, default=8)
+    args = ap.parse_args()
+    if not args.database_url or shutil.which("wrk") is None:
+        sys.exit("need --database-url (a loaded city) and wrk (apt-get install wrk)")
+    url = make_url(args.database_url)
+    tiles = city_tiles(args.database_url, args.tiles)
+    print(f"{len(tiles)} distinct z{Z} tiles over the city")
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": args.database_url}
+    results: dict[str, float] = {}
+
+    tipg_port = free_port()
+    tipg_env = {
+        **os.environ, "POSTGRES_USER": url.username or "", "POSTGRES_PASS": url.password or "",
+        "POSTGRES_HOST": url.host or "", "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_DBNAME": url.database or "", "TIPG_DB_TABLES": '["public.areas"]',
+        "TIPG_MAX_FEATURES_PER_TILE": "5000",
+    }  # fmt: skip
+    tipg_base = f"http://127.0.0.1:{tipg_port}"
+    tipg_paths = [TIPG_PATH.format(z=Z, x=x, y=y) for x, y in tiles]
+    with server([args.tipg_python, "-m", "uvicorn", "tipg.main:app", "--host", "127.0.0.1",
+                 "--port", str(tipg_port), "--log-level", "warning", "--no-access-log"],
+                tipg_env, f"{tipg_base}/collections"):  # fmt: skip
+        print(f"tipg: {warm(tipg_base, tipg_paths[:200])} of 200 sample tiles non-empty")
+        results["tipg"] = wrk(tipg_base, tipg_paths, args.duration, args.connections)
+
+    paths = [GRIDMAP_PATH.format(z=Z, x=x, y=y) for x, y in tiles]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    uncached_env = {**env, "GRIDMAP_TILE_CACHE_SIZE": "0"}
+    with server(gridmap_server(args.database_url, port, False), uncached_env, f"{base}/healthz"):
+        print(f"gridmap: {warm(base, paths[:200])} of 200 sample tiles non-empty")
+        results["gridmap uncached"] = wrk(base, paths, args.duration, args.connections)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server(gridmap_server(args.database_url, port, True), env, f"{base}/healthz"):
+        warm(base, paths)
+        results["gridmap cached"] = wrk(base, paths, args.duration, args.connections)
+
+    for name, rps in results.items():
+        print(f"{name:18s} {rps:9.1f} req/s")
+    print(f"uncached / tipg: {results['gridmap uncached'] / results['tipg']:.2f}x (goal 3x)")
+    print(f"cached / tipg:   {results['gridmap cached'] / results['tipg']:.2f}x (goal 20x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The command-center page in a real headless Chromium, with the network closed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    # Software WebGL (SwiftShader): MapLibre draws with WebGL and there is no GPU here.
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]  # fmt: skip
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed")
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_page_renders_grids_and_opens_a_profile(browser, live_server: str) -> None:  # type: ignore[no-untyped-def]
+    own = urlparse(live_server).netloc
+    foreign: list[str] = []
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+
+    def only_own_server(route) -> None:  # type: ignore[no-untyped-def]
+        if urlparse(route.request.url).netloc == own:
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_own_server)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live_server + "/", wait_until="load")
+    page.wait_for_function("window.gridmap && window.gridmap.ready === true", timeout=60_000)
+    # Zoom to the grid level around the city centre, wait for the tiles to be drawn.
+    page.evaluate("gridmap.map.jumpTo({center: gridmap.map.getCenter(), zoom: 13.5})")
+    page.wait_for_function(
+        "gridmap.map.loaded() && gridmap.map.queryRenderedFeatures({layers: ['grids-fill']})"
+        ".length > 0",
+        timeout=60_000,
+    )
+    count = page.evaluate(
+        "gridmap.map.queryRenderedFeatures({layers: ['grids-fill']}).length"
+    )
+    assert count > 0
+    # Click the middle of a rendered grid: its profile panel opens.
+    point = page.evaluate(
+        """() => {
+          const f = gridmap.map.queryRenderedFeatures({layers: ['grids-fill']})[0];
+          const code = f.properties.code;
+          const c = gridmap.map.getCanvas().getBoundingClientRect();
+          for (let y = 5; y < c.height; y += 10) for (let x = 5; x < c.width; x += 10) {
+            const hit = gridmap.map.queryRenderedFeatures([x, y], {layers: ['grids-fill']});
+            if (hit.length && hit[0].properties.code === code) return {x, y, code};
+          }
+          return null;
+        }"""
+    )
+    assert point is not None
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_selector("#panel-code", timeout=30_000)
+    clicked = page.inner_text("#panel-code")
+    assert len(clicked) == 15 and clicked.isdigit()
+    assert page.is_visible("#panel")
+    # Search by code finds the grid.
+    page.fill("#search-q", clicked)
+    page.press("#search-q", "Enter")
+    page.wait_for_selector("#search-results li", timeout=30_000)
+    assert clicked in page.inner_text("#search-results")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "map-page.png"))
+    assert not foreign, f"the page reached outside its server: {foreign}"
+    assert not errors, errors
+    page.close()

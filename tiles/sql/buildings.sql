@@ -1,0 +1,18 @@
+-- Building footprints. No address: households and residents stay out of the map.
+-- Parameters: z, x, y, layer, extent, buffer, margin, tolerance, cap.
+WITH bounds AS (
+  SELECT ST_TileEnvelope(:z, :x, :y) AS env,
+         ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
+),
+features AS (
+  SELECT ST_AsMVTGeom(
+           CASE WHEN :tolerance > 0 THEN ST_Simplify(b.geom_3857, :tolerance, true)
+                ELSE b.geom_3857 END,
+           bounds.env, :extent, :buffer, true) AS geom,
+         b.code, b.use, b.floors, b.grid_code
+  FROM buildings b, bounds
+  WHERE b.geom_3857 && bounds.search
+  ORDER BY b.code
+),
+capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)
+SELECT ST_AsMVT(capped.*, :layer, :extent, 'geom') FROM capped

@@ -1,0 +1,17 @@
+-- Facilities (components, 部件) as points with their class.
+-- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap.
+WITH bounds AS (
+  SELECT ST_TileEnvelope(:z, :x, :y) AS env,
+         ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
+),
+features AS (
+  SELECT ST_AsMVTGeom(f.geom_3857, bounds.env, :extent, :buffer, true) AS geom,
+         f.code, f.major_code, f.major_code || f.minor_code AS class, f.name, f.state,
+         f.grid_code
+  FROM facilities f, bounds
+  WHERE f.geom_3857 && bounds.search
+    AND CAST(:tolerance AS float8) >= 0
+  ORDER BY f.code
+),
+capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)
+SELECT ST_AsMVT(capped.*, :layer, :extent, 'geom') FROM capped
