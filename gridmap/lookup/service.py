@@ -293,7 +293,9 @@ class LookupService:
         snap = DivisionSnapshot(generation, index, areas, self._load_workers())
         log.info(
             "built lookup index for generation %s (%d grids) in %.1fs",
-            generation, len(grids), time.perf_counter() - started,
+            generation,
+            len(grids),
+            time.perf_counter() - started,
         )
         return snap
 
