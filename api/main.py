@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
+from api.fastpath import LookupFastPath
 from api.routers import areas, health, imports, layers, lookup, ogc, tiles, web
 from gridmap import __version__
 from gridmap.config import get_settings
@@ -61,6 +62,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(LookupFastPath)
     app.include_router(health.router)
     app.include_router(areas.router)
     app.include_router(lookup.router)

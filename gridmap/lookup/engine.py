@@ -267,6 +267,7 @@ class GridIndex:
         self._geoms = geoms
         self._frame = frame
         self._raster = raster
+        self._raster_flat = raster.ravel()
         self._cons = constraints
         self._seg_xy = segments.xy
         self._n_segments = segments.size
@@ -368,6 +369,22 @@ class GridIndex:
             cells = -out[todo].astype(np.int64) + _OPEN
             out[todo] = self._resolve_boundary(x[todo], y[todo], cells)
         return out.reshape(shape)
+
+    def lookup_one(self, lon: float, lat: float) -> int:
+        """:meth:`lookup` for a single point, without array overhead on interior cells.
+
+        Same answer as ``lookup([lon], [lat])[0]``; only points in boundary cells take
+        the array path. This is the hot path of single HTTP lookups.
+        """
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            return _EMPTY
+        frame = self._frame
+        fx = min(max(lon * self._x_scale + self._x_shift, 0.0), frame.nx + 1.0)
+        fy = min(max(lat * self._x_scale + self._y_shift, 0.0), frame.ny + 1.0)
+        value = int(self._raster_flat[int(fy) * (frame.nx + 2) + int(fx)])
+        if value >= _EMPTY:
+            return value
+        return int(self.lookup(np.array([lon]), np.array([lat]))[0])
 
     def nearest(
         self, lon: npt.ArrayLike, lat: npt.ArrayLike, max_distance_m: float

@@ -255,3 +255,15 @@ def test_batch_reports_bad_rows_and_answers_good_ones(client, service, probe_poi
         ).status_code
         == 422
     )
+
+
+def test_fast_path_answers_exactly_like_the_full_route(client, service, probe_points) -> None:
+    """``as_of`` sends a request through FastAPI; without it the ASGI fast path answers."""
+    xs, ys = probe_points
+    generation = service.active().generation
+    for x, y in zip(xs[::97].tolist(), ys[::97].tolist(), strict=True):
+        fast = client.get("/api/v1/lookup", params={"lon": x, "lat": y})
+        full = client.get("/api/v1/lookup", params={"lon": x, "lat": y, "as_of": generation})
+        assert fast.status_code == full.status_code == 200
+        assert fast.json() == full.json()
+        assert fast.headers["content-type"] == full.headers["content-type"]
