@@ -109,10 +109,10 @@ def sample(
 ) -> None:
     """Generate the synthetic city, write its files (shapefile, GeoPackage) and load them."""
     import psycopg
-    from sample_data.city import generate_city, read_files, write_files
 
     from gridmap.db.engine import libpq_url
     from gridmap.ingest.bulk import load_city
+    from sample_data.city import generate_city, read_files, write_files
 
     url = libpq_url()
     if if_empty and _has_areas(url):
@@ -146,7 +146,6 @@ def serve(
 ) -> None:
     """Serve the API and the map page."""
     # Resolve once here so that every worker uses the same (possibly embedded) server.
-    import os
 
     import uvicorn
 
