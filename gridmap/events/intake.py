@@ -206,3 +206,27 @@ def _audit_intake(session: Session, event: Event, category: EventCategory,
                         note=f"category {category.code} is accepted automatically")
         lifecycle.apply(session, event, "dispatch", now=now, actor="auto", role="system",
                         note=event.assignment_reason)
+
+
+def decode_photos(encoded: list[str], field_name: str = "photos") -> list[bytes]:
+    """Base64 strings (optionally ``data:image/...;base64,`` URLs) as bytes, or a clear error."""
+    import base64
+    import binascii
+
+    out = []
+    for i, text_ in enumerate(encoded):
+        payload = text_.split(",", 1)[1] if text_.startswith("data:") else text_
+        try:
+            out.append(base64.b64decode(payload, validate=True))
+        except (binascii.Error, ValueError):
+            raise _bad(f"{field_name}[{i}]", f"photo {i} is not valid base64") from None
+    return out
+
+
+def attach_photos(session: Session, event: Event, photos: list[bytes], stage: str) -> int:
+    """Validate and store photos for an existing event (e.g. the handler's feedback)."""
+    types = _photo_types(photos)
+    for data, media_type in zip(photos, types, strict=True):
+        session.add(EventPhoto(event_id=event.id, stage=stage, content_type=media_type,
+                               data=data))
+    return len(photos)
