@@ -13,7 +13,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, select
+from sqlalchemy import Engine, any_, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from gridmap.errors import GridmapError, InvalidInputError, NotFoundError
@@ -105,7 +105,7 @@ def check_silent_devices(session: Session, now: datetime) -> list[int]:
         )
         if rule.care_tag:
             stmt = stmt.where(exists().where(Person.household_id == Device.household_id,
-                                             Person.care_tags.any(rule.care_tag)))
+                                             literal(rule.care_tag) == any_(Person.care_tags)))
         for device in session.scalars(stmt.with_for_update(skip_locked=True)):
             opened.append(_open_event(session, device, rule, now))
     return opened
