@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -94,20 +93,22 @@ async def _listen(request: Request, limit: int | None) -> AsyncIterator[bytes]:
         await conn.execute(f"LISTEN {CHANNEL}")
         yield b": connected\n\n"
         sent = 0
-        gen = conn.notifies(timeout=15.0)
         while limit is None or sent < limit:
+            # A bounded wait per round, so that keep-alives flow and the generator (which
+            # holds the connection's lock) is always closed before the connection is.
+            gen = conn.notifies(timeout=15.0, stop_after=1)
             try:
-                note = await anext(gen)
-            except StopAsyncIteration:
+                notes = [note async for note in gen]
+            finally:
+                await gen.aclose()
+            if not notes:
                 if await request.is_disconnected():
                     return
                 yield b": keep-alive\n\n"
-                gen = conn.notifies(timeout=15.0)
                 continue
-            kind = json.loads(note.payload).get("kind", "message")
-            yield f"event: {kind}\ndata: {note.payload}\n\n".encode()
+            kind = json.loads(notes[0].payload).get("kind", "message")
+            yield f"event: {kind}\ndata: {notes[0].payload}\n\n".encode()
             sent += 1
-            await asyncio.sleep(0)
 
 
 @router.get(

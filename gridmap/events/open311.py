@@ -86,7 +86,8 @@ def request_dict(event: Event, service_name: str, agency: str | None) -> dict[st
 
 def _requests(session: Session, stmt: Any) -> list[dict[str, Any]]:
     names = {c.code: c.name for c in categories(session)}
-    departments = {code: name for code, name in session.execute(select(Department.code, Department.name))}
+    rows = session.execute(select(Department.code, Department.name))
+    departments = {code: name for code, name in rows}
     out = []
     for event in session.scalars(stmt):
         agency = departments.get(event.department_code or "") or (
