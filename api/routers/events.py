@@ -59,10 +59,10 @@ def report_event(
         response.status_code = 200
     session.flush()
     original = queries.describe(session, result.original, now) if result.original else None
-    body = {"event": queries.describe(session, result.event, now), "created": result.created,
-            "original": original}
+    answer = {"event": queries.describe(session, result.event, now),
+              "created": result.created, "original": original}
     session.commit()  # acknowledged means stored: commit before the response is sent
-    return body
+    return answer
 
 
 @router.get("/events", operation_id="list_events", response_model=list[EventOut],
