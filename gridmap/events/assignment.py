@@ -44,6 +44,10 @@ def locate_grid(session: Session, lon: float, lat: float, generation: int) -> st
     The one point-to-grid call of the events core (to be served by gridmap.lookup later).
     """
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+    # psycopg prepares repeated statements; PostgreSQL's generic plan for this one walks
+    # the (level, code) index in code order testing ST_Covers row by row (~6 ms at 65k
+    # grids instead of ~0.3 ms). Plan with the actual point instead.
+    session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     return session.scalar(
         select(Area.code)
         .where(Area.level == "grid", valid_in(generation), func.ST_Covers(Area.geom, point))

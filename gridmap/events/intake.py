@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gridmap.errors import InvalidInputError
-from gridmap.events import lifecycle, notify
+from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
 from gridmap.events.crs import to_wgs84
 from gridmap.events.duplicates import find_original
@@ -89,7 +89,7 @@ def image_type(data: bytes) -> str | None:
 
 def load_category(session: Session, code: str, field_name: str = "category") -> EventCategory:
     """A leaf category by code, or InvalidInputError naming the field."""
-    category = session.get(EventCategory, code)
+    category = cache.category(session, code)
     if category is None or not category.leaf:
         raise _bad(field_name, f"unknown event category {code!r} (see GET /api/v1/events/"
                                "categories for the leaf codes)")
@@ -148,29 +148,41 @@ def create_event(
     category, photo_types = validate(session, report)
     lon, lat = to_wgs84(report.lon, report.lat, report.crs)
     event = _new_event(session, report, category, lon, lat, now, idempotency_key)
-    try:
-        with session.begin_nested():
-            session.add(event)
-            session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key won the race: answer with its event.
-        winner = _existing(session, idempotency_key)
-        if winner is None:
-            raise
-        return IntakeResult(winner, created=False)
+    duplicate = find_original(session, category, lon, lat, now)
+    event.duplicate_of = duplicate.id if duplicate else None
+    if idempotency_key is None:
+        session.add(event)
+        session.flush()
+    else:
+        winner = _insert_once(session, event, idempotency_key)
+        if winner is not None:
+            return IntakeResult(winner, created=False)
     for data, media_type in zip(report.photos, photo_types, strict=True):
         session.add(EventPhoto(event_id=event.id, stage="report", content_type=media_type,
                                data=data))
-    duplicate = find_original(session, category, lon, lat, now, exclude_id=event.id)
     _audit_intake(session, event, category, duplicate, now, report)
     notify.publish(session, event, "created", now)
     return IntakeResult(event, created=True, original=duplicate)
 
 
+def _insert_once(session: Session, event: Event, key: str) -> Event | None:
+    """Insert ``event``; if a concurrent request with the same key won, return its event."""
+    try:
+        with session.begin_nested():
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        winner = _existing(session, key)
+        if winner is None:
+            raise
+        return winner
+    return None
+
+
 def _new_event(session: Session, report: Report, category: EventCategory, lon: float,
                lat: float, now: datetime, key: str | None) -> Event:
     affair = report.affair_class or category.affair_class
-    generation = active_generation_id(session)
+    generation = cache.cached(session, "generation", active_generation_id)
     where = assign(session, lon=lon, lat=lat, generation=generation, category=category,
                    affair_class=affair, facility_code=report.facility_code)
     return Event(
@@ -197,7 +209,6 @@ def _audit_intake(session: Session, event: Event, category: EventCategory,
     lifecycle.record(session, event, "assign", "reported", now=now, actor="assignment",
                      role="system", note=event.assignment_reason)
     if duplicate is not None:
-        event.duplicate_of = duplicate.id
         lifecycle.record(session, event, "link_duplicate", "reported", now=now,
                          actor="duplicates", role="system",
                          note=f"duplicate of event {duplicate.id}")

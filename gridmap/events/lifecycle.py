@@ -154,11 +154,13 @@ def _stamp(session: Session, event: Event, action: str, now: datetime,
 
 def _deadline(session: Session, event: Event, start: datetime,
               calendar: Calendar | None) -> datetime:
+    from gridmap.events import cache
     from gridmap.events.deadlines import Calendar, deadline_for
 
-    category = session.get(EventCategory, event.category_code)
+    category = cache.category(session, event.category_code)
     assert category is not None
-    return deadline_for(calendar or Calendar.load(session), category, start)
+    return deadline_for(calendar or cache.cached(session, "calendar", Calendar.load),
+                        category, start)
 
 
 def _extend(event: Event, hours: float | None, calendar: Calendar | None,

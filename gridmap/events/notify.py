@@ -49,6 +49,10 @@ def publish(session: Session, event: Event, kind: str, now: datetime) -> None:
     """Queue a live update and webhook deliveries for ``event`` (sent when the tx commits)."""
     message = summary(event, kind)
     session.execute(select(func.pg_notify(CHANNEL, json.dumps(message))))
+    from gridmap.events import cache
+
+    if not cache.has_webhooks(session):
+        return
     session.execute(
         insert(WebhookDelivery).from_select(
             ["webhook_id", "payload", "next_attempt_at"],
@@ -65,9 +69,12 @@ def register_webhook(session: Session, url: str) -> Webhook:
     if not url.startswith(("http://", "https://")):
         raise InvalidInputError(f"webhook url must be http(s): {url!r}",
                                 details=[{"field": "url", "problem": "not http(s)"}])
+    from gridmap.events import cache
+
     hook = Webhook(url=url, active=True)
     session.add(hook)
     session.flush()
+    cache.clear()
     return hook
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridmap.events import cache
 from gridmap.events.deadlines import Calendar, traffic_light
 from gridmap.events.lifecycle import allowed_actions, get_event
 from gridmap.events.views import event_dict
@@ -25,9 +26,10 @@ def categories(session: Session, *, leaves_only: bool = False) -> list[EventCate
 def describe(session: Session, event: Event, now: datetime,
              calendar: Calendar | None = None) -> dict[str, Any]:
     """The public view of an event at ``now``, with traffic light and allowed actions."""
-    category = session.get(EventCategory, event.category_code)
+    category = cache.category(session, event.category_code)
     assert category is not None
-    light = traffic_light(calendar or Calendar.load(session), category, event, now)
+    light = traffic_light(calendar or cache.cached(session, "calendar", Calendar.load),
+                          category, event, now)
     return {**event_dict(event, light), "allowed_actions": allowed_actions(event.status)}
 
 
