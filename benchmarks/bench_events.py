@@ -58,9 +58,8 @@ def prepare(grids: int) -> str:
     with psycopg.connect(url) as conn:
         loaded = conn.execute("SELECT count(*) FROM areas WHERE level = 'grid'").fetchone()
     if not loaded or loaded[0] != grids:
-        from sample_data.city import generate_city
-
         from gridmap.ingest.bulk import load_city
+        from sample_data.city import generate_city
 
         t0 = time.perf_counter()
         city = generate_city(grids=grids, seed=42)
