@@ -125,7 +125,11 @@ async def http_load(port: int, points: list[tuple[float, float]], seconds: float
             body = {"source": "resident", "category": CATEGORIES[i % len(CATEGORIES)],
                     "lon": lon, "lat": lat, "description": f"bench {i}"}
             t0 = time.perf_counter()
-            resp = await client.post("/api/v1/events", json=body)
+            try:
+                resp = await client.post("/api/v1/events", json=body)
+            except httpx.HTTPError:
+                errors += 1
+                continue
             latencies.append(time.perf_counter() - t0)
             if resp.status_code == 201:
                 acked += 1
