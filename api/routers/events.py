@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -20,8 +21,8 @@ from api.event_schemas import (
     TransitionOut,
 )
 from api.schemas import ErrorOut
-from gridmap.events import intake, lifecycle, queries
-from gridmap.events.notify import CHANNEL
+from gridmap.db.engine import session_scope
+from gridmap.events import intake, lifecycle, notify, queries
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -83,32 +84,36 @@ def list_events(
                                queue=queue, category=category, limit=limit, offset=offset)
 
 
-async def _listen(request: Request, limit: int | None) -> AsyncIterator[bytes]:
-    import psycopg
+async def _feed(request: Request, limit: int | None, poll_s: float = 0.25
+                ) -> AsyncIterator[bytes]:
+    engine = request.app.state.engine
 
-    from gridmap.db.engine import libpq_url
+    def read(after: int | None) -> tuple[int, list[dict[str, Any]]]:
+        with session_scope(engine) as session:
+            if after is None:
+                return notify.latest_change_id(session), []
+            changes = notify.changes_since(session, after)
+            return (changes[-1]["change_id"] if changes else after), changes
 
-    url = libpq_url(request.app.state.engine.url.render_as_string(hide_password=False))
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute(f"LISTEN {CHANNEL}")
-        yield b": connected\n\n"
-        sent = 0
-        while limit is None or sent < limit:
-            # A bounded wait per round, so that keep-alives flow and the generator (which
-            # holds the connection's lock) is always closed before the connection is.
-            gen = conn.notifies(timeout=15.0, stop_after=1)
-            try:
-                notes = [note async for note in gen]
-            finally:
-                await gen.aclose()
-            if not notes:
-                if await request.is_disconnected():
-                    return
-                yield b": keep-alive\n\n"
-                continue
-            kind = json.loads(notes[0].payload).get("kind", "message")
-            yield f"event: {kind}\ndata: {notes[0].payload}\n\n".encode()
+    last, _ = await asyncio.to_thread(read, None)
+    yield b": connected\n\n"
+    sent, idle = 0, 0.0
+    while limit is None or sent < limit:
+        last, changes = await asyncio.to_thread(read, last)
+        for change in changes[: None if limit is None else limit - sent]:
+            yield f"id: {change['change_id']}\nevent: {change['kind']}\n" \
+                  f"data: {json.dumps(change)}\n\n".encode()
             sent += 1
+        if changes:
+            idle = 0.0
+            continue
+        if await request.is_disconnected():
+            return
+        idle += poll_s
+        if idle >= 15:
+            idle = 0.0
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(poll_s)
 
 
 @router.get(
@@ -122,8 +127,8 @@ async def stream_events(
     request: Request,
     limit: Annotated[int | None, Query(ge=1, description="close after this many")] = None,
 ) -> StreamingResponse:
-    """Live updates of every event change as Server-Sent Events."""
-    return StreamingResponse(_listen(request, limit), media_type="text/event-stream",
+    """Live updates of every event change (each audited action) as Server-Sent Events."""
+    return StreamingResponse(_feed(request, limit), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -139,8 +144,6 @@ def get_event(event_id: EventId, session: SessionDep, clock: ClockDep) -> Any:
 def act_on_event(event_id: EventId, body: ActionIn, session: SessionDep,
                  clock: ClockDep) -> Any:
     """Apply a lifecycle action as ``role`` (409 lists the actions allowed from this state)."""
-    from gridmap.events import notify
-
     now = clock.now()
     photos = intake.decode_photos(body.photos)
     event = lifecycle.transition(session, event_id, body.action, now=now, actor=body.actor,

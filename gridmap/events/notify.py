@@ -1,13 +1,15 @@
-"""Notifications: live updates (PostgreSQL NOTIFY → Server-Sent Events) and webhooks.
+"""Notifications: live updates (the audit trail as a change feed) and webhooks.
 
-Intake never calls anyone: it writes a NOTIFY (delivered on commit) and one outbox row per
-active webhook in its own transaction. A separate deliverer posts the outbox with retries
-and exponential back-off, so a failing or hanging webhook cannot block intake.
+Intake never calls anyone. Live updates read ``event_transitions`` — every change is
+audited there anyway — by id, so nothing extra is written. (PostgreSQL NOTIFY was tried
+first: a notifying transaction holds a database-wide lock through its commit, which
+serialised all intake to one commit at a time.) Webhooks get one outbox row per active
+webhook in the intake's own transaction; a separate deliverer posts the outbox with
+retries and exponential back-off, so a failing or hanging webhook cannot block intake.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -16,10 +18,9 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from gridmap.models import Event, Webhook, WebhookDelivery
+from gridmap.models import Event, EventTransition, Webhook, WebhookDelivery
 
 log = logging.getLogger("gridmap.events.notify")
-CHANNEL = "gridmap_events"
 MAX_ATTEMPTS = 8
 MAX_BACKOFF_S = 300.0
 DELIVERY_TIMEOUT_S = 5.0
@@ -47,9 +48,9 @@ def summary(event: Event, kind: str) -> dict[str, Any]:
 
 def publish(session: Session, event: Event, kind: str, now: datetime) -> None:
     """Queue a live update and webhook deliveries for ``event`` (sent when the tx commits)."""
-    message = summary(event, kind)
-    session.execute(select(func.pg_notify(CHANNEL, json.dumps(message))))
     from gridmap.events import cache
+
+    message = summary(event, kind)
 
     if not cache.has_webhooks(session):
         return
@@ -60,6 +61,27 @@ def publish(session: Session, event: Event, kind: str, now: datetime) -> None:
             .where(Webhook.active),
         )
     )
+
+
+def latest_change_id(session: Session) -> int:
+    """The id of the newest audit row (a live feed starts after it)."""
+    return int(session.scalar(select(func.coalesce(func.max(EventTransition.id), 0))) or 0)
+
+
+def changes_since(session: Session, after_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """Changes after audit row ``after_id``, oldest first: the action and the event's summary."""
+    rows = session.execute(
+        select(EventTransition, Event)
+        .join(Event, Event.id == EventTransition.event_id)
+        .where(EventTransition.id > after_id)
+        .order_by(EventTransition.id)
+        .limit(limit)
+    ).all()
+    return [
+        {**summary(event, t.action), "change_id": t.id, "from_status": t.from_status,
+         "to_status": t.to_status, "role": t.role, "at": t.at.isoformat()}
+        for t, event in rows
+    ]
 
 
 def register_webhook(session: Session, url: str) -> Webhook:

@@ -91,7 +91,7 @@ def test_sse_stream_delivers_created_and_action_events(live: str, grid_points) -
     ready = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", f"{live}/api/v1/events/stream", params={"limit": 2},
+        with httpx.stream("GET", f"{live}/api/v1/events/stream", params={"limit": 3},
                           timeout=20) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
             kind = None
@@ -110,8 +110,9 @@ def test_sse_stream_delivers_created_and_action_events(live: str, grid_points) -
     httpx.post(f"{live}/api/v1/events/{eid}/actions",
                json={"action": "accept", "role": "operator", "actor": "op"}, timeout=10)
     thread.join(20)
-    assert [k for k, _ in got] == ["created", "accept"]
-    assert got[0][1]["id"] == eid and got[1][1]["status"] == "accepted"
+    assert [k for k, _ in got] == ["report", "assign", "accept"]
+    assert {m["id"] for _, m in got} == {eid}
+    assert got[2][1]["to_status"] == "accepted" and got[2][1]["role"] == "operator"
     assert "reporter_phone" not in got[0][1]
 
 
