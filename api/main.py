@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from api.background import event_tasks
 from api.errors import install_error_handlers
 from api.fastpath import LookupFastPath
-from api.routers import areas, health, imports, layers, lookup, ogc, tiles, web
+from api.limits import install_body_limit
+from api.routers import (
+    areas,
+    events,
+    health,
+    imports,
+    layers,
+    lookup,
+    ogc,
+    open311,
+    sensors,
+    stats,
+    tiles,
+    web,
+    webhooks,
+)
 from gridmap import __version__
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
+from gridmap.events.clock import Clock, SystemClock
+from gridmap.events.settings import get_event_settings
 from gridmap.lookup.service import LookupService
 from gridmap.mapview import vendor_dir
 from tiles.cache import TileCache
@@ -34,23 +52,37 @@ async def _warm_lookup(service: LookupService) -> None:
     service.start_listener()
 
 
-def create_app(engine: Engine | None = None) -> FastAPI:
-    """Build the app; ``engine`` defaults to the configured (or embedded) database."""
+def _tile_cache(engine: Engine) -> TileCache:
+    settings = get_settings()
+    return TileCache(
+        engine,
+        size=settings.tile_cache_size,
+        feature_cap=settings.tile_feature_cap,
+        version_ttl_s=settings.tile_version_ttl_s,
+    )
+
+
+def create_app(
+    engine: Engine | None = None, clock: Clock | None = None, *, background: bool = True
+) -> FastAPI:
+    """Build the app; ``engine`` defaults to the configured (or embedded) database.
+
+    ``clock`` (default: the system clock) is what every event rule reads the time from;
+    ``background=False`` leaves out the scheduler, webhook deliverer and MQTT listener.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or make_engine()
+        app.state.clock = clock or SystemClock()
         url = libpq_url(app.state.engine.url.render_as_string(hide_password=False))
         app.state.lookup = LookupService(url)
         await _warm_lookup(app.state.lookup)
-        settings = get_settings()
-        app.state.tile_cache = TileCache(
-            app.state.engine,
-            size=settings.tile_cache_size,
-            feature_cap=settings.tile_feature_cap,
-            version_ttl_s=settings.tile_version_ttl_s,
-        )
-        yield
+        app.state.tile_cache = _tile_cache(app.state.engine)
+        async with AsyncExitStack() as stack:
+            if background:
+                await stack.enter_async_context(event_tasks(app))
+            yield
         app.state.lookup.stop_listener()
         if engine is None:
             app.state.engine.dispose()
@@ -62,15 +94,11 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_body_limit(app, get_event_settings().max_body_bytes)
     app.add_middleware(LookupFastPath)
-    app.include_router(health.router)
-    app.include_router(areas.router)
-    app.include_router(lookup.router)
-    app.include_router(imports.router)
-    app.include_router(layers.router)
-    app.include_router(tiles.router)
-    app.include_router(ogc.router)
-    app.include_router(web.router)
+    for module in (health, areas, lookup, imports, layers, events, stats, sensors, webhooks,
+                   open311, tiles, ogc, web):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.mount(
         "/vendor/maplibre-gl",

@@ -2,6 +2,17 @@
 
 from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Level
 from gridmap.models.base import Base
+from gridmap.models.events import (
+    Device,
+    Event,
+    EventCategory,
+    EventPhoto,
+    EventTransition,
+    SensorRule,
+    Webhook,
+    WebhookDelivery,
+    WorkPeriod,
+)
 from gridmap.models.facilities import Department, Facility, FacilityCategory
 from gridmap.models.imports import IMPORT_STATES, ImportJob
 from gridmap.models.layers import LayerChange, LayerVersion
@@ -15,6 +26,15 @@ __all__ = [
     "CARE_TAGS",
     "CODE_LENGTHS",
     "Department",
+    "Device",
+    "Event",
+    "EventCategory",
+    "EventPhoto",
+    "EventTransition",
+    "SensorRule",
+    "Webhook",
+    "WebhookDelivery",
+    "WorkPeriod",
     "Facility",
     "FacilityCategory",
     "Generation",
