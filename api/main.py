@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
 from api.routers import areas, health, imports, layers, lookup, ogc, tiles, web
+from api.tile_fastpath import TileFastPath
 from gridmap import __version__
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
@@ -61,6 +62,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(TileFastPath)
     app.include_router(health.router)
     app.include_router(areas.router)
     app.include_router(lookup.router)
