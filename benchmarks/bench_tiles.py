@@ -88,7 +88,7 @@ def city_tiles(url: str, n: int) -> list[tuple[int, int]]:
 def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # gridmap builds its lookup index first
         while True:
             try:
                 if httpx.get(probe, timeout=2).status_code < 500:
@@ -101,7 +101,11 @@ def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
         yield
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a worker stuck in shutdown
+            proc.kill()
+            proc.wait()
 
 
 def uvicorn(python: str, app: str, port: int, workers: int) -> list[str]:
