@@ -30,6 +30,7 @@ from api.routers import (
     web,
     webhooks,
 )
+from api.tile_fastpath import TileFastPath
 from gridmap import __version__
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
@@ -96,6 +97,7 @@ def create_app(
     install_error_handlers(app)
     install_body_limit(app, get_event_settings().max_body_bytes)
     app.add_middleware(LookupFastPath)
+    app.add_middleware(TileFastPath)
     for module in (health, areas, lookup, imports, layers, events, stats, sensors, webhooks,
                    open311, tiles, ogc, web):
         app.include_router(module.router)

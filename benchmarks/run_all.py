@@ -1,33 +1,29 @@
-"""Run every benchmark in turn (``make bench``); each prints its ratio against its peer.
+"""Run every benchmark (``make bench``), each as its own process, and report failures.
 
-Results are recorded by hand in benchmarks/RESULTS.md with the command that produced
-them: the machines are shared and noisy, so compare ratios, not absolute times.
+Each ``benchmarks/bench_*.py`` runs with its defaults (the 65,000-grid sample city, its
+peers set up by the script itself) and prints its own ratios.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-BENCHMARKS = [
-    ["benchmarks.bench_lookup_engine", "--grids", "65000", "--points", "1000000"],
-    ["benchmarks.bench_lookup_http", "--grids", "65000"],
-    ["benchmarks.bench_import"],
-    ["benchmarks.bench_tiles"],
-    ["benchmarks.bench_events"],
-]
+HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
+def main() -> None:
+    """Run the benchmarks one after another; exit 1 if any failed."""
     failed = []
-    for module, *args in BENCHMARKS:
-        print(f"\n=== {module} {' '.join(args)}", flush=True)
-        if subprocess.run([sys.executable, "-m", module, *args]).returncode != 0:
+    for script in sorted(HERE.glob("bench_*.py")):
+        module = f"benchmarks.{script.stem}"
+        print(f"== {module}", flush=True)
+        if subprocess.run([sys.executable, "-m", module], cwd=HERE.parent).returncode:
             failed.append(module)
     if failed:
-        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
