@@ -77,7 +77,7 @@ def create_app(
         app.state.engine = engine or make_engine()
         app.state.clock = clock or SystemClock()
         url = libpq_url(app.state.engine.url.render_as_string(hide_password=False))
-        app.state.lookup = LookupService(url)
+        app.state.lookup = LookupService(url, cache_dir=get_settings().data_dir / "cache")
         await _warm_lookup(app.state.lookup)
         app.state.tile_cache = _tile_cache(app.state.engine)
         async with AsyncExitStack() as stack:

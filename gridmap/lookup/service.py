@@ -16,14 +16,17 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 import shapely
+from sqlalchemy.engine import make_url
 
 from gridmap.errors import InvalidInputError, NotFoundError
+from gridmap.lookup.cache import cache_key, load_or_build
 from gridmap.lookup.crs import to_wgs84
 from gridmap.lookup.engine import GridIndex
 
@@ -116,8 +119,10 @@ def check_coordinates(
 class LookupService:
     """Point → grid answers from memory, kept in step with the database."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, cache_dir: Path | None = None):
+        """``cache_dir``: share built indexes between processes through files there."""
         self._url = url
+        self._cache_dir = cache_dir
         self._lock = threading.Lock()
         self._active: DivisionSnapshot | None = None
         self._history: OrderedDict[int, DivisionSnapshot] = OrderedDict()
@@ -306,13 +311,24 @@ class LookupService:
         started = time.perf_counter()
         with psycopg.connect(self._url) as conn:
             rows = conn.execute(_AREAS_SQL, {"gen": generation}).fetchall()
+            created = conn.execute(
+                "SELECT created_at FROM generations WHERE id = %s", (generation,)
+            ).fetchone()
         areas = {r[0]: AreaRecord(r[0], r[1], r[2], r[3]) for r in rows}
         grids = [r for r in rows if r[1] == "grid"]
-        geoms = shapely.from_wkb([bytes(r[4]) for r in grids])
-        index = GridIndex.build([r[0] for r in grids], geoms, generation)
+
+        def build() -> GridIndex:
+            geoms = shapely.from_wkb([bytes(r[4]) for r in grids])
+            return GridIndex.build([r[0] for r in grids], geoms, generation)
+
+        if self._cache_dir is None:
+            index = build()
+        else:
+            key = cache_key(_database_name(self._url), generation, created and created[0])
+            index = load_or_build(self._cache_dir, key, build)
         snap = DivisionSnapshot(generation, index, areas, self._load_workers())
         log.info(
-            "built lookup index for generation %s (%d grids) in %.1fs",
+            "lookup index for generation %s (%d grids) ready in %.1fs",
             generation,
             len(grids),
             time.perf_counter() - started,
@@ -327,6 +343,11 @@ class LookupService:
                     {"code": code, "name": name, "role": role, "on_duty": on_duty}
                 )
         return workers
+
+
+def _database_name(url: str) -> str:
+    """The URL without credentials: identifies the database in cache keys."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _parse_time(value: str | datetime) -> datetime:
