@@ -114,6 +114,15 @@ def batch(url: str, points: np.ndarray) -> dict[str, float]:
     }
 
 
+def report_single(res: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    g, p = res["gridmap"], res["postgis"]
+    print(f"single lookups, {args.grids} grids, wrk -t2 -c32 {args.seconds}s:")
+    for name, r in res.items():
+        print(f"  {name:8s} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
+              f"p99 {r['p99']:6.2f} ms  non-2xx {r['non2xx']:.0f}")
+    print(f"  ratio gridmap/postgis: {g['rps'] / p['rps']:.1f}x req/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grids", type=int, default=65_000)
