@@ -10,12 +10,14 @@ at all.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import psycopg
 import shapely
 
@@ -106,32 +108,65 @@ def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Paren
     )
 
 
+_OLD_AREAS = f"""
+SELECT id, code, name, parent_code, decode(md5(ST_AsBinary(ST_ForcePolygonCCW(geom), 'NDR')), 'hex')
+FROM areas WHERE level = %(level)s AND {_VALID}
+"""
+
+
+def _wkb_digests(geoms: np.ndarray) -> np.ndarray:
+    """MD5 of the little-endian WKB of counter-clockwise-oriented geometry (as in _OLD_AREAS)."""
+    wkb = shapely.to_wkb(shapely.orient_polygons(geoms), byte_order=1, output_dimension=2)
+    return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
+
+
+def _old_geometries(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
+    """Geometries of ``ids`` in that order (only rows whose digest differed are fetched)."""
+    if not ids:
+        return np.array([], dtype=object)
+    rows = dict(conn.execute("SELECT id, ST_AsBinary(geom) FROM areas WHERE id = ANY(%s)",
+                             (ids,)).fetchall())  # fmt: skip
+    return shapely.from_wkb([bytes(rows[i]) for i in ids])
+
+
 def _diff(
     conn: psycopg.Connection, report: Report, frame: gpd.GeoDataFrame, level: str, previous: int
 ) -> Plan:
-    rows = conn.execute(
-        f"SELECT id, code, name, parent_code, ST_AsBinary(geom) FROM areas"
-        f" WHERE level = %(level)s AND {_VALID}",
-        {"level": level, "g": previous},
-    ).fetchall()
-    old_position = {r[1]: k for k, r in enumerate(rows)}
-    old_geoms = shapely.from_wkb([bytes(r[4]) for r in rows]) if rows else np.array([])
+    """Added, removed, changed, unchanged areas against generation ``previous``.
+
+    Geometry is compared by a digest of its WKB computed in the database, so unchanged
+    areas never leave it; only areas whose digests differ are fetched and compared with
+    ``shapely.equals`` (same shape, other vertex order counts as unchanged).
+    """
+    rows = conn.execute(_OLD_AREAS, {"level": level, "g": previous}).fetchall()
+    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "digest"])
+    old_position = pd.Index(old.code)
     codes = frame.code.to_numpy(dtype=object)
     new_geoms = bulk._as_multi(np.asarray(frame.geometry.to_numpy(), dtype=object))
-    match = np.array([old_position.get(c, -1) for c in codes], dtype=int)
+    match = old_position.get_indexer(pd.Series(codes, dtype=object)) if rows else (
+        np.full(len(codes), -1))  # fmt: skip
     known = np.flatnonzero(match >= 0)
     same_geom = np.zeros(len(frame), dtype=bool)
     if known.size:
-        same_geom[known] = shapely.equals(new_geoms[known], old_geoms[match[known]])
-    same_attrs = np.array(
-        [m >= 0 and rows[m][2] == n and rows[m][3] == p
-         for m, n, p in zip(match, frame.name, frame.parent_code, strict=True)], dtype=bool,
-    )  # fmt: skip
+        same_geom[known] = _wkb_digests(new_geoms[known]) == old.digest.to_numpy()[match[known]]
+        recheck = known[~same_geom[known]]
+        old_ids = old.id.to_numpy()[match[recheck]].tolist()
+        same_geom[recheck] = shapely.equals(new_geoms[recheck], _old_geometries(conn, old_ids))
+    same_attrs = np.zeros(len(frame), dtype=bool)
+    if known.size:
+        same_attrs[known] = (
+            (old.name.to_numpy(dtype=object)[match[known]] == frame.name.to_numpy()[known])
+            & (old.parent_code.to_numpy(dtype=object)[match[known]]
+               == frame.parent_code.to_numpy(dtype=object)[known])
+        )  # fmt: skip
     unchanged = same_geom & same_attrs
     changed = np.flatnonzero((match >= 0) & ~unchanged)
     added = np.flatnonzero(match < 0)
-    ratios = _symdiff_ratios(new_geoms[changed], old_geoms[match[changed]]) if changed.size else []
-    removed = sorted(set(old_position) - set(codes.tolist()))
+    old_ids_changed = old.id.to_numpy()[match[changed]].tolist()
+    old_geoms_changed = _old_geometries(conn, old_ids_changed)
+    ratios = _symdiff_ratios(new_geoms[changed], old_geoms_changed) if changed.size else []
+    removed = sorted(set(old.code.tolist()) - set(codes.tolist()))
+    by_code = dict(zip(old.code.tolist(), old.id.tolist(), strict=True))
     report.diff = {
         "previous_generation": previous,
         "added": int(added.size),
@@ -147,8 +182,8 @@ def _diff(
     }
     return Plan(
         report, frame, previous, added, changed,
-        changed_ids=[rows[match[i]][0] for i in changed],
-        removed_ids=[rows[old_position[c]][0] for c in removed],
+        changed_ids=[int(i) for i in old_ids_changed],
+        removed_ids=[int(by_code[c]) for c in removed],
     )  # fmt: skip
 
 
@@ -207,7 +242,7 @@ def commit_plan(
         step(0.6, "activating")
         conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
         bulk._activate(conn, generation)
-        if level == "grid":
+        if level == "grid" and (plan.added.size or plan.changed.size or plan.removed_ids):
             step(0.7, "re-assigning buildings, facilities, workers, events")
             report.reassignment = reassign_after_grid_change(
                 conn, generation, plan.previous_generation
