@@ -24,6 +24,12 @@ import shapely
 from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import PARENT_LEVEL, Parents, Report, Thresholds, check_layer, m2
+from gridmap.ingest.features import (
+    FEATURE_LEVELS,
+    FeaturePlan,
+    commit_features,
+    prepare_features,
+)
 from gridmap.ingest.reader import AREA_LEVELS, Progress, ReadOptions, read_layer
 from gridmap.ingest.reassign import reassign_after_grid_change
 
@@ -55,8 +61,11 @@ def prepare_import(
     options: ReadOptions | None = None,
     thresholds: Thresholds | None = None,
     progress: Progress | None = None,
-) -> Plan:
+) -> Plan | FeaturePlan:
     """Read, check and diff a file against the active generation (a dry run).
+
+    Buildings, facilities and workers are checked by :mod:`gridmap.ingest.features`
+    (their diff counts rows to insert and to update).
 
     Raises
     ------
@@ -66,10 +75,11 @@ def prepare_import(
         Nothing is published yet (no active generation).
     """
     report_progress = progress or _noop
+    if level in FEATURE_LEVELS:
+        return prepare_features(conn, path, level, options, report_progress)
     if level not in AREA_LEVELS:
         raise InvalidInputError(
-            f"importing level {level!r} is not supported yet; area levels are "
-            f"{', '.join(AREA_LEVELS)}",
+            f"unknown level {level!r}; one of {', '.join((*AREA_LEVELS, *FEATURE_LEVELS))}",
             details=[{"field": "level", "value": level}],
         )
     read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
@@ -196,7 +206,7 @@ def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
 
 def commit_plan(
     conn: psycopg.Connection,
-    plan: Plan,
+    plan: Plan | FeaturePlan,
     *,
     description: str = "",
     progress: Progress | None = None,
@@ -211,6 +221,8 @@ def commit_plan(
         Another generation was activated since the plan was made.
     """
     step = progress or _noop
+    if isinstance(plan, FeaturePlan):
+        return commit_features(conn, plan, progress)
     report = plan.report
     if report.errors:
         raise InvalidInputError(

@@ -37,8 +37,22 @@ FIELD_CANDIDATES = {
     "code": ("code", "dm", "代码", "编码", "grid_code", "bm"),
     "name": ("name", "mc", "名称", "name_zh"),
     "parent": ("parent", "parent_code", "sjdm", "上级代码", "parentcode"),
+    "address": ("address", "addr", "dz", "地址"),
+    "floors": ("floors", "floor", "cs", "层数"),
+    "use": ("use", "usage", "yt", "用途"),
+    "state": ("state", "status", "zt", "状态"),
+    "phone": ("phone", "tel", "dh", "电话"),
+    "role": ("role", "js", "角色", "岗位"),
+    "grids": ("grids", "grid", "grid_code", "grid_codes", "wgdm", "网格", "网格代码"),
 }
 """Field names tried (case-insensitive) when ``--code-field`` etc. are not given."""
+LEVEL_ROLES = {
+    **{level: ("code", "name", "parent") for level in AREA_LEVELS},
+    "building": ("code", "address", "floors", "use"),
+    "facility": ("code", "name", "state"),
+    "worker": ("code", "name", "phone", "role", "grids"),
+}
+"""The fields each level reads (beyond ``code``, all optional unless the checks say so)."""
 
 Progress = Callable[[float, str], None]
 
@@ -249,14 +263,8 @@ def _read_dataset(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
     crs, note = _choose_crs(info.get("crs"), options.source_crs, geoms, label)
-    frame = gpd.GeoDataFrame(
-        {
-            "code": _codes(raw, mapping["code"]),
-            "name": _texts(raw, mapping["name"]),
-            "parent_code": _codes(raw, mapping["parent"]),
-        },
-        geometry=gpd.GeoSeries(geoms, crs=crs),
-    )
+    frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
+                             geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
         report(0.8, f"reprojected from {crs}")
@@ -292,7 +300,17 @@ def _decode_text(raw: pd.DataFrame, dataset: Path, asked: str | None, label: str
             [decoded.get(v, v) if isinstance(v, str) else v for v in values],
             index=raw.index, dtype=object,
         )  # fmt: skip
+    # DBF field names are in the same encoding as the values (e.g. 地址 in GBK).
+    raw.rename(columns={c: _decode_name(c, encoding) for c in raw.columns
+                        if c != raw.geometry.name}, inplace=True)  # fmt: skip
     return encoding
+
+
+def _decode_name(name: str, encoding: str) -> str:
+    try:
+        return name.encode("latin1").decode(encoding) if not name.isascii() else name
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
 
 
 _MOJIBAKE = re.compile("[\u00c0-\u00ff]{2,}")
@@ -302,7 +320,7 @@ _MOJIBAKE = re.compile("[\u00c0-\u00ff]{2,}")
 def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encoding: str
                        ) -> list[str]:  # fmt: skip
     """Names that decoded without error but look like mojibake (e.g. GBK read as Latin-1)."""
-    column = mapping.get("name")
+    column = mapping.get("name") or mapping.get("address")
     if column is None or column not in raw.columns:
         return []
     values = raw[column].to_numpy(dtype=object, na_value=None)
@@ -314,6 +332,18 @@ def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encodi
         f"(e.g. {suspect[0]!r}, read as {encoding}): Chinese text in another encoding? "
         "try --encoding GBK or --encoding UTF-8"
     ]
+
+
+def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
+                ) -> dict[str, list[Any]]:  # fmt: skip
+    """The columns of the read frame: areas get code, name, parent_code; others their roles."""
+    if level in AREA_LEVELS:
+        return {"code": _codes(raw, mapping["code"]), "name": _texts(raw, mapping["name"]),
+                "parent_code": _codes(raw, mapping["parent"])}  # fmt: skip
+    out: dict[str, list[Any]] = {"code": _codes(raw, mapping["code"])}
+    for role in LEVEL_ROLES[level][1:]:
+        out[role] = _codes(raw, mapping.get(role))
+    return out
 
 
 def _normalise_encoding(name: str) -> str:
@@ -370,8 +400,10 @@ def _refuse_mojibake(
 def _map_fields(
     columns: list[str], level: str, options: ReadOptions, label: str
 ) -> dict[str, str | None]:
-    given = {"code": options.code_field, "name": options.name_field,
-             "parent": options.parent_field}  # fmt: skip
+    given = {role: None for role in LEVEL_ROLES[level]}
+    given.update(code=options.code_field, name=options.name_field)
+    if level in AREA_LEVELS:
+        given["parent"] = options.parent_field
     lowered = {c.lower(): c for c in columns}
     mapping: dict[str, str | None] = {}
     for role, asked in given.items():
