@@ -127,6 +127,13 @@ class Parents:
         return cls(np.array([], dtype=object), np.array([], dtype=object))
 
 
+def error_details(report: Report) -> list[dict[str, object]]:
+    """The first 100 errors of a report, for an InvalidInputError's details."""
+    out: list[dict[str, object]] = [{"check": f.check, "index": f.index, "code": f.code}
+                                    for f in report.findings if f.severity == "error"]
+    return out[:100]
+
+
 def m2(geoms: np.ndarray | Sequence[Any]) -> np.ndarray:
     """Approximate areas in m² of lon/lat geometry (local scale at each centroid)."""
     geoms = np.asarray(geoms, dtype=object)
@@ -245,8 +252,8 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any
     else:
         starts = [c.startswith(p) for c, p in zip(text, parent_text, strict=True)]
         outside = checked & ~np.array(starts, dtype=bool)
-    for i in np.flatnonzero(empty | duplicate | ~well_formed | no_parent | unknown | outside):
-        i = int(i)
+    failing = np.flatnonzero(empty | duplicate | ~well_formed | no_parent | unknown | outside)
+    for i in failing.tolist():
         code = codes[i]
         if empty[i]:
             add(Finding("error", "malformed_code", "code is empty", i, None))

@@ -22,7 +22,7 @@ import shapely
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import Finding, Parents, Report
+from gridmap.ingest.checks import Finding, Parents, Report, error_details
 from gridmap.ingest.reader import (
     FIELD_CANDIDATES,
     LayerRead,
@@ -363,8 +363,7 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
         raise InvalidInputError(
             f"{report.source}: {report.errors} error(s) in the report block --commit; "
             "fix the file and try again",
-            details=[{"check": f.check, "index": f.index, "code": f.code}
-                     for f in report.findings if f.severity == "error"][:100],
+            details=error_details(report),
         )  # fmt: skip
     table = TABLES[plan.level]
     columns = _stage_columns(plan)

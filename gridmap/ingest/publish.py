@@ -23,7 +23,15 @@ import shapely
 
 from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import PARENT_LEVEL, Parents, Report, Thresholds, check_layer, m2
+from gridmap.ingest.checks import (
+    PARENT_LEVEL,
+    Parents,
+    Report,
+    Thresholds,
+    check_layer,
+    error_details,
+    m2,
+)
 from gridmap.ingest.features import (
     FEATURE_LEVELS,
     FeaturePlan,
@@ -134,7 +142,8 @@ def _old_geometries(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
     """Geometries of ``ids`` in that order (only rows whose digest differed are fetched)."""
     if not ids:
         return np.array([], dtype=object)
-    rows = dict(conn.execute("SELECT id, ST_AsBinary(geom) FROM areas WHERE id = ANY(%s)",
+    rows: dict[int, bytes] = dict(conn.execute(
+        "SELECT id, ST_AsBinary(geom) FROM areas WHERE id = ANY(%s)",
                              (ids,)).fetchall())  # fmt: skip
     return shapely.from_wkb([bytes(rows[i]) for i in ids])
 
@@ -174,7 +183,7 @@ def _diff(
     added = np.flatnonzero(match < 0)
     old_ids_changed = old.id.to_numpy()[match[changed]].tolist()
     old_geoms_changed = _old_geometries(conn, old_ids_changed)
-    ratios = _symdiff_ratios(new_geoms[changed], old_geoms_changed) if changed.size else []
+    ratios: Any = _symdiff_ratios(new_geoms[changed], old_geoms_changed) if changed.size else []
     removed = sorted(set(old.code.tolist()) - set(codes.tolist()))
     by_code = dict(zip(old.code.tolist(), old.id.tolist(), strict=True))
     report.diff = {
@@ -228,8 +237,7 @@ def commit_plan(
         raise InvalidInputError(
             f"{report.source}: {report.errors} error(s) in the report block --commit; "
             "fix the file (or use --fix for invalid geometry) and try again",
-            details=[{"check": f.check, "index": f.index, "code": f.code}
-                     for f in report.findings if f.severity == "error"][:100],
+            details=error_details(report),
         )  # fmt: skip
     level = report.level
     with conn.transaction():

@@ -400,7 +400,7 @@ def _refuse_mojibake(
 def _map_fields(
     columns: list[str], level: str, options: ReadOptions, label: str
 ) -> dict[str, str | None]:
-    given = {role: None for role in LEVEL_ROLES[level]}
+    given: dict[str, str | None] = {role: None for role in LEVEL_ROLES[level]}
     given.update(code=options.code_field, name=options.name_field)
     if level in AREA_LEVELS:
         given["parent"] = options.parent_field
