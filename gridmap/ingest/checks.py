@@ -213,7 +213,8 @@ def _geometry_checks(
         add(Finding("error", "not_polygon",
                     f"{geoms[i].geom_type} is not a polygon",
                     int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
-    invalid = polygonal & ~shapely.is_valid(geoms)
+    valid = np.asarray(shapely.is_valid(geoms), dtype=bool)
+    invalid = polygonal & ~valid
     for i in np.flatnonzero(invalid):
         reason = shapely.is_valid_reason(geoms[i])
         if t.fix:
@@ -226,7 +227,10 @@ def _geometry_checks(
         else:
             add(Finding("error", "invalid_geometry", f"{reason} (use --fix to repair)",
                         int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
-    usable = polygonal & shapely.is_valid(geoms) & np.isin(shapely.get_type_id(geoms), (3, 6))
+    fixed = np.flatnonzero(invalid)
+    if t.fix and fixed.size:  # only repaired geometries need validating again
+        valid[fixed] = shapely.is_valid(geoms[fixed])
+    usable = polygonal & valid & np.isin(shapely.get_type_id(geoms), (3, 6))
     return geoms, usable
 
 
@@ -250,8 +254,9 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any
     if level == "district":
         outside = checked & (text.str[:2] != parent_text.str[:2]).to_numpy()
     else:
-        starts = [c.startswith(p) for c, p in zip(text, parent_text, strict=True)]
-        outside = checked & ~np.array(starts, dtype=bool)
+        # Parents of one level all have the same code length.
+        prefix = CODE_LENGTH[PARENT_LEVEL[level]]
+        outside = checked & (text.str[:prefix] != parent_text).to_numpy()
     failing = np.flatnonzero(empty | duplicate | ~well_formed | no_parent | unknown | outside)
     for i in failing.tolist():
         code = codes[i]

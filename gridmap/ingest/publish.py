@@ -126,15 +126,24 @@ def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Paren
     )
 
 
+# Digests of the stored geometry as files usually hold it: a one-part MultiPolygon as a
+# Polygon, rings clockwise (shapefiles) or counter-clockwise (GeoJSON, GeoPackage).
 _OLD_AREAS = f"""
-SELECT id, code, name, parent_code, decode(md5(ST_AsBinary(ST_ForcePolygonCCW(geom), 'NDR')), 'hex')
-FROM areas WHERE level = %(level)s AND {_VALID}
+WITH old AS (
+    SELECT id, code, name, parent_code,
+           CASE WHEN ST_NumGeometries(geom) = 1 THEN ST_GeometryN(geom, 1) ELSE geom END AS g
+    FROM areas WHERE level = %(level)s AND {_VALID}
+)
+SELECT id, code, name, parent_code,
+       decode(md5(ST_AsBinary(ST_ForcePolygonCW(g), 'NDR')), 'hex'),
+       decode(md5(ST_AsBinary(ST_ForcePolygonCCW(g), 'NDR')), 'hex')
+FROM old
 """
 
 
 def _wkb_digests(geoms: np.ndarray) -> np.ndarray:
-    """MD5 of the little-endian WKB of counter-clockwise-oriented geometry (as in _OLD_AREAS)."""
-    wkb = shapely.to_wkb(shapely.orient_polygons(geoms), byte_order=1, output_dimension=2)
+    """MD5 of the little-endian 2D WKB of each geometry, as read (as in _OLD_AREAS)."""
+    wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2)
     return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
 
 
@@ -158,19 +167,21 @@ def _diff(
     ``shapely.equals`` (same shape, other vertex order counts as unchanged).
     """
     rows = conn.execute(_OLD_AREAS, {"level": level, "g": previous}).fetchall()
-    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "digest"])
+    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "cw", "ccw"])
     old_position = pd.Index(old.code)
     codes = frame.code.to_numpy(dtype=object)
-    new_geoms = bulk._as_multi(np.asarray(frame.geometry.to_numpy(), dtype=object))
+    read_geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
     match = old_position.get_indexer(pd.Series(codes, dtype=object)) if rows else (
         np.full(len(codes), -1))  # fmt: skip
     known = np.flatnonzero(match >= 0)
     same_geom = np.zeros(len(frame), dtype=bool)
     if known.size:
-        same_geom[known] = _wkb_digests(new_geoms[known]) == old.digest.to_numpy()[match[known]]
+        digests = _wkb_digests(read_geoms[known])
+        same_geom[known] = ((digests == old.cw.to_numpy()[match[known]])
+                            | (digests == old.ccw.to_numpy()[match[known]]))  # fmt: skip
         recheck = known[~same_geom[known]]
         old_ids = old.id.to_numpy()[match[recheck]].tolist()
-        same_geom[recheck] = shapely.equals(new_geoms[recheck], _old_geometries(conn, old_ids))
+        same_geom[recheck] = shapely.equals(read_geoms[recheck], _old_geometries(conn, old_ids))
     same_attrs = np.zeros(len(frame), dtype=bool)
     if known.size:
         same_attrs[known] = (
@@ -183,7 +194,8 @@ def _diff(
     added = np.flatnonzero(match < 0)
     old_ids_changed = old.id.to_numpy()[match[changed]].tolist()
     old_geoms_changed = _old_geometries(conn, old_ids_changed)
-    ratios: Any = _symdiff_ratios(new_geoms[changed], old_geoms_changed) if changed.size else []
+    new_changed = bulk._as_multi(read_geoms[changed])
+    ratios: Any = _symdiff_ratios(new_changed, old_geoms_changed) if changed.size else []
     removed = sorted(set(old.code.tolist()) - set(codes.tolist()))
     by_code = dict(zip(old.code.tolist(), old.id.tolist(), strict=True))
     report.diff = {
