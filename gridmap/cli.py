@@ -214,7 +214,7 @@ def serve(
 @app.command("import")
 @friendly_errors
 def import_(
-    level: Annotated[str, typer.Argument(help="district, street, community or grid")],
+    level: Annotated[str, typer.Argument(help="an area level, building, facility or worker")],
     path: Annotated[Path, typer.Argument(help=".shp, folder, .zip, .gpkg, .geojson, .fgb")],
     commit: Annotated[bool, typer.Option("--commit", help="publish (default: dry run)")] = False,
     code_field: Annotated[str | None, typer.Option(help="field with the code")] = None,
