@@ -114,38 +114,39 @@ def batch(url: str, points: np.ndarray) -> dict[str, float]:
     }
 
 
-def report_single(res: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    g, p = res["gridmap"], res["postgis"]
-    print(f"single lookups, {args.grids} grids, wrk -t2 -c32 {args.seconds}s:")
+def report_single(res: dict[str, dict[str, float]], grids: int, seconds: int) -> None:
+    """Print req/s and latency of both servers and their ratio."""
+    print(f"single lookups, {grids} grids, wrk -t2 -c32 {seconds}s:")
     for name, r in res.items():
-        print(f"  {name:8s} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
-              f"p99 {r['p99']:6.2f} ms  non-2xx {r['non2xx']:.0f}")
-    print(f"  ratio gridmap/postgis: {g['rps'] / p['rps']:.1f}x req/s")
+        print(
+            f"  {name:8s} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
+            f"p99 {r['p99']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
+        )
+    print(f"  ratio gridmap/postgis: {res['gridmap']['rps'] / res['postgis']['rps']:.1f}x req/s")
+
+
+def report_batch(b: dict[str, float]) -> None:
+    """Print batch throughput of both paths and their ratio."""
+    print(f"batch CSV, {b['points']:.0f} points end to end:")
+    print(
+        f"  gridmap {b['gridmap_pps']:,.0f} points/s   postgis join {b['postgis_pps']:,.0f} "
+        f"points/s   ratio {b['gridmap_pps'] / b['postgis_pps']:.1f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grids", type=int, default=65_000)
     parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1_000_000, help="0: skip the batch run")
+    parser.add_argument("--no-single", action="store_true", help="skip the wrk runs")
     args = parser.parse_args()
     url = bench_database(args.grids)
-    points = city_points(url, 10_000, seed=3)
-    res = single(url, points, args.seconds)
-    g, p = res["gridmap"], res["postgis"]
-    print(f"single lookups, {args.grids} grids, wrk -t2 -c32 {args.seconds}s:")
-    for name, r in res.items():
-        print(
-            f"  {name:8s} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
-            f"p99 {r['p99']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
-        )
-    print(f"  ratio gridmap/postgis: {g['rps'] / p['rps']:.1f}x req/s")
-    b = batch(url, city_points(url, args.batch, seed=4))
-    print(f"batch CSV, {b['points']:.0f} points end to end:")
-    print(
-        f"  gridmap {b['gridmap_pps']:,.0f} points/s   postgis join {b['postgis_pps']:,.0f} "
-        f"points/s   ratio {b['gridmap_pps'] / b['postgis_pps']:.1f}x"
-    )
+    if not args.no_single:
+        report_single(single(url, city_points(url, 10_000, seed=3), args.seconds),
+                      args.grids, args.seconds)
+    if args.batch:
+        report_batch(batch(url, city_points(url, args.batch, seed=4)))
 
 
 if __name__ == "__main__":
