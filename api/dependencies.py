@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from gridmap.db.engine import session_scope
 from gridmap.lookup.service import LookupService
 from tiles.cache import TileCache
 
@@ -25,15 +26,8 @@ async def get_engine(request: Request) -> Engine:
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     """A session per request; commits when the handler returns without error."""
-    session = sessionmaker(bind=engine, expire_on_commit=False)()
-    try:
+    with session_scope(engine) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 async def get_lookup(request: Request) -> LookupService:
