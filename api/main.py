@@ -95,7 +95,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    install_body_limit(app, get_event_settings().max_body_bytes)
+    settings = get_settings()
+    install_body_limit(
+        app,
+        get_event_settings().max_body_bytes,
+        {"/api/v1/lookup": settings.lookup_max_body_bytes,
+         "/api/v1/imports": settings.import_max_bytes},
+    )
     app.add_middleware(LookupFastPath)
     app.add_middleware(TileFastPath)
     for module in (health, areas, lookup, imports, layers, events, stats, sensors, webhooks,

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     import_max_bytes: int = 1 << 30
+    lookup_max_body_bytes: int = 512 << 20  # batch lookups: ~17 M points of CSV
     """Largest import file (or unpacked zip) accepted, in bytes."""
 
     # Map layers (vector tiles, OGC API – Features, the web page).
