@@ -280,3 +280,17 @@ def test_batch_csv_above_the_default_body_limit_is_accepted(client) -> None:
     too_big = client.post("/api/v1/events", content=b"x" * (17 * 1024 * 1024),
                           headers={"content-type": "application/json"})
     assert too_big.status_code == 413
+
+
+def test_csv_blank_lines_crlf_and_quotes_keep_line_numbers(client, service, probe_points) -> None:
+    xs, ys = probe_points
+    x, y = float(xs[0]), float(ys[0])
+    res = service.locate([x], [y])
+    code = res.snapshot.index.codes_for(res.index)[0] or ""
+    text = (f'name,lon,lat\r\n"a, quoted",{x!r},{y!r}\r\n\r\n   \r\nb,{x!r},{y!r}\r\n'
+            f"c,north,{y!r}\r\n")
+    resp = client.post("/api/v1/lookup", content=text, headers={"content-type": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert [r["name"] for r in rows] == ["a, quoted", "b", "c"]
+    assert [r["grid_code"] for r in rows] == [code, code, ""]
+    assert rows[2]["error"].startswith("line 6: lon")
