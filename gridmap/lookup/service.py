@@ -11,6 +11,7 @@ sent by triggers from migration ``0005_lookup``). Past generations asked for wit
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -116,6 +117,19 @@ def check_coordinates(
     return bad
 
 
+def _check_point(x: float, y: float) -> str | None:
+    """:func:`check_coordinates` for one longitude/latitude, without array overhead."""
+    if not math.isfinite(x):
+        return "lon: not a finite number"
+    if not math.isfinite(y):
+        return "lat: not a finite number"
+    if abs(x) > 180:
+        return f"lon: {x} is outside -180..180"
+    if abs(y) > 90:
+        return f"lat: {y} is outside -90..90"
+    return None
+
+
 class LookupService:
     """Point → grid answers from memory, kept in step with the database."""
 
@@ -218,7 +232,8 @@ class LookupService:
         if snap_m is not None or crs.lower() not in _AS_IS:
             return self.locate([x], [y], crs, as_of, snap_m)
         xs, ys = np.array([x], np.float64), np.array([y], np.float64)
-        errors = check_coordinates(xs, ys, crs)
+        problem = _check_point(x, y)
+        errors = {0: problem} if problem else {}
         snap = self.snapshot(as_of)
         grid = _EMPTY if errors else snap.index.lookup_one(x, y)
         index = np.array([grid], np.int32)
