@@ -7,16 +7,21 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from api.limits import PayloadTooLargeError, RateLimitedError
+from gridmap.config import get_settings
 from gridmap.errors import (
+    AuthenticationError,
     ConflictError,
     DatabaseUnavailableError,
     GridmapError,
     InvalidInputError,
     NotFoundError,
     OutOfRangeError,
+    PermissionDeniedError,
     SetupError,
 )
 
@@ -29,6 +34,10 @@ STATUS_BY_ERROR: dict[type[GridmapError], int] = {
     ConflictError: 409,
     DatabaseUnavailableError: 503,
     SetupError: 503,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    PayloadTooLargeError: 413,
+    RateLimitedError: 429,
 }
 
 
@@ -46,8 +55,10 @@ def _body(error: str, message: str, details: list[dict[str, object]] | None = No
 
 async def _gridmap_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GridmapError)
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
-        _body(type(exc).__name__, exc.message, exc.details), status_code=status_for(exc)
+        _body(type(exc).__name__, exc.message, exc.details), status_code=status, headers=headers
     )
 
 
@@ -63,7 +74,15 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
+    if isinstance(getattr(exc, "orig", None), QueryCanceled):
+        # statement_timeout: say so, without echoing the SQL or its parameters.
+        return JSONResponse(_body(
+            "QueryTimeoutError",
+            "the query took longer than the statement timeout; ask for a smaller area, "
+            "bbox or batch", [{"field": "statement_timeout_ms",
+                               "value": get_settings().statement_timeout_ms}]),
+            status_code=503)  # fmt: skip
+    log.warning("database unavailable: %s", type(exc).__name__)
     return JSONResponse(
         _body("DatabaseUnavailableError", "the database is unavailable; try again shortly"),
         status_code=503,

@@ -12,8 +12,24 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import areas, health, imports, layers, lookup, ogc, tiles, web
+from api.limits import LimitsMiddleware
+from api.routers import (
+    areas,
+    audit,
+    auth,
+    health,
+    imports,
+    layers,
+    lookup,
+    ogc,
+    persons,
+    tiles,
+    web,
+)
+from api.security import ALL_ROLES, Allow, session_secret
 from gridmap import __version__
+from gridmap.auth.cache import PrincipalCache
+from gridmap.auth.principal import Role
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
@@ -22,6 +38,10 @@ from gridmap.mapview import vendor_dir
 from tiles.cache import TileCache
 
 log = logging.getLogger("gridmap.api")
+
+LOOKUP_ROLES = (Role.admin, Role.system, Role.gis_editor)
+EXPORT_ROLES = (Role.admin, Role.gis_editor, Role.operator)
+PERSON_ROLES = (Role.admin, Role.operator, Role.grid_worker)
 
 
 async def _warm_lookup(service: LookupService) -> None:
@@ -43,6 +63,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         app.state.lookup = LookupService(url)
         await _warm_lookup(app.state.lookup)
         settings = get_settings()
+        app.state.principals = PrincipalCache(app.state.engine, settings.auth_cache_ttl_s)
+        app.state.session_secret = session_secret(settings)
         app.state.tile_cache = TileCache(
             app.state.engine,
             size=settings.tile_cache_size,
@@ -61,14 +83,19 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(LimitsMiddleware)
+    # Access: one line per router. Area scope is applied inside the queries themselves.
     app.include_router(health.router)
-    app.include_router(areas.router)
-    app.include_router(lookup.router)
-    app.include_router(imports.router)
-    app.include_router(layers.router)
-    app.include_router(tiles.router)
-    app.include_router(ogc.router)
+    app.include_router(auth.router)
     app.include_router(web.router)
+    app.include_router(areas.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(lookup.router, dependencies=[Allow(*LOOKUP_ROLES)])
+    app.include_router(imports.router, dependencies=[Allow(Role.admin, Role.gis_editor)])
+    app.include_router(layers.router, dependencies=[Allow(*EXPORT_ROLES)])
+    app.include_router(tiles.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(ogc.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(persons.router, dependencies=[Allow(*PERSON_ROLES)])
+    app.include_router(audit.router, dependencies=[Allow(Role.admin)])
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.mount(
         "/vendor/maplibre-gl",

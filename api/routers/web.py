@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from api.dependencies import SessionDep
+from api.security import PrincipalDep
 from gridmap.catalog import MAJOR_CLASSES
 from gridmap.config import get_settings
 from tiles.features import city_extent
@@ -32,7 +33,7 @@ def map_page() -> FileResponse:
 
 
 @router.get("/map/config.json", operation_id="get_map_config", response_model=dict[str, Any])
-def map_config(request: Request, session: SessionDep) -> Any:
+def map_config(request: Request, session: SessionDep, _principal: PrincipalDep) -> Any:
     """What the page needs: layers, city bounds, facility classes, optional base map."""
     settings = get_settings()
     return {
