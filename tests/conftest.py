@@ -128,8 +128,10 @@ def admin_key(city_engine: Engine) -> str:
 @pytest.fixture(scope="session")
 def client(anon_client, admin_key: str):  # type: ignore[no-untyped-def]
     """The API client authenticated as admin (an API key created in the test database)."""
-    anon_client.headers["Authorization"] = f"Bearer {admin_key}"
-    return anon_client
+    from fastapi.testclient import TestClient
+
+    # Same app (started by anon_client's lifespan), its own default headers.
+    return TestClient(anon_client.app, headers={"Authorization": f"Bearer {admin_key}"})
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +140,9 @@ def as_role(city_engine: Engine, anon_client):  # type: ignore[no-untyped-def]
 
     def headers(role: str, area_code: str | None = None,
                 worker_code: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {make_key(city_engine, role, area_code, worker_code)}"}
+        key = make_key(city_engine, role, area_code, worker_code)
+        anon_client.app.state.principals.invalidate()  # a new key counts at once
+        return {"Authorization": f"Bearer {key}"}
 
     return headers
 

@@ -10,7 +10,7 @@ from api.dependencies import SessionDep
 from api.schemas import ErrorOut, LoginIn, LoginOut, PrincipalOut
 from api.security import SESSION_COOKIE, PrincipalDep
 from gridmap.auth import store
-from gridmap.auth.principal import Principal
+from gridmap.auth.principal import Principal, Role
 from gridmap.config import get_settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -30,7 +30,7 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
     token = store.issue_session(user.id, request.app.state.session_secret, ttl)
     response.set_cookie(SESSION_COOKIE, token, max_age=ttl, httponly=True, samesite="strict")
     request.app.state.principals.invalidate()
-    principal = Principal("user", user.id, user.username, user.role, user.area_code)  # type: ignore[arg-type]
+    principal = Principal("user", user.id, user.username, Role(user.role), user.area_code)
     return LoginOut(token=token, expires_in=ttl, principal=_out(principal))
 
 

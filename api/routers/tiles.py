@@ -10,6 +10,8 @@ from fastapi.responses import Response
 
 from api.dependencies import EngineDep, TileCacheDep
 from api.schemas import ErrorOut
+from api.security import PrincipalDep
+from gridmap.auth.scope import scope_patterns
 from gridmap.config import get_settings
 from tiles.features import city_extent
 from tiles.layers import LAYERS, get_layer
@@ -40,16 +42,20 @@ async def get_tile(
     x: int,
     y: int,
     cache: TileCacheDep,
+    principal: PrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One tile of ``layer`` (WebMercatorQuad), with ``ETag`` and ``Cache-Control``."""
     # Cache hits are answered on the event loop; only misses go to a worker thread.
-    tile = cache.peek(layer, z, x, y)
+    patterns = scope_patterns(principal)
+    scopes = tuple(patterns) if patterns is not None else None
+    tile = cache.peek(layer, z, x, y, scopes)
     if tile is None:
-        tile = await run_in_threadpool(cache.get, layer, z, x, y)
+        tile = await run_in_threadpool(cache.get, layer, z, x, y, scopes)
     headers = {
         "ETag": tile.etag,
-        "Cache-Control": f"public, max-age={get_settings().tile_max_age_s}",
+        # private: tiles depend on the caller's area; shared caches must not reuse them.
+        "Cache-Control": f"private, max-age={get_settings().tile_max_age_s}",
     }
     if if_none_match and tile.etag in {t.strip().removeprefix("W/") for t in
                                        if_none_match.split(",")}:

@@ -16,6 +16,7 @@ features AS (
     AND a.geom_3857 && bounds.search
     AND a.generation_low <= gen.id
     AND (a.generation_high IS NULL OR a.generation_high >= gen.id)
+    AND (CAST(:scopes AS text[]) IS NULL OR a.code LIKE ANY(CAST(:scopes AS text[])))
   ORDER BY a.code
 ),
 capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)
