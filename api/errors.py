@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg.errors import QueryCanceled
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.limits import PayloadTooLargeError, RateLimitedError
@@ -89,9 +89,19 @@ async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
+    # e.g. a NUL byte in text or an integer out of range: the input, not the server, is
+    # wrong. The statement and its parameters are not echoed (they may hold personal data).
+    problem = str(getattr(exc, "orig", "")).splitlines()[0] if getattr(exc, "orig", None) else ""
+    return JSONResponse(
+        _body("InvalidInputError", f"invalid value in the request: {problem}"), status_code=422
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the exception → status mapping on ``app``."""
     app.add_exception_handler(GridmapError, _gridmap_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(PoolTimeoutError, _database_down)
