@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,9 +51,10 @@ class WindowCounter:
 _BY_PRINCIPAL = WindowCounter()
 
 
-def check_principal_rate(request: Request, principal: Principal) -> None:
+def check_principal_rate(principal: Principal) -> None:
     """RateLimitedError (429) when this key or user is over its per-minute limit."""
-    if not _BY_PRINCIPAL.hit(principal.actor, get_settings().rate_limit_per_minute):
+    if not _BY_PRINCIPAL.hit(f"{principal.kind}:{principal.id}",
+                             get_settings().rate_limit_per_minute):
         raise RateLimitedError(f"rate limit of {get_settings().rate_limit_per_minute} "
                                "requests per minute exceeded for this key; slow down")
 

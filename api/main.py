@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
+from api.fastpath import LookupFastPath
 from api.limits import LimitsMiddleware
 from api.routers import (
     areas,
@@ -26,7 +27,7 @@ from api.routers import (
     tiles,
     web,
 )
-from api.security import ALL_ROLES, Allow, session_secret
+from api.security import ALL_ROLES, LOOKUP_ROLES, Allow, session_secret
 from gridmap import __version__
 from gridmap.auth.cache import PrincipalCache
 from gridmap.auth.principal import Role
@@ -39,7 +40,6 @@ from tiles.cache import TileCache
 
 log = logging.getLogger("gridmap.api")
 
-LOOKUP_ROLES = (Role.admin, Role.system, Role.gis_editor)
 EXPORT_ROLES = (Role.admin, Role.gis_editor, Role.operator)
 PERSON_ROLES = (Role.admin, Role.operator, Role.grid_worker)
 
@@ -83,7 +83,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(LimitsMiddleware)
+    app.add_middleware(LookupFastPath)  # authenticates like the route (api.security)
+    app.add_middleware(LimitsMiddleware)  # outermost: address rate limit, body size
     # Access: one line per router. Area scope is applied inside the queries themselves.
     app.include_router(health.router)
     app.include_router(auth.router)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from api.limits import check_principal_rate
 from gridmap.auth.cache import PrincipalCache
@@ -23,6 +24,7 @@ from gridmap.errors import AuthenticationError, PermissionDeniedError
 
 SESSION_COOKIE = "gridmap_session"
 ALL_ROLES = tuple(Role)
+LOOKUP_ROLES = (Role.admin, Role.system, Role.gis_editor)
 
 
 def session_secret(settings: Settings) -> bytes:
@@ -37,11 +39,33 @@ def session_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def _credential(request: Request) -> str | None:
+def _credential(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
+
+
+def authenticate(conn: HTTPConnection) -> Principal:
+    """The caller of a request (or raw ASGI scope); AuthenticationError if none is valid.
+
+    Keys and users come from the in-memory cache: no database query per request.
+    """
+    token = _credential(conn)
+    if not token:
+        raise AuthenticationError("credentials required: an API key or a login session")
+    cache: PrincipalCache = conn.app.state.principals
+    principal: Principal | None
+    if token.startswith(SESSION_PREFIX):
+        principal = cache.by_user(verify_session(token, conn.app.state.session_secret))
+    elif token.startswith(KEY_PREFIX):
+        principal = cache.by_key(token)
+    else:
+        principal = None
+    if principal is None:
+        raise AuthenticationError("invalid, revoked or expired credentials")
+    check_principal_rate(principal)
+    return principal
 
 
 def get_principal(request: Request) -> Principal:
@@ -49,20 +73,7 @@ def get_principal(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    token = _credential(request)
-    if not token:
-        raise AuthenticationError("credentials required: an API key or a login session")
-    cache: PrincipalCache = request.app.state.principals
-    principal: Principal | None
-    if token.startswith(SESSION_PREFIX):
-        principal = cache.by_user(verify_session(token, request.app.state.session_secret))
-    elif token.startswith(KEY_PREFIX):
-        principal = cache.by_key(token)
-    else:
-        principal = None
-    if principal is None:
-        raise AuthenticationError("invalid, revoked or expired credentials")
-    check_principal_rate(request, principal)
+    principal = authenticate(request)
     request.state.principal = principal
     return principal
 

@@ -56,7 +56,11 @@ def lua_script(points: np.ndarray, path: str) -> str:
 
 def single(url: str, points: np.ndarray, seconds: int) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
+    started = time.monotonic()
     with serve_gridmap(url, workers=2) as base:
+        # Each worker builds its index before it accepts connections; the first one up
+        # tells how long that takes, so wait as long again for the second one.
+        time.sleep(time.monotonic() - started)
         httpx.get(f"{base}/api/v1/lookup", params={"lon": points[0][0], "lat": points[0][1]})
         results["gridmap"] = wrk(base, lua_script(points, "/api/v1/lookup"), seconds)
     port = free_port()

@@ -71,7 +71,7 @@ async def lookup_point(
     snap: SnapQuery = None,
 ) -> Response:
     """Which grid is this point in? With the grid's ancestors and workers (on duty first)."""
-    res = service.locate([lon], [lat], crs, as_of, snap)
+    res = service.locate_one(lon, lat, crs, as_of, snap)
     if res.errors:
         message = res.errors[0]
         raise InvalidInputError(message, details=[{"field": message.split(":")[0]}])

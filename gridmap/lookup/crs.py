@@ -147,9 +147,10 @@ def gcj02_to_bd09(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, F
         BD-09 degrees.
     """
     g_lon, g_lat = _as_float_arrays(lon, lat)
-    z = np.hypot(g_lon, g_lat) + 0.00002 * np.sin(g_lat * _X_PI)
-    theta = np.arctan2(g_lat, g_lon) + 0.000003 * np.cos(g_lon * _X_PI)
-    return z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006
+    with np.errstate(invalid="ignore"):  # inf in, NaN out
+        z = np.hypot(g_lon, g_lat) + 0.00002 * np.sin(g_lat * _X_PI)
+        theta = np.arctan2(g_lat, g_lon) + 0.000003 * np.cos(g_lon * _X_PI)
+        return z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006
 
 
 def bd09_to_gcj02(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -270,15 +271,16 @@ def _gcj_offset(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArra
     """GCJ-02 minus WGS84 at a WGS84 point, in degrees (no China-box test)."""
     x = lon - 105.0
     y = lat - 35.0
-    d_lat = _shift_lat(x, y)
-    d_lon = _shift_lon(x, y)
-    rad_lat = lat / 180.0 * math.pi
-    magic = 1.0 - _KRASOVSKY_EE * np.sin(rad_lat) ** 2
-    sqrt_magic = np.sqrt(magic)
-    d_lat = (d_lat * 180.0) / (
-        (_KRASOVSKY_A * (1.0 - _KRASOVSKY_EE)) / (magic * sqrt_magic) * math.pi
-    )
-    d_lon = (d_lon * 180.0) / (_KRASOVSKY_A / sqrt_magic * np.cos(rad_lat) * math.pi)
+    with np.errstate(invalid="ignore"):  # inf in, NaN out
+        d_lat = _shift_lat(x, y)
+        d_lon = _shift_lon(x, y)
+        rad_lat = lat / 180.0 * math.pi
+        magic = 1.0 - _KRASOVSKY_EE * np.sin(rad_lat) ** 2
+        sqrt_magic = np.sqrt(magic)
+        d_lat = (d_lat * 180.0) / (
+            (_KRASOVSKY_A * (1.0 - _KRASOVSKY_EE)) / (magic * sqrt_magic) * math.pi
+        )
+        d_lon = (d_lon * 180.0) / (_KRASOVSKY_A / sqrt_magic * np.cos(rad_lat) * math.pi)
     return d_lon, d_lat
 
 
@@ -299,9 +301,10 @@ def _shift_lon(x: FloatArray, y: FloatArray) -> FloatArray:
 
 
 def _bd09_to_gcj02_one_step(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """The customary closed-form approximate inverse (~1e-8° off), used as a start."""
+    """The customary closed-form approximate inverse (~1e-6° off), used as a start."""
     x = lon - 0.0065
     y = lat - 0.006
-    z = np.hypot(x, y) - 0.00002 * np.sin(y * _X_PI)
-    theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _X_PI)
-    return z * np.cos(theta), z * np.sin(theta)
+    with np.errstate(invalid="ignore"):
+        z = np.hypot(x, y) - 0.00002 * np.sin(y * _X_PI)
+        theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _X_PI)
+        return z * np.cos(theta), z * np.sin(theta)

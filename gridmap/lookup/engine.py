@@ -26,23 +26,27 @@ level comes from two GEOS ``STRtree`` queries (grids and segments against the bo
 *Boundary leaves.* Each boundary leaf cell keeps its candidate grids in code order, up
 to and including the first one covering the whole cell, each with a local model:
 
-- ``HALF``: one segment of the grid crosses the box and none of its vertices lies in
-  it, so inside the box the grid is exactly the closed half-plane left of that segment
-  (rings are oriented with the interior on the left);
-- ``AND``/``OR``: one vertex in the box with its two edges and nothing else of the grid,
-  so the grid is the intersection (convex corner) or union (reflex corner) of two
-  half-planes;
-- ``FULL``: covers the box; ``COMPLEX``: anything else (or an invalid polygon) — asked
-  of GEOS ``intersects_xy`` (for a point, intersects ≡ covers).
+- ``HALF``: one edge of the grid crosses the box and none of its vertices lies in it,
+  so inside the box the grid is exactly the closed half-plane left of that edge (rings
+  are oriented with the interior on the left);
+- ``AND``/``OR``: two consecutive edges u→v→w of the grid cross the box (v inside it or
+  not, u and w outside) and nothing else of the grid does, so the grid is the
+  intersection (convex corner at v) or union (reflex corner) of their two half-planes;
+- ``FULL``: covers the box. A ``HALF`` right after a ``HALF`` on the same edge reversed
+  (two grids sharing an edge exactly) also becomes ``FULL``: it is only reached for
+  points strictly on the far side of the first grid's edge;
+- ``COMPLEX``: anything else, or an invalid polygon — asked of GEOS ``intersects_xy``
+  (for a point, intersects is covers).
 
 A lookup walks the candidates in code order and stops at the first that covers the
 point. Side tests are float orientation determinants with Shewchuk's error bound
 (|det| > (3 + 16ε)ε(|l| + |r|) has the exact sign). Inside the bound — points on or
 within ~1e-15 relative of an edge — the sign is recomputed exactly with error-free
 transformations (TwoDiff/TwoProduct/Two-Two-Diff); when a coordinate difference is not
-itself exact (never for points near their cell in lon/lat) the pair goes to GEOS. GEOS
-decides ``covers`` for a point by the same exact orientation sign (its DD arithmetic is
-exact for such inputs), so both agree point for point, on edges and vertices included.
+itself a double (never for points near their cell in lon/lat) GEOS answers instead.
+GEOS decides ``covers`` for a point from the same orientation sign, computed robustly
+(a filter, then double-double arithmetic, which is exact for such inputs), so both
+agree point for point, on edges and vertices included.
 
 PostGIS's own ``ST_Covers(polygon, point)`` short-circuit uses a plain-double side test
 (``lw_segment_side``), so for points within ~1e-15 relative of an edge PostGIS itself can
@@ -153,15 +157,16 @@ class _Frame:
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         s = self.cell_size(level)
         return (
-            self.x0 + ix * s - _PAD_DEG,
-            self.y0 + iy * s - _PAD_DEG,
-            self.x0 + (ix + 1) * s + _PAD_DEG,
-            self.y0 + (iy + 1) * s + _PAD_DEG,
+            np.asarray(self.x0 + ix * s - _PAD_DEG, np.float64),
+            np.asarray(self.y0 + iy * s - _PAD_DEG, np.float64),
+            np.asarray(self.x0 + (ix + 1) * s + _PAD_DEG, np.float64),
+            np.asarray(self.y0 + (iy + 1) * s + _PAD_DEG, np.float64),
         )
 
     def centres(self, level: int, ix: IntArray, iy: IntArray) -> tuple[FloatArray, FloatArray]:
         s = self.cell_size(level)
-        return self.x0 + (ix + 0.5) * s, self.y0 + (iy + 0.5) * s
+        x = np.asarray(self.x0 + (ix + 0.5) * s, np.float64)
+        return x, np.asarray(self.y0 + (iy + 0.5) * s, np.float64)
 
 
 @dataclass
@@ -262,6 +267,7 @@ class GridIndex:
         self._geoms = geoms
         self._frame = frame
         self._raster = raster
+        self._raster_flat = raster.ravel()
         self._cons = constraints
         self._seg_xy = segments.xy
         self._n_segments = segments.size
@@ -330,6 +336,16 @@ class GridIndex:
     def __len__(self) -> int:
         return len(self.codes)
 
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_geos_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._geos_lock = threading.Lock()
+        shapely.prepare(self._geoms)
+
     def lookup(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> Int32Array:
         """Grid owning each point: ``ST_Covers`` + lowest code wins.
 
@@ -354,6 +370,22 @@ class GridIndex:
             out[todo] = self._resolve_boundary(x[todo], y[todo], cells)
         return out.reshape(shape)
 
+    def lookup_one(self, lon: float, lat: float) -> int:
+        """:meth:`lookup` for a single point, without array overhead on interior cells.
+
+        Same answer as ``lookup([lon], [lat])[0]``; only points in boundary cells take
+        the array path. This is the hot path of single HTTP lookups.
+        """
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            return _EMPTY
+        frame = self._frame
+        fx = min(max(lon * self._x_scale + self._x_shift, 0.0), frame.nx + 1.0)
+        fy = min(max(lat * self._x_scale + self._y_shift, 0.0), frame.ny + 1.0)
+        value = int(self._raster_flat[int(fy) * (frame.nx + 2) + int(fx)])
+        if value >= _EMPTY:
+            return value
+        return int(self.lookup(np.array([lon]), np.array([lat]))[0])
+
     def nearest(
         self, lon: npt.ArrayLike, lat: npt.ArrayLike, max_distance_m: float
     ) -> tuple[Int32Array, FloatArray]:
@@ -368,7 +400,8 @@ class GridIndex:
         M(φ), the WGS84 radii of curvature at the point's latitude, relative error
         < 1e-4 within a few kilometres — and the closest one (lowest code on a tie) is
         kept. Its distance is reported as the WGS84 geodesic (``pyproj.Geod``) from the
-        point to the closest point found, and compared with ``max_distance_m``.
+        point to the closest point found, and compared with ``max_distance_m``. Points
+        beyond ±89° latitude are not snapped.
 
         Parameters
         ----------
@@ -496,12 +529,12 @@ class GridIndex:
             first, second = covered[corner], sign >= 0
             covered[corner] = np.where(kind[corner] == _AND, first & second, first | second)
             ask[corner] |= unknown
-        ask = np.flatnonzero(ask | (kind == _COMPLEX))
-        if ask.size:
+        geos = np.flatnonzero(ask | (kind == _COMPLEX))
+        if geos.size:
             with self._geos_lock:
                 # For a point, intersects is covers: it includes the boundary.
-                covered[ask] = shapely.intersects_xy(
-                    self._geoms[cons.grid[row[ask]]], px[ask], py[ask]
+                covered[geos] = shapely.intersects_xy(
+                    self._geoms[cons.grid[row[geos]]], px[geos], py[geos]
                 )
         return covered
 

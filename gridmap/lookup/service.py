@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 CHANNELS = ("gridmap_generation", "gridmap_workers")
 ANCESTOR_LEVELS = ("community", "street", "district", "city")
 _GEOGRAPHIC = {"4326", "epsg:4326", "4490", "epsg:4490", "gcj02", "bd09"}
+_AS_IS = {"4326", "epsg:4326", "4490", "epsg:4490"}  # stored as EPSG:4326 unchanged
+_EMPTY = -1
 _HISTORY_SIZE = 2
 
 _AREAS_SQL = """
@@ -199,6 +201,24 @@ class LookupService:
             idx[list(errors)] = -1
         return PointResults(snap.generation, snap, idx, lon, lat, errors, distance)
 
+    def locate_one(
+        self,
+        x: float,
+        y: float,
+        crs: str = "4326",
+        as_of: int | str | datetime | None = None,
+        snap_m: float | None = None,
+    ) -> PointResults:
+        """:meth:`locate` for one point; WGS84 input without snap skips array work."""
+        if snap_m is not None or crs.lower() not in _AS_IS:
+            return self.locate([x], [y], crs, as_of, snap_m)
+        xs, ys = np.array([x], np.float64), np.array([y], np.float64)
+        errors = check_coordinates(xs, ys, crs)
+        snap = self.snapshot(as_of)
+        grid = _EMPTY if errors else snap.index.lookup_one(x, y)
+        index = np.array([grid], np.int32)
+        return PointResults(snap.generation, snap, index, xs, ys, errors)
+
     @staticmethod
     def describe(snap: DivisionSnapshot, grid_index: int) -> dict[str, Any] | None:
         """The grid, its ancestors and its workers (on duty first) for one answer."""
@@ -293,7 +313,9 @@ class LookupService:
         snap = DivisionSnapshot(generation, index, areas, self._load_workers())
         log.info(
             "built lookup index for generation %s (%d grids) in %.1fs",
-            generation, len(grids), time.perf_counter() - started,
+            generation,
+            len(grids),
+            time.perf_counter() - started,
         )
         return snap
 

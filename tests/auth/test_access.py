@@ -179,3 +179,14 @@ def test_person_reads_are_audited(client: TestClient, anon_client: TestClient, a
         trail = client.get("/api/v1/audit", params={"resource": "person",
                                                     "record_id": str(person["id"])}).json()
         assert trail, person["id"]
+
+
+def test_lookup_fast_path_authenticates_like_the_route(
+    anon_client: TestClient, as_role  # type: ignore[no-untyped-def]
+) -> None:
+    path = "/api/v1/lookup?lon=106.5&lat=29.5"
+    assert anon_client.get(path).status_code == 401
+    assert anon_client.get(path, headers={"X-API-Key": "gmk_forged"}).status_code == 401
+    assert anon_client.get(path, headers=as_role("reporter")).status_code == 403
+    system = anon_client.get(path, headers=as_role("system"))
+    assert system.status_code == 200 and "query" in system.json()

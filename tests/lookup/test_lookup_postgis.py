@@ -156,13 +156,18 @@ def test_api_batch_json_csv_geojson_agree(client, service, probe_points) -> None
     assert [r["grid_code"] or None for r in rows] == want
     assert [r["note"] for r in rows[:3]] == ["n0", "n1", "n2"]
 
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"i": i}, "geometry": {"type": "Point", "coordinates": p}}
-        for i, p in enumerate(points[:200])
-    ]}
-    resp = client.post(
-        "/api/v1/lookup", json=fc, headers={"content-type": "application/geo+json"}
-    )
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"i": i},
+                "geometry": {"type": "Point", "coordinates": p},
+            }
+            for i, p in enumerate(points[:200])
+        ],
+    }
+    resp = client.post("/api/v1/lookup", json=fc, headers={"content-type": "application/geo+json"})
     got = [f["properties"]["grid_code"] for f in resp.json()["features"]]
     assert got == want[:200]
 
@@ -244,6 +249,21 @@ def test_batch_reports_bad_rows_and_answers_good_ones(client, service, probe_poi
         "/api/v1/lookup", content="a,b\n1,2\n", headers={"content-type": "text/csv"}
     )
     assert missing.status_code == 422 and "longitude" in missing.json()["message"]
-    assert client.post(
-        "/api/v1/lookup", content=b"{not json", headers={"content-type": "application/json"}
-    ).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/lookup", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+
+
+def test_fast_path_answers_exactly_like_the_full_route(client, service, probe_points) -> None:
+    """``as_of`` sends a request through FastAPI; without it the ASGI fast path answers."""
+    xs, ys = probe_points
+    generation = service.active().generation
+    for x, y in zip(xs[::97].tolist(), ys[::97].tolist(), strict=True):
+        fast = client.get("/api/v1/lookup", params={"lon": x, "lat": y})
+        full = client.get("/api/v1/lookup", params={"lon": x, "lat": y, "as_of": generation})
+        assert fast.status_code == full.status_code == 200
+        assert fast.json() == full.json()
+        assert fast.headers["content-type"] == full.headers["content-type"]
