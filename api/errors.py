@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg.errors import QueryCanceled
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -53,16 +53,34 @@ def _body(error: str, message: str, details: list[dict[str, object]] | None = No
     return {"error": error, "message": message, "details": details or []}
 
 
-async def _gridmap_error(_request: Request, exc: Exception) -> JSONResponse:
+OPEN311_PREFIX = "/open311/"
+
+
+def _open311_error(request: Request, status: int, message: str) -> Response:
+    """GeoReport v2 errors: ``[{code, description}]`` (JSON) or ``<errors>`` (XML); 400 for
+    bad input, as GeoReport clients expect."""
+    from gridmap.events.open311 import to_xml
+
+    status = 400 if status == 422 else status
+    body = [{"code": status, "description": message}]
+    if request.url.path.endswith(".xml"):
+        return Response(to_xml("errors", body, "error"), status_code=status,
+                        media_type="text/xml; charset=utf-8")
+    return JSONResponse(body, status_code=status)
+
+
+async def _gridmap_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GridmapError)
     status = status_for(exc)
+    if request.url.path.startswith(OPEN311_PREFIX):
+        return _open311_error(request, status, exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
         _body(type(exc).__name__, exc.message, exc.details), status_code=status, headers=headers
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = [
         {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
@@ -70,6 +88,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     ]
     first = details[0] if details else {"field": "?", "problem": "invalid"}
     message = f"invalid request: {first['field']}: {first['problem']}"
+    if request.url.path.startswith(OPEN311_PREFIX):
+        return _open311_error(request, 422, message)
     return JSONResponse(_body("InvalidInputError", message, details), status_code=422)
 
 

@@ -65,6 +65,10 @@ def _body_limit(path: str) -> int:
         return settings.import_max_bytes
     if path.startswith("/api/v1/lookup"):
         return settings.lookup_max_body_bytes
+    if path.startswith(("/api/v1/events", "/open311", "/api/v1/sensors")):
+        from gridmap.events.settings import get_event_settings
+
+        return get_event_settings().max_body_bytes
     return settings.max_body_bytes
 
 
@@ -109,7 +113,7 @@ def _content_length(scope: Scope) -> int | None:
 
 def _too_large(limit: int) -> JSONResponse:
     return _error(413, "PayloadTooLargeError",
-                  f"request body over the limit of {limit:,} bytes for this endpoint")
+                  f"request body exceeds the limit of {limit:,} bytes for this endpoint")
 
 
 def _capped(receive: Receive, limit: int) -> Callable[[], Awaitable[Message]]:
@@ -121,7 +125,7 @@ def _capped(receive: Receive, limit: int) -> Callable[[], Awaitable[Message]]:
             state["seen"] += len(message.get("body", b""))
             if state["seen"] > limit:
                 raise PayloadTooLargeError(
-                    f"request body over the limit of {limit:,} bytes for this endpoint")
+                    f"request body exceeds the limit of {limit:,} bytes for this endpoint")
         return message
 
     return wrapped

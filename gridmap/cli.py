@@ -18,6 +18,8 @@ from gridmap.errors import GridmapError
 app = typer.Typer(help="gridmap: grid-management service (网格化管理).", no_args_is_help=True)
 db_app = typer.Typer(help="The database: embedded cluster and migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+events_app = typer.Typer(help="Events and work orders: deadlines, sensors.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -303,6 +305,47 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
             yield lambda f, m: progress.update(task, completed=f, description=m)
 
     return bar()
+
+
+@events_app.command("escalate")
+@friendly_errors
+def events_escalate(
+    at: Annotated[
+        str | None, typer.Option(help="pretend it is this ISO 8601 time (default: now)")
+    ] = None,
+) -> None:
+    """Escalate overdue events one level and open events for silent sensors (one round)."""
+    from datetime import datetime
+
+    from gridmap.db.engine import default_engine
+    from gridmap.events.clock import FixedClock, SystemClock
+    from gridmap.events.scheduler import run_deadlines
+
+    clock = FixedClock(datetime.fromisoformat(at)) if at else SystemClock()
+    done = run_deadlines(default_engine(), clock)
+    typer.echo(f"escalated {done['escalated']} events; opened {done['sensor_events']} "
+               "sensor events")
+
+
+@events_app.command("listen")
+@friendly_errors
+def events_listen(
+    host: Annotated[str, typer.Option(help="MQTT broker host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port")] = 1883,
+) -> None:
+    """Handle sensor readings from MQTT (gridmap/sensors/{device_id}/{kind}) until Ctrl-C."""
+    from gridmap.db.engine import default_engine
+    from gridmap.events.clock import SystemClock
+    from gridmap.events.sensors import MqttListener
+
+    listener = MqttListener(default_engine(), SystemClock(), host, port)
+    listener.start()
+    typer.echo(f"listening on mqtt://{host}:{port}/gridmap/sensors/+/+", err=True)
+    try:
+        while True:
+            time.sleep(1)
+    finally:
+        listener.stop()
 
 
 def _register_auth() -> None:

@@ -11,14 +11,13 @@ from fastapi.responses import Response
 from api.dependencies import EngineDep, TileCacheDep
 from api.schemas import ErrorOut
 from api.security import PrincipalDep
-from gridmap.auth.scope import scope_patterns
+from api.tile_fastpath import MVT, etag_matches, scopes_of, tile_headers
 from gridmap.config import get_settings
 from tiles.features import city_extent
 from tiles.layers import LAYERS, get_layer
 
 router = APIRouter(tags=["tiles"])
 
-MVT = "application/vnd.mapbox-vector-tile"
 LayerPath = Annotated[str, Path(description="layer name", examples=["grids"])]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "z/x/y outside the tile matrix"},
@@ -46,19 +45,14 @@ async def get_tile(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One tile of ``layer`` (WebMercatorQuad), with ``ETag`` and ``Cache-Control``."""
-    # Cache hits are answered on the event loop; only misses go to a worker thread.
-    patterns = scope_patterns(principal)
-    scopes = tuple(patterns) if patterns is not None else None
+    # Fresh cache hits are normally answered by api.tile_fastpath before routing; this
+    # route builds misses (in a worker thread) and maps bad z/x/y and unknown layers.
+    scopes = scopes_of(principal)
     tile = cache.peek(layer, z, x, y, scopes)
     if tile is None:
         tile = await run_in_threadpool(cache.get, layer, z, x, y, scopes)
-    headers = {
-        "ETag": tile.etag,
-        # private: tiles depend on the caller's area; shared caches must not reuse them.
-        "Cache-Control": f"private, max-age={get_settings().tile_max_age_s}",
-    }
-    if if_none_match and tile.etag in {t.strip().removeprefix("W/") for t in
-                                       if_none_match.split(",")}:
+    headers = tile_headers(tile, get_settings().tile_max_age_s)
+    if etag_matches(if_none_match, tile.etag):
         return Response(status_code=304, headers=headers)
     return Response(tile.body, media_type=MVT, headers=headers)
 

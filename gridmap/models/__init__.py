@@ -3,6 +3,17 @@
 from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Level
 from gridmap.models.auth import ROLES, ApiKey, AuditEntry, User
 from gridmap.models.base import Base
+from gridmap.models.events import (
+    Device,
+    Event,
+    EventCategory,
+    EventPhoto,
+    EventTransition,
+    SensorRule,
+    Webhook,
+    WebhookDelivery,
+    WorkPeriod,
+)
 from gridmap.models.facilities import Department, Facility, FacilityCategory
 from gridmap.models.imports import IMPORT_STATES, ImportJob
 from gridmap.models.layers import LayerChange, LayerVersion
@@ -20,6 +31,15 @@ __all__ = [
     "CARE_TAGS",
     "CODE_LENGTHS",
     "Department",
+    "Device",
+    "Event",
+    "EventCategory",
+    "EventPhoto",
+    "EventTransition",
+    "SensorRule",
+    "Webhook",
+    "WebhookDelivery",
+    "WorkPeriod",
     "Facility",
     "FacilityCategory",
     "Generation",

@@ -1,7 +1,7 @@
 """Auth: user accounts, API keys (hashed, scoped, revocable) and the audit log.
 
 Revision ID: 0007_auth
-Revises: 0003_maplayers
+Revises: 0002_events
 Create Date: 2026-11-22
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007_auth"
-down_revision = "0003_maplayers"  # brief: "0001"; chained on main's head so the branch migrates
+down_revision = "0002_events"  # brief: "0001"; chained on main's head so the branch migrates
 branch_labels = None
 depends_on = None
 

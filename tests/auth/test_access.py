@@ -190,3 +190,19 @@ def test_lookup_fast_path_authenticates_like_the_route(
     assert anon_client.get(path, headers=as_role("reporter")).status_code == 403
     system = anon_client.get(path, headers=as_role("system"))
     assert system.status_code == 200 and "query" in system.json()
+
+
+def test_tile_fast_path_never_serves_a_cached_tile_without_auth_or_across_scopes(
+    anon_client: TestClient, client: TestClient, as_role, street_a: Street,  # type: ignore[no-untyped-def]
+    street_b: Street,
+) -> None:
+    box = client.get(f"/api/v1/areas/{street_b.grid}").json()["bbox"]
+    x, y = _tile_of((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 14)
+    path = f"/tiles/grids/14/{x}/{y}.mvt"
+    assert client.get(path).status_code == 200 and client.get(path).status_code == 200  # warm
+    assert anon_client.get(path).status_code == 401
+    scoped = anon_client.get(path, headers=as_role("operator", street_a.code))
+    codes = {f["properties"]["code"] for f in
+             mapbox_vector_tile.decode(scoped.content).get("grids", {}).get("features", [])}
+    assert street_b.grid not in codes
+    assert scoped.headers["cache-control"].startswith("private")

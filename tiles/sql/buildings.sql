@@ -4,7 +4,7 @@ WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
 ),
-features AS (
+features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(
            CASE WHEN :tolerance > 0 THEN ST_Simplify(b.geom_3857, :tolerance, true)
                 ELSE b.geom_3857 END,

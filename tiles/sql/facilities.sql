@@ -4,7 +4,7 @@ WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
 ),
-features AS (
+features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(f.geom_3857, bounds.env, :extent, :buffer, true) AS geom,
          f.code, f.major_code, f.major_code || f.minor_code AS class, f.name, f.state,
          f.grid_code

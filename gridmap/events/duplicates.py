@@ -1,0 +1,40 @@
+"""Duplicate reports: same category, within the category's radius and time window."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from geoalchemy2 import Geography
+from sqlalchemy import cast, func, select
+from sqlalchemy.orm import Session
+
+from gridmap.models import Event, EventCategory
+
+CLOSED = ("closed", "rejected")
+
+
+def find_original(
+    session: Session, category: EventCategory, lon: float, lat: float, now: datetime,
+    exclude_id: int | None = None,
+) -> Event | None:
+    """The earliest open event of ``category`` within its radius and window, if any."""
+    if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
+        return None
+    point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+    stmt = (
+        select(Event)
+        .where(
+            Event.category_code == category.code,
+            Event.status.not_in(CLOSED),
+            Event.duplicate_of.is_(None),
+            Event.created_at >= now - timedelta(hours=category.duplicate_window_hours),
+            Event.created_at <= now,
+            func.ST_DWithin(cast(Event.geom, Geography), cast(point, Geography),
+                            category.duplicate_radius_m),
+        )
+        .order_by(Event.created_at, Event.id)
+        .limit(1)
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Event.id != exclude_id)
+    return session.scalar(stmt)

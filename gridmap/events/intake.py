@@ -1,0 +1,243 @@
+"""Event intake: validate, assign, link duplicates, audit, notify — in one transaction.
+
+A repeat with the same idempotency key returns the original event. Nothing is stored
+unless everything is valid.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gridmap.errors import InvalidInputError
+from gridmap.events import cache, lifecycle, notify
+from gridmap.events.assignment import assign
+from gridmap.events.crs import to_wgs84
+from gridmap.events.duplicates import find_original
+from gridmap.generations import active_generation_id
+from gridmap.models import Event, EventCategory, EventPhoto, Facility
+from gridmap.models.events import EVENT_SOURCES
+
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+MAX_PHOTOS = 9
+MAX_DESCRIPTION = 4000
+ROLE_OF_SOURCE = {
+    "resident": "reporter",
+    "grid_worker": "grid_worker",
+    "sensor": "system",
+    "hotline": "operator",
+    "external": "system",
+}
+_SIGNATURES = {
+    b"\xff\xd8\xff": "image/jpeg",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+
+
+@dataclass
+class Report:
+    """What a reporter tells us. Coordinates are in ``crs`` (wgs84, cgcs2000 or gcj02)."""
+
+    source: str
+    category: str
+    lon: float
+    lat: float
+    crs: str = "wgs84"
+    description: str = ""
+    address: str | None = None
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    reporter_email: str | None = None
+    facility_code: str | None = None
+    device_id: str | None = None
+    household_id: int | None = None
+    priority: str | None = None
+    affair_class: str | None = None
+    media_urls: list[str] = field(default_factory=list)
+    photos: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class IntakeResult:
+    """The stored event, whether this call created it, and the original if a duplicate."""
+
+    event: Event
+    created: bool
+    original: Event | None = None
+
+
+def _bad(field_name: str, message: str) -> InvalidInputError:
+    return InvalidInputError(message, details=[{"field": field_name, "problem": message}])
+
+
+def image_type(data: bytes) -> str | None:
+    """The image media type of ``data`` from its signature, or None if it is no image."""
+    for signature, media_type in _SIGNATURES.items():
+        if data.startswith(signature):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def load_category(session: Session, code: str, field_name: str = "category") -> EventCategory:
+    """A leaf category by code, or InvalidInputError naming the field."""
+    category = cache.category(session, code)
+    if category is None or not category.leaf:
+        raise _bad(field_name, f"unknown event category {code!r} (see GET /api/v1/events/"
+                               "categories for the leaf codes)")
+    return category
+
+
+def validate(session: Session, report: Report) -> tuple[EventCategory, list[str]]:
+    """Check a report; returns its category and the photos' media types."""
+    if report.source not in EVENT_SOURCES:
+        raise _bad("source", f"unknown source {report.source!r}; one of {', '.join(EVENT_SOURCES)}")
+    category = load_category(session, report.category)
+    if not (-180 <= report.lon <= 180) or not (-90 <= report.lat <= 90):
+        raise _bad("lon/lat", f"coordinates out of range: lon={report.lon}, lat={report.lat}")
+    if len(report.description) > MAX_DESCRIPTION:
+        raise _bad("description", f"description longer than {MAX_DESCRIPTION} characters")
+    if report.priority and report.priority not in ("low", "normal", "high", "urgent"):
+        raise _bad("priority", f"unknown priority {report.priority!r}")
+    if report.affair_class and report.affair_class not in ("official", "family", "collaborative"):
+        raise _bad("affair_class", f"unknown affair class {report.affair_class!r}")
+    if report.facility_code is not None and session.scalar(
+        select(func.count()).where(Facility.code == report.facility_code)
+    ) == 0:
+        raise _bad("facility_code", f"unknown facility {report.facility_code!r}")
+    return category, _photo_types(report.photos)
+
+
+def _photo_types(photos: list[bytes]) -> list[str]:
+    if len(photos) > MAX_PHOTOS:
+        raise _bad("photos", f"at most {MAX_PHOTOS} photos")
+    types = []
+    for i, data in enumerate(photos):
+        if len(data) > MAX_PHOTO_BYTES:
+            raise _bad(f"photos[{i}]", f"photo {i} is larger than {MAX_PHOTO_BYTES} bytes")
+        media_type = image_type(data)
+        if media_type is None:
+            raise _bad(f"photos[{i}]", f"photo {i} is not an image (JPEG, PNG, GIF or WebP)")
+        types.append(media_type)
+    return types
+
+
+def _existing(session: Session, key: str | None) -> Event | None:
+    if key is None:
+        return None
+    return session.scalar(select(Event).where(Event.idempotency_key == key))
+
+
+def create_event(
+    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None
+) -> IntakeResult:
+    """Store, assign and announce a report; a repeated idempotency key returns the original."""
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        raise _bad("Idempotency-Key", "Idempotency-Key must be 1 to 128 characters")
+    original = _existing(session, idempotency_key)
+    if original is not None:
+        return IntakeResult(original, created=False)
+    category, photo_types = validate(session, report)
+    lon, lat = to_wgs84(report.lon, report.lat, report.crs)
+    event = _new_event(session, report, category, lon, lat, now, idempotency_key)
+    duplicate = find_original(session, category, lon, lat, now)
+    event.duplicate_of = duplicate.id if duplicate else None
+    if idempotency_key is None:
+        session.add(event)
+        session.flush()
+    else:
+        winner = _insert_once(session, event, idempotency_key)
+        if winner is not None:
+            return IntakeResult(winner, created=False)
+    for data, media_type in zip(report.photos, photo_types, strict=True):
+        session.add(EventPhoto(event_id=event.id, stage="report", content_type=media_type,
+                               data=data))
+    _audit_intake(session, event, category, duplicate, now, report)
+    notify.publish(session, event, "created", now)
+    return IntakeResult(event, created=True, original=duplicate)
+
+
+def _insert_once(session: Session, event: Event, key: str) -> Event | None:
+    """Insert ``event``; if a concurrent request with the same key won, return its event."""
+    try:
+        with session.begin_nested():
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        winner = _existing(session, key)
+        if winner is None:
+            raise
+        return winner
+    return None
+
+
+def _new_event(session: Session, report: Report, category: EventCategory, lon: float,
+               lat: float, now: datetime, key: str | None) -> Event:
+    affair = report.affair_class or category.affair_class
+    generation = cache.cached(session, "generation", active_generation_id)
+    where = assign(session, lon=lon, lat=lat, generation=generation, category=category,
+                   affair_class=affair, facility_code=report.facility_code)
+    return Event(
+        source=report.source, category_code=category.code, affair_class=affair,
+        priority=report.priority or category.priority, status="reported", lon=lon, lat=lat,
+        geom=func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326), address=report.address,
+        description=report.description, reporter_name=report.reporter_name,
+        reporter_phone=report.reporter_phone, reporter_email=report.reporter_email,
+        facility_code=report.facility_code, device_id=report.device_id,
+        household_id=report.household_id, media_urls=list(report.media_urls),
+        grid_code=where.grid_code, generation=where.generation, worker_code=where.worker_code,
+        department_code=where.department_code, handler_level=where.handler_level,
+        queue=where.queue, flagged=where.flagged, assignment_reason=where.reason,
+        escalation_level="grid", rework_count=0, idempotency_key=key,
+        token=secrets.token_hex(8), created_at=now, updated_at=now, assigned_at=now,
+    )
+
+
+def _audit_intake(session: Session, event: Event, category: EventCategory,
+                  duplicate: Event | None, now: datetime, report: Report) -> None:
+    role = ROLE_OF_SOURCE[report.source]
+    lifecycle.record(session, event, "report", None, now=now, actor=report.source, role=role,
+                     note=f"reported via {report.source}")
+    lifecycle.record(session, event, "assign", "reported", now=now, actor="assignment",
+                     role="system", note=event.assignment_reason)
+    if duplicate is not None:
+        lifecycle.record(session, event, "link_duplicate", "reported", now=now,
+                         actor="duplicates", role="system",
+                         note=f"duplicate of event {duplicate.id}")
+    elif category.auto_accept and not event.flagged:
+        lifecycle.apply(session, event, "accept", now=now, actor="auto", role="system",
+                        note=f"category {category.code} is accepted automatically")
+        lifecycle.apply(session, event, "dispatch", now=now, actor="auto", role="system",
+                        note=event.assignment_reason)
+
+
+def decode_photos(encoded: list[str], field_name: str = "photos") -> list[bytes]:
+    """Base64 strings (optionally ``data:image/...;base64,`` URLs) as bytes, or a clear error."""
+    import base64
+    import binascii
+
+    out = []
+    for i, text_ in enumerate(encoded):
+        payload = text_.split(",", 1)[1] if text_.startswith("data:") else text_
+        try:
+            out.append(base64.b64decode(payload, validate=True))
+        except (binascii.Error, ValueError):
+            raise _bad(f"{field_name}[{i}]", f"photo {i} is not valid base64") from None
+    return out
+
+
+def attach_photos(session: Session, event: Event, photos: list[bytes], stage: str) -> int:
+    """Validate and store photos for an existing event (e.g. the handler's feedback)."""
+    types = _photo_types(photos)
+    for data, media_type in zip(photos, types, strict=True):
+        session.add(EventPhoto(event_id=event.id, stage=stage, content_type=media_type,
+                               data=data))
+    return len(photos)

@@ -1,0 +1,152 @@
+"""Notifications: live updates (the audit trail as a change feed) and webhooks.
+
+Intake never calls anyone. Live updates read ``event_transitions`` — every change is
+audited there anyway — by id, so nothing extra is written. (PostgreSQL NOTIFY was tried
+first: a notifying transaction holds a database-wide lock through its commit, which
+serialised all intake to one commit at a time.) Webhooks get one outbox row per active
+webhook in the intake's own transaction; a separate deliverer posts the outbox with
+retries and exponential back-off, so a failing or hanging webhook cannot block intake.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select
+from sqlalchemy.orm import Session
+
+from gridmap.models import Event, EventTransition, Webhook, WebhookDelivery
+
+log = logging.getLogger("gridmap.events.notify")
+MAX_ATTEMPTS = 8
+MAX_BACKOFF_S = 300.0
+DELIVERY_TIMEOUT_S = 5.0
+
+
+def summary(event: Event, kind: str) -> dict[str, Any]:
+    """A small, masked message about an event change (fits NOTIFY's 8 kB limit)."""
+    return {
+        "kind": kind,
+        "id": event.id,
+        "status": event.status,
+        "category": event.category_code,
+        "priority": event.priority,
+        "grid_code": event.grid_code,
+        "worker_code": event.worker_code,
+        "department_code": event.department_code,
+        "queue": event.queue,
+        "flagged": event.flagged,
+        "escalation_level": event.escalation_level,
+        "duplicate_of": event.duplicate_of,
+        "lon": event.lon,
+        "lat": event.lat,
+    }
+
+
+def publish(session: Session, event: Event, kind: str, now: datetime) -> None:
+    """Queue a live update and webhook deliveries for ``event`` (sent when the tx commits)."""
+    from gridmap.events import cache
+
+    message = summary(event, kind)
+
+    if not cache.has_webhooks(session):
+        return
+    session.execute(
+        insert(WebhookDelivery).from_select(
+            ["webhook_id", "payload", "next_attempt_at"],
+            select(Webhook.id, literal(message, WebhookDelivery.payload.type), literal(now))
+            .where(Webhook.active),
+        )
+    )
+
+
+def latest_change_id(session: Session) -> int:
+    """The id of the newest audit row (a live feed starts after it)."""
+    return int(session.scalar(select(func.coalesce(func.max(EventTransition.id), 0))) or 0)
+
+
+def changes_since(session: Session, after_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """Changes after audit row ``after_id``, oldest first: the action and the event's summary."""
+    rows = session.execute(
+        select(EventTransition, Event)
+        .join(Event, Event.id == EventTransition.event_id)
+        .where(EventTransition.id > after_id)
+        .order_by(EventTransition.id)
+        .limit(limit)
+    ).all()
+    return [
+        {**summary(event, t.action), "change_id": t.id, "from_status": t.from_status,
+         "to_status": t.to_status, "role": t.role, "at": t.at.isoformat()}
+        for t, event in rows
+    ]
+
+
+def register_webhook(session: Session, url: str) -> Webhook:
+    """Register an external system's URL to receive event changes."""
+    from gridmap.errors import InvalidInputError
+
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInputError(f"webhook url must be http(s): {url!r}",
+                                details=[{"field": "url", "problem": "not http(s)"}])
+    from gridmap.events import cache
+
+    hook = Webhook(url=url, active=True)
+    session.add(hook)
+    session.flush()
+    cache.clear()
+    return hook
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after ``attempts`` failures: 1, 2, 4 … 300 s."""
+    return timedelta(seconds=min(2.0 ** (attempts - 1), MAX_BACKOFF_S))
+
+
+Poster = Callable[[str, dict[str, Any]], None]
+
+
+def deliver_due(session: Session, now: datetime, post: Poster, limit: int = 50) -> int:
+    """Try every due delivery once with ``post(url, payload)``; returns how many succeeded.
+
+    ``post`` raises on failure (HTTP error, timeout). Failures are retried after
+    :func:`backoff`; after ``MAX_ATTEMPTS`` the delivery is marked ``failed``.
+    """
+    rows = session.execute(
+        select(WebhookDelivery, Webhook.url)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    ).all()
+    ok = 0
+    for delivery, url in rows:
+        delivery.attempts += 1
+        try:
+            post(url, delivery.payload)
+        except Exception as exc:  # noqa: BLE001 - any failure of a remote system is retried
+            delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            if delivery.attempts >= MAX_ATTEMPTS:
+                delivery.status = "failed"
+            else:
+                delivery.next_attempt_at = now + backoff(delivery.attempts)
+            log.info("webhook %s failed (attempt %d): %s", url, delivery.attempts, exc)
+        else:
+            delivery.status = "delivered"
+            ok += 1
+    return ok
+
+
+def httpx_poster(timeout: float = DELIVERY_TIMEOUT_S) -> Poster:
+    """A poster that POSTs JSON with httpx and raises on non-2xx or timeout."""
+    import httpx
+
+    client = httpx.Client(timeout=timeout)
+
+    def post(url: str, payload: dict[str, Any]) -> None:
+        client.post(url, json=payload).raise_for_status()
+
+    return post
