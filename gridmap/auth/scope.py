@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, false, or_, true
 
 from gridmap.auth.principal import Principal, Role
-from gridmap.errors import NotFoundError
+from gridmap.errors import NotFoundError, PermissionDeniedError
 
 
 def code_prefix(area_code: str) -> str:
@@ -65,3 +65,22 @@ def require_covered(principal: Principal, code: str | None, what: str) -> None:
     """NotFoundError (never "forbidden") when ``code`` lies outside the caller's area."""
     if not covers(principal, code):
         raise NotFoundError(f"{what} not found")
+
+
+def narrow_code(principal: Principal, code: str | None) -> str | None:
+    """The area code a scoped caller's aggregate query may use in place of ``code``.
+
+    Unrestricted callers keep ``code``. A code inside the caller's area is kept; a code
+    above it (or none) is narrowed to the caller's own area; a code elsewhere is not found.
+    """
+    prefixes = scope_prefixes(principal)
+    if prefixes is None:
+        return code
+    if code is not None and covers(principal, code):
+        return code
+    inside = [p for p in prefixes if code is None or p.startswith(code)]
+    if len(inside) == 1 and len(inside[0]) >= 6:
+        return inside[0]
+    if not inside:
+        raise NotFoundError(f"area {code} not found")
+    raise PermissionDeniedError("name one area of yours with code=")
