@@ -19,7 +19,9 @@ from gridmap.config import get_settings
 from gridmap.db.engine import make_engine
 from tests.conftest import make_key
 
-EXAMPLES_PER_OPERATION = 200
+EXAMPLES_PER_OPERATION = 60
+# The SSE stream never ends without ?limit; it is tested in tests/events/test_notify.py.
+SKIP = {"GET /api/v1/events/stream"}
 SENT: dict[str, int] = {"requests": 0, "5xx": 0}
 
 
@@ -69,7 +71,8 @@ def test_no_server_errors_on_any_operation(fuzz_app: tuple[Any, str]) -> None:
     # driven with hypothesis directly instead, one operation at a time.
     app, key = fuzz_app
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for op in (r.ok() for r in schema.get_all_operations())
+                  if op.label not in SKIP]
     assert len(operations) >= 25
     failures = [f for op in operations for f in _fuzz_operation(op, key)]
     print(f"\nschemathesis: {len(operations)} operations, {SENT['requests']} requests, "
