@@ -15,9 +15,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.routers.lookup import single_answer
+from api.security import LOOKUP_ROLES, authenticate
 from gridmap.errors import GridmapError
 from gridmap.lookup.service import LookupService
 
@@ -43,11 +45,21 @@ class LookupFastPath:
         await self.app(scope, receive, send)
 
 
+def _allowed(scope: Scope) -> bool:
+    """The same check as the route's dependencies: a known caller with a lookup role."""
+    try:
+        return authenticate(HTTPConnection(scope)).role in LOOKUP_ROLES
+    except GridmapError:
+        return False
+
+
 def _answer(scope: Scope) -> bytes | None:
     """The response body, or None when the full route should handle the request."""
     params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
     if not params.keys() <= SIMPLE_PARAMS:
         return None
+    if not _allowed(scope):
+        return None  # the route answers 401/403/429 with the usual error body
     try:
         lon, lat = float(params["lon"]), float(params["lat"])
     except (KeyError, ValueError):

@@ -14,9 +14,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.security import authenticate
+from gridmap.auth.principal import Principal
+from gridmap.auth.scope import scope_patterns
 from gridmap.config import get_settings
+from gridmap.errors import GridmapError
 from tiles.cache import Tile, TileCache
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -32,8 +37,17 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def tile_headers(tile: Tile, max_age: int) -> dict[str, str]:
-    """The caching headers every tile response carries."""
-    return {"ETag": tile.etag, "Cache-Control": f"public, max-age={max_age}"}
+    """The caching headers every tile response carries.
+
+    ``private``: a tile depends on the caller's area, so shared caches must not reuse it.
+    """
+    return {"ETag": tile.etag, "Cache-Control": f"private, max-age={max_age}"}
+
+
+def scopes_of(principal: Principal) -> tuple[str, ...] | None:
+    """The caller's area patterns as a tile-cache key part (None: everything)."""
+    patterns = scope_patterns(principal)
+    return tuple(patterns) if patterns is not None else None
 
 
 class TileFastPath:
@@ -54,13 +68,17 @@ class TileFastPath:
         cache: TileCache | None = getattr(scope["app"].state, "tile_cache", None)
         if cache is None:
             return False
+        try:  # the same check as the route's dependencies; failures go to the route
+            principal = authenticate(HTTPConnection(scope))
+        except GridmapError:
+            return False
         layer, z, x, y = match.group(1), int(match[2]), int(match[3]), int(match[4])
-        tile = cache.peek(layer, z, x, y)
+        tile = cache.peek(layer, z, x, y, scopes_of(principal))
         if tile is None:
             return False
         headers: list[tuple[bytes, bytes]] = [
             (b"etag", tile.etag.encode()),
-            (b"cache-control", f"public, max-age={self.max_age}".encode()),
+            (b"cache-control", f"private, max-age={self.max_age}".encode()),
         ]
         if etag_matches(_header(scope, b"if-none-match"), tile.etag):
             await _respond(send, 304, headers, b"")

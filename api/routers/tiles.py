@@ -10,7 +10,8 @@ from fastapi.responses import Response
 
 from api.dependencies import EngineDep, TileCacheDep
 from api.schemas import ErrorOut
-from api.tile_fastpath import MVT, etag_matches, tile_headers
+from api.security import PrincipalDep
+from api.tile_fastpath import MVT, etag_matches, scopes_of, tile_headers
 from gridmap.config import get_settings
 from tiles.features import city_extent
 from tiles.layers import LAYERS, get_layer
@@ -40,14 +41,16 @@ async def get_tile(
     x: int,
     y: int,
     cache: TileCacheDep,
+    principal: PrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One tile of ``layer`` (WebMercatorQuad), with ``ETag`` and ``Cache-Control``."""
     # Fresh cache hits are normally answered by api.tile_fastpath before routing; this
     # route builds misses (in a worker thread) and maps bad z/x/y and unknown layers.
-    tile = cache.peek(layer, z, x, y)
+    scopes = scopes_of(principal)
+    tile = cache.peek(layer, z, x, y, scopes)
     if tile is None:
-        tile = await run_in_threadpool(cache.get, layer, z, x, y)
+        tile = await run_in_threadpool(cache.get, layer, z, x, y, scopes)
     headers = tile_headers(tile, get_settings().tile_max_age_s)
     if etag_matches(if_none_match, tile.etag):
         return Response(status_code=304, headers=headers)

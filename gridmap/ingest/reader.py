@@ -11,6 +11,7 @@ are left to :mod:`gridmap.ingest.checks`.
 from __future__ import annotations
 
 import re
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -31,6 +32,9 @@ AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
 STORAGE_CRS = "EPSG:4326"
 DEFAULT_MAX_BYTES = 1 << 30
+# One feature with more vertices than this is refused: real grid boundaries have a few
+# thousand; millions are an accident or an attack (every later check would crawl).
+DEFAULT_MAX_VERTICES = 1_000_000
 SUFFIXES = {".shp": "ESRI Shapefile", ".gpkg": "GPKG", ".geojson": "GeoJSON",
             ".json": "GeoJSON", ".fgb": "FlatGeobuf"}  # fmt: skip
 FIELD_CANDIDATES = {
@@ -68,6 +72,7 @@ class ReadOptions:
     source_crs: str | None = None
     layer: str | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_vertices: int = DEFAULT_MAX_VERTICES
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ReadOptions:
@@ -228,6 +233,43 @@ def _check_shapefile_parts(shp: Path, label: str) -> None:
         )
 
 
+def _shp_offsets(shp: Path) -> list[int]:
+    """Record offsets (in 16-bit words) found by walking the .shp's record headers."""
+    data = shp.read_bytes()
+    offsets, pos = [], 100
+    while pos + 8 <= len(data):
+        offsets.append(pos // 2)
+        pos += 8 + 2 * struct.unpack_from(">i", data, pos + 4)[0]
+    return offsets
+
+
+def _check_shx_matches_shp(shp: Path, label: str) -> None:
+    """Refuse a .shx (or .dbf) that does not index the .shp's records.
+
+    Hand-written because GDAL trusts the index: a lying .shx silently duplicates or
+    drops features. The .shp records are contiguous, so walking their headers gives the
+    true offsets to compare with.
+    """
+    shx = _sidecar(shp, ".shx")
+    dbf = _sidecar(shp, ".dbf")
+    assert shx is not None and dbf is not None  # checked by _check_shapefile_parts
+    index = shx.read_bytes()[100:]
+    listed = [struct.unpack_from(">i", index, i)[0] for i in range(0, len(index) - 7, 8)]
+    try:
+        actual = _shp_offsets(shp)
+    except struct.error:
+        actual = []
+    dbf_head = dbf.read_bytes()[:8]
+    rows = struct.unpack_from("<I", dbf_head, 4)[0] if len(dbf_head) == 8 else -1
+    if listed != actual or rows != len(actual):
+        raise InvalidInputError(
+            f"{label}: {shx.name} does not match {shp.name} ({len(listed)} index entries, "
+            f"{len(actual)} shapes, {rows} attribute rows); the file set is inconsistent — "
+            "export it again from the GIS",
+            details=[{"file": shx.name, "problem": "index_mismatch"}],
+        )
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -238,6 +280,7 @@ def _read_dataset(
     shapefile = driver == "ESRI Shapefile"
     if shapefile:
         _check_shapefile_parts(dataset, label)
+        _check_shx_matches_shp(dataset, label)
     layer = options.layer if driver == "GPKG" else None
     try:
         info = pyogrio.read_info(dataset, layer=layer)
@@ -258,6 +301,7 @@ def _read_dataset(
     if shapefile:
         encoding = _decode_text(raw, dataset, options.encoding, label)
     mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
+    _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
     warnings = _mojibake_warnings(raw, mapping, encoding)
     geoms, z_dropped, m_dropped = _clean_geometry(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
@@ -271,6 +315,19 @@ def _read_dataset(
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
                      warnings)  # fmt: skip
+
+
+def _check_vertices(geoms: Any, limit: int, label: str) -> None:
+    """InvalidInputError naming the first feature with more than ``limit`` vertices."""
+    counts = shapely.get_num_coordinates(np.asarray(geoms, dtype=object))
+    over = np.flatnonzero(counts > limit)
+    if over.size:
+        i = int(over[0])
+        raise InvalidInputError(
+            f"{label}: feature {i} has {int(counts[i]):,} vertices, over the limit of "
+            f"{limit:,}; simplify it (e.g. ogr2ogr -simplify) before importing",
+            details=[{"feature": i, "problem": "too_many_vertices", "vertices": int(counts[i])}],
+        )
 
 
 def _decode_text(raw: pd.DataFrame, dataset: Path, asked: str | None, label: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from api.main import create_app
 from api.tile_fastpath import etag_matches
+from tests.conftest import make_key
 from tests.tiles.test_tiles import _new_generation_without, own_city, tile_of  # noqa: F401
 from tiles.cache import TileCache
 
@@ -20,14 +21,15 @@ from tiles.cache import TileCache
 def counted(city_engine: Engine) -> Iterator[tuple[TestClient, list[tuple[str, int, int, int]]]]:
     """A client whose tile cache records every call that reached the FastAPI route."""
     with TestClient(create_app(city_engine)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(city_engine, 'admin')}"
         cache: TileCache = client.app.state.tile_cache  # type: ignore[attr-defined]
         cache.version_ttl_s = 60.0
         calls: list[tuple[str, int, int, int]] = []
         real_get = cache.get
 
-        def get(layer: str, z: int, x: int, y: int):  # type: ignore[no-untyped-def]
+        def get(layer: str, z: int, x: int, y: int, scopes=None):  # type: ignore[no-untyped-def]
             calls.append((layer, z, x, y))
-            return real_get(layer, z, x, y)
+            return real_get(layer, z, x, y, scopes)
 
         cache.get = get  # type: ignore[method-assign]
         yield client, calls
@@ -104,6 +106,7 @@ def test_fast_path_does_not_serve_a_tile_of_a_replaced_generation(own_city, cent
     x, y = tile_of(*centre, 12)
     path = f"/tiles/grids/12/{x}/{y}.mvt"
     with TestClient(create_app(engine)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(engine, 'admin')}"
         client.app.state.tile_cache.version_ttl_s = 0.3  # type: ignore[attr-defined]
         before = client.get(path)
         assert client.get(path).headers["etag"] == before.headers["etag"]

@@ -16,6 +16,7 @@ features AS MATERIALIZED (
     AND a.generation_low <= (SELECT id FROM generations WHERE active)
     AND (a.generation_high IS NULL
          OR a.generation_high >= (SELECT id FROM generations WHERE active))
+    AND (CAST(:scopes AS text[]) IS NULL OR a.code LIKE ANY(CAST(:scopes AS text[])))
   ORDER BY a.code
 ),
 capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)

@@ -12,6 +12,7 @@ features AS MATERIALIZED (
          b.code, b.use, b.floors, b.grid_code
   FROM buildings b, bounds
   WHERE b.geom_3857 && bounds.search
+    AND (CAST(:scopes AS text[]) IS NULL OR b.grid_code LIKE ANY(CAST(:scopes AS text[])))
   ORDER BY b.code
 ),
 capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)

@@ -10,6 +10,7 @@ features AS MATERIALIZED (
          f.grid_code
   FROM facilities f, bounds
   WHERE f.geom_3857 && bounds.search
+    AND (CAST(:scopes AS text[]) IS NULL OR f.grid_code LIKE ANY(CAST(:scopes AS text[])))
     AND CAST(:tolerance AS float8) >= 0
   ORDER BY f.code
 ),
