@@ -19,6 +19,7 @@ import psycopg
 
 from benchmarks.common import (
     REPO,
+    bench_api_key,
     bench_database,
     free_port,
     serve_command,
@@ -27,6 +28,7 @@ from benchmarks.common import (
 )
 
 LUA = """
+wrk.headers["X-API-Key"] = "%s"
 local points = {%s}
 local n = #points
 math.randomseed(%d)
@@ -49,9 +51,9 @@ def city_points(url: str, n: int, seed: int) -> np.ndarray:
     return np.column_stack((rng.uniform(box[0], box[2], n), rng.uniform(box[1], box[3], n)))
 
 
-def lua_script(points: np.ndarray, path: str) -> str:
+def lua_script(points: np.ndarray, path: str, key: str = "") -> str:
     body = ",".join(f"{{{x:.7f},{y:.7f}}}" for x, y in points)
-    return LUA % (body, 7, path)
+    return LUA % (key, body, 7, path)
 
 
 def single(url: str, points: np.ndarray, seconds: int) -> dict[str, dict[str, float]]:
@@ -61,8 +63,10 @@ def single(url: str, points: np.ndarray, seconds: int) -> dict[str, dict[str, fl
         # Each worker builds its index before it accepts connections; the first one up
         # tells how long that takes, so wait as long again for the second one.
         time.sleep(time.monotonic() - started)
-        httpx.get(f"{base}/api/v1/lookup", params={"lon": points[0][0], "lat": points[0][1]})
-        results["gridmap"] = wrk(base, lua_script(points, "/api/v1/lookup"), seconds)
+        key = bench_api_key(url, "system")  # other systems call the lookup with a key
+        httpx.get(f"{base}/api/v1/lookup", params={"lon": points[0][0], "lat": points[0][1]},
+                  headers={"X-API-Key": key}).raise_for_status()
+        results["gridmap"] = wrk(base, lua_script(points, "/api/v1/lookup", key), seconds)
     port = free_port()
     cmd = [
         str(REPO / ".venv/bin/uvicorn"),
@@ -87,7 +91,8 @@ def batch(url: str, points: np.ndarray) -> dict[str, float]:
         started = time.perf_counter()
         with httpx.Client(timeout=600) as client:
             resp = client.post(
-                f"{base}/api/v1/lookup", content=data, headers={"content-type": "text/csv"}
+                f"{base}/api/v1/lookup", content=data,
+                headers={"content-type": "text/csv", "X-API-Key": bench_api_key(url, "system")},
             )
         gridmap_s = time.perf_counter() - started
     assert resp.status_code == 200, resp.text[:500]

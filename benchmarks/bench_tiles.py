@@ -35,7 +35,7 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from benchmarks.common import bench_database
+from benchmarks.common import bench_api_key, bench_database
 
 REPO = Path(__file__).resolve().parents[1]
 TIPG_VENV = REPO / ".gridmap" / "tipg-venv"
@@ -45,6 +45,7 @@ TIPG_PATH = (
     "?geom-column=geom_3857&properties=code,name,parent_code&level=grid"
 )
 GRIDMAP_PATH = "/tiles/grids/{z}/{x}/{y}.mvt"
+HEADERS: dict[str, str] = {}
 
 
 def ensure_tipg(venv: Path = TIPG_VENV) -> Path:
@@ -125,7 +126,8 @@ def wrk(base: str, paths: list[str], duration: int, connections: int) -> float:
         listing = ",\n".join(f'"{p}"' for p in paths)
         script.write_text(
             f"paths = {{\n{listing}\n}}\n"
-            "local i = 0\n"
+            + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in HEADERS.items())
+            + "local i = 0\n"
             "setup = function(thread) thread:set('id', math.random(1, #paths)) end\n"
             "init = function(args) i = id or 0 end\n"
             "request = function()\n  i = i % #paths + 1\n"
@@ -147,7 +149,7 @@ def wrk(base: str, paths: list[str], duration: int, connections: int) -> float:
 def warm(base: str, paths: list[str]) -> int:
     """Request every path once; returns the number of non-empty tiles."""
     filled = 0
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as client:
         for path in paths:
             resp = client.get(path)
             resp.raise_for_status()
@@ -168,6 +170,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("need wrk (apt-get install wrk)")
     args.database_url = args.database_url or bench_database(args.grids)
+    # gridmap's layers need a key (tipg ignores the header); tiles are cached per scope.
+    HEADERS["X-API-Key"] = bench_api_key(args.database_url)
     args.tipg_python = args.tipg_python or str(ensure_tipg())
     url = make_url(args.database_url)
     tiles = city_tiles(args.database_url, args.tiles)

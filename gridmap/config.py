@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     """How long a login session lasts."""
     auth_cache_ttl_s: float = 2.0
     """How long a process trusts its in-memory copy of keys and users (revocation delay)."""
-    rate_limit_per_minute: int = 1200
-    """Requests per minute per API key or user (0: no limit)."""
-    rate_limit_ip_per_minute: int = 2400
+    rate_limit_per_minute: int = 120_000
+    """Requests per minute per API key or user (0: no limit). Dispatch systems call the
+    lookup thousands of times a second, so the default is per-machine scale."""
+    rate_limit_ip_per_minute: int = 240_000
     """Requests per minute per client address (0: no limit)."""
     max_body_bytes: int = 1 << 20
     """Largest request body outside uploads and batch lookups."""
