@@ -221,3 +221,33 @@ def test_static_map_shows_open_events(api, grid_points, map_db, tmp_path) -> Non
     assert counts == open_counts_in_sql(map_db, list(counts))
     assert "events (open)" in html
     assert PHONE not in html and "张三" not in html and "幸福路" not in html
+
+
+def test_a_light_turning_with_time_invalidates_the_events_tiles(api, grid_points,
+                                                                 map_db) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from gridmap.events.maplight import invalidate_turned_lights
+    from gridmap.layers import layer_versions
+
+    event = report(api, grid_points[70])
+    act(api, event["id"], CLOSE_STEPS[:2])
+    due = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    with psycopg.connect(map_db) as conn:  # yellow at 11:12, red at 12:00
+        conn.execute("UPDATE events SET accepted_at = %s, deadline = %s WHERE id = %s",
+                     (due - timedelta(hours=4), due, event["id"]))
+    engine = make_engine(map_db)
+    try:
+        with Session(engine) as session:
+            before = layer_versions(session)["events"]
+            assert invalidate_turned_lights(session, due - timedelta(minutes=1), due)
+            session.commit()
+            assert layer_versions(session)["events"] == before + 1
+            quiet = due + timedelta(minutes=1), due + timedelta(minutes=30)
+            assert not invalidate_turned_lights(session, *quiet)
+            assert invalidate_turned_lights(session, due - timedelta(minutes=49),
+                                            due - timedelta(minutes=47))  # turned yellow
+    finally:
+        engine.dispose()
