@@ -119,9 +119,9 @@ def area_layers(session: Session, code: str) -> dict[str, dict[str, Any]]:
         ).where(Facility.grid_code.startswith(prefix, autoescape=True)).order_by(Facility.code)
     ).all()  # fmt: skip
     counts = _open_counts(session, prefix)
-    grids = [({**props, "open_events": counts.get(props["code"], 0)}, geom)
-             for props, geom in grids]
-    return {"grids": _collection(grids), "buildings": _collection(buildings),
+    counted = [({**props, "open_events": counts.get(props["code"], 0)}, geom)
+               for props, geom in grids]
+    return {"grids": _collection(counted), "buildings": _collection(buildings),
             "facilities": _collection(facilities),
             "events": _collection(_open_events(session, prefix)),
             "bbox": {"value": list(detail.bbox)}}
