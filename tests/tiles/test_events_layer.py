@@ -251,3 +251,13 @@ def test_a_light_turning_with_time_invalidates_the_events_tiles(api, grid_points
                                             due - timedelta(minutes=47))  # turned yellow
     finally:
         engine.dispose()
+
+
+def test_event_outside_every_grid_invalidates_only_the_events_layer(api, map_db) -> None:
+    with psycopg.connect(map_db) as conn:
+        before = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+    event = report(api, ("", 10.0, 10.0))
+    assert event["grid_code"] is None
+    with psycopg.connect(map_db) as conn:
+        after = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+    assert after["events"] > before["events"] and after["grids"] == before["grids"]
