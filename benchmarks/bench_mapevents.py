@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import time
+import uuid
 
 import psycopg
 from sqlalchemy import text
@@ -121,7 +121,6 @@ def time_inserts(url: str, n: int, triggers: bool) -> float:
             "SELECT code, ST_X(p), ST_Y(p) FROM (SELECT code, ST_PointOnSurface(geom) p "
             "FROM areas WHERE level = 'grid' ORDER BY md5(code) LIMIT %s) s", (n,)
         ).fetchall()
-        rng = random.Random(1)
         start = time.perf_counter()
         for code, lon, lat in points:
             conn.execute(
@@ -132,7 +131,7 @@ def time_inserts(url: str, n: int, triggers: bool) -> float:
                 "'urban.appearance.exposed_garbage', 'collaborative', 'normal', 'reported', "
                 "%s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326), '', '[]', %s, 'grid', "
                 "'grid', false, 'bench', 'grid', 0, %s, now(), now(), now())",
-                (lon, lat, lon, lat, code, f"bench-{triggers}-{rng.random()}"),
+                (lon, lat, lon, lat, code, f"bench-{uuid.uuid4().hex}"),
             )
         elapsed = time.perf_counter() - start
         # Closed, not deleted: deleting checks events.duplicate_of (no index) per row.
