@@ -24,7 +24,9 @@ from gridmap.errors import AuthenticationError, PermissionDeniedError
 
 SESSION_COOKIE = "gridmap_session"
 ALL_ROLES = tuple(Role)
-LOOKUP_ROLES = (Role.admin, Role.system, Role.gis_editor)
+# The command-center page (operators, grid workers) asks "which grid is this?" on every
+# click and for the statistics of the area in view.
+LOOKUP_ROLES = (Role.admin, Role.system, Role.gis_editor, Role.operator, Role.grid_worker)
 
 
 def session_secret(settings: Settings) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ from gridmap.areas import get_area
 from gridmap.config import get_settings
 from gridmap.errors import SetupError
 from gridmap.generations import valid_in
-from gridmap.models import Area, Building, Facility
+from gridmap.models import Area, Building, Event, Facility
+from gridmap.models.events import CLOSED_STATUSES
 
 REPO = Path(__file__).resolve().parents[1]
 MAJOR_COLORS = {"01": "#1f77b4", "02": "#ff7f0e", "03": "#2ca02c",
                 "04": "#17becf", "05": "#9467bd", "06": "#7f7f7f"}  # fmt: skip
+LIGHT_COLORS = {"green": "#1a9850", "yellow": "#fdae61", "red": "#d7191c", None: "#6b7280"}
+EVENT_FIELDS = ["id", "category", "status", "priority", "traffic_light", "deadline"]
 
 
 def vendor_dir() -> Path:
@@ -55,8 +59,42 @@ def _collection(rows: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def _open_events(session: Session, prefix: str) -> list[tuple[dict[str, Any], str]]:
+    """The open events under grid-code ``prefix`` as (properties, GeoJSON) — no personal data."""
+    from gridmap.events import cache
+    from gridmap.events.deadlines import Calendar, traffic_light
+
+    events = session.scalars(
+        select(Event).where(Event.grid_code.startswith(prefix, autoescape=True),
+                            Event.status.not_in(CLOSED_STATUSES)).order_by(Event.id)
+    ).all()  # fmt: skip
+    if not events:
+        return []
+    calendar = Calendar.load(session)
+    now = datetime.now(UTC)
+    out = []
+    for event in events:
+        category = cache.category(session, event.category_code)
+        light = traffic_light(calendar, category, event, now) if category else None
+        props = {"id": event.id, "category": event.category_code, "status": event.status,
+                 "priority": event.priority, "traffic_light": light,
+                 "deadline": event.deadline.isoformat() if event.deadline else None}
+        out.append((props, json.dumps({"type": "Point", "coordinates": [event.lon, event.lat]})))
+    return out
+
+
+def _open_counts(session: Session, prefix: str) -> dict[str, int]:
+    rows = session.execute(
+        select(Event.grid_code, func.count()).where(
+            Event.grid_code.startswith(prefix, autoescape=True),
+            Event.status.not_in(CLOSED_STATUSES)).group_by(Event.grid_code)
+    ).all()  # fmt: skip
+    return {str(code): int(n) for code, n in rows}
+
+
 def area_layers(session: Session, code: str) -> dict[str, dict[str, Any]]:
-    """GeoJSON of the grids, buildings and facilities inside area ``code`` (no personal data)."""
+    """GeoJSON of the grids (with ``open_events``), buildings, facilities and open events
+    inside area ``code`` (no personal data)."""
     detail = get_area(session, code)
     prefix = detail.area.code if detail.area.level != "city" else detail.area.code[:2]
     grids = session.execute(
@@ -80,12 +118,25 @@ def area_layers(session: Session, code: str) -> dict[str, dict[str, Any]]:
             func.ST_AsGeoJSON(Facility.geom, 7),
         ).where(Facility.grid_code.startswith(prefix, autoescape=True)).order_by(Facility.code)
     ).all()  # fmt: skip
-    return {"grids": _collection(grids), "buildings": _collection(buildings),
-            "facilities": _collection(facilities), "bbox": {"value": list(detail.bbox)}}
+    counts = _open_counts(session, prefix)
+    counted = [({**props, "open_events": counts.get(props["code"], 0)}, geom)
+               for props, geom in grids]
+    return {"grids": _collection(counted), "buildings": _collection(buildings),
+            "facilities": _collection(facilities),
+            "events": _collection(_open_events(session, prefix)),
+            "bbox": {"value": list(detail.bbox)}}
+
+
+def grid_fill(open_events: int) -> str:
+    """The fill colour of a grid by its open events (as on the live map)."""
+    if open_events <= 0:
+        return "#a6d96a"
+    return "#fdae61" if open_events < 5 else "#d7191c"
 
 
 def area_map(session: Session, code: str) -> folium.Map:
-    """A folium map of area ``code``: grids, buildings and facilities, Leaflet inlined."""
+    """A folium map of area ``code``: grids shaded by open events, buildings, facilities and
+    open events by traffic light, Leaflet inlined."""
     layers = area_layers(session, code)
     w, s, e, n = layers["bbox"]["value"]
     m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
@@ -98,9 +149,9 @@ def area_map(session: Session, code: str) -> folium.Map:
         folium.TileLayer(basemap, attr="base map (GRIDMAP_BASEMAP_URL)").add_to(m)
     folium.GeoJson(
         layers["grids"], name="grids",
-        style_function=lambda _f: {"color": "#4d7c0f", "weight": 1, "fillColor": "#a6d96a",
-                                   "fillOpacity": 0.35},
-        tooltip=folium.GeoJsonTooltip(["code", "name"]),
+        style_function=lambda f: {"color": "#4d7c0f", "weight": 1, "fillOpacity": 0.35,
+                                  "fillColor": grid_fill(f["properties"]["open_events"])},
+        tooltip=folium.GeoJsonTooltip(["code", "name", "open_events"]),
     ).add_to(m)  # fmt: skip
     if layers["buildings"]["features"]:
         folium.GeoJson(
@@ -117,6 +168,14 @@ def area_map(session: Session, code: str) -> folium.Map:
                 f["properties"]["major_code"], "#000"),
                 "fillColor": MAJOR_COLORS.get(f["properties"]["major_code"], "#000")},
             tooltip=folium.GeoJsonTooltip(["code", "name", "state"]),
+        ).add_to(m)  # fmt: skip
+    if layers["events"]["features"]:
+        folium.GeoJson(
+            layers["events"], name="events (open)",
+            marker=folium.CircleMarker(radius=6, weight=2, fill=True, fill_opacity=0.95),
+            style_function=lambda f: {"color": "#fff",
+                "fillColor": LIGHT_COLORS.get(f["properties"]["traffic_light"], "#6b7280")},
+            tooltip=folium.GeoJsonTooltip(EVENT_FIELDS),
         ).add_to(m)  # fmt: skip
     folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds([[s, w], [n, e]])

@@ -2,7 +2,7 @@
 # Installs the machine packages gridmap needs, from Debian's repositories, when missing:
 # PostgreSQL + PostGIS (database), GDAL's ogr tools (tests, benchmarks), Chromium (page
 # tests), Node.js/npm (the web page's scripts), wrk (benchmarks), Mosquitto (sensors),
-# python3-venv; and starts Mosquitto on 127.0.0.1:1883 when nothing listens there.
+# python3-venv, a small CJK font (page screenshots show Chinese, not boxes); and starts Mosquitto on 127.0.0.1:1883 when nothing listens there.
 # Not root or not Debian: prints one line saying what to install, and fails.
 set -euo pipefail
 
@@ -22,6 +22,11 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)  # benchmarks
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)  # sensor readings over MQTT
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+have_cjk_font() {
+  [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] && return 0
+  command -v fc-list >/dev/null 2>&1 && fc-list | grep -qi wqy
+}
+have_cjk_font || need+=(fonts-wqy-microhei)  # Chinese labels in page screenshots
 
 start_broker() {
   # The sensor tests and `gridmap events listen` talk to an MQTT broker on 127.0.0.1:1883.

@@ -6,6 +6,7 @@ deterministic sample city built by ``sample_data`` and loaded by the bulk loader
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -155,9 +156,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def live_server(city_db: str) -> Iterator[str]:
-    """A real uvicorn serving the API on the sample city, on a free port; yields its URL."""
+@contextlib.contextmanager
+def serve_api(database_url: str) -> Iterator[str]:
+    """A real uvicorn serving the API on ``database_url``, on a free port; yields its URL."""
     import subprocess
     import sys
     import time
@@ -165,7 +166,7 @@ def live_server(city_db: str) -> Iterator[str]:
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "GRIDMAP_DATABASE_URL": city_db}
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": database_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
@@ -187,3 +188,10 @@ def live_server(city_db: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(city_db: str) -> Iterator[str]:
+    """A real uvicorn serving the API on the sample city, on a free port; yields its URL."""
+    with serve_api(city_db) as url:
+        yield url

@@ -1,8 +1,8 @@
 """The map layers: which table, which zooms, which properties — and building one tile.
 
 Each layer's tile SQL lives in ``tiles/sql/<file>.sql`` and takes bound parameters only.
-Other modules add layers with :func:`register_layer` (the events module registers
-``events`` and swaps the grid SQL for one that counts open events).
+Other modules may add layers with :func:`register_layer`. ``grids`` carries
+``open_events`` (a count over the events table) and ``events`` shows the open events.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ for _layer in (
     Layer("facilities", "Facilities (部件)", "facilities.sql", 15, "point",
           {"code": "String", "major_code": "String", "class": "String", "name": "String",
            "state": "String", "grid_code": "String"}),
+    # Open events; no personal data (reporter, address, description) ever reaches a tile.
+    Layer("events", "Open events (事件)", "events.sql", 12, "point",
+          {"id": "Number", "category": "String", "status": "String", "priority": "String",
+           "traffic_light": "String"}),
 ):  # fmt: skip
     register_layer(_layer)
 

@@ -12,6 +12,7 @@ from api.dependencies import SessionDep
 from api.security import PrincipalDep
 from gridmap.catalog import MAJOR_CLASSES
 from gridmap.config import get_settings
+from gridmap.events.lifecycle import ACTIONS
 from tiles.features import city_extent
 from tiles.layers import LAYERS
 
@@ -43,9 +44,16 @@ def login_page() -> FileResponse:
     return FileResponse(WEB_DIR / "login.html", media_type="text/html")
 
 
+EVENTS_STREAM = "/api/v1/events/stream"
+# The SSE feed names each message after the audited action (``event: accept`` …): an
+# EventSource only hands named messages to listeners registered for those names.
+EVENT_KINDS = ["report", "assign", "link_duplicate", "created", *ACTIONS]
+
+
 @router.get("/map/config.json", operation_id="get_map_config", response_model=dict[str, Any])
 def map_config(request: Request, session: SessionDep, _principal: PrincipalDep) -> Any:
-    """What the page needs: layers, city bounds, facility classes, optional base map."""
+    """What the page needs: layers, city bounds, facility classes, optional base map, the
+    live event feed and the names of its messages."""
     settings = get_settings()
     return {
         "bounds": list(city_extent(session)),
@@ -55,6 +63,6 @@ def map_config(request: Request, session: SessionDep, _principal: PrincipalDep) 
             for s in LAYERS.values()
         ],
         "facility_classes": MAJOR_CLASSES,
-        # Set once GET /api/v1/events/stream exists (the events module).
-        "events_stream": getattr(request.app.state, "events_stream", None),
+        "events_stream": getattr(request.app.state, "events_stream", EVENTS_STREAM),
+        "event_kinds": EVENT_KINDS,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -10,14 +11,24 @@ from sqlalchemy import Engine
 from gridmap.db.engine import session_scope
 from gridmap.events import notify
 from gridmap.events.deadlines import escalate_overdue
+from gridmap.events.maplight import invalidate_turned_lights
 from gridmap.events.sensors import check_silent_devices
+from gridmap.events.settings import get_event_settings
 
 log = logging.getLogger("gridmap.events.scheduler")
 
 
-def run_deadlines(engine: Engine, clock: Any) -> dict[str, int]:
-    """One round of escalation and silent-sensor checks; returns what it did."""
+def run_deadlines(engine: Engine, clock: Any, since: datetime | None = None) -> dict[str, int]:
+    """One round of escalation, silent-sensor checks and map lights; returns what it did.
+
+    ``since``: the previous round (default: one scheduler interval ago); events tiles
+    where a traffic light turned since then are invalidated.
+    """
     now = clock.now()
+    if since is None:
+        since = now - timedelta(seconds=get_event_settings().scheduler_interval_s)
+    with session_scope(engine) as session:
+        invalidate_turned_lights(session, since, now)
     with session_scope(engine) as session:
         escalated = escalate_overdue(session, now)
     with session_scope(engine) as session:

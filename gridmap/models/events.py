@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     Time,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,6 +44,10 @@ EVENT_STATUSES = (
     "closed",
     "suspended",
 )
+CLOSED_STATUSES = ("closed", "rejected")
+"""Statuses of events that are no longer open (every other status counts as open)."""
+OPEN_EVENTS_SQL = "status NOT IN ('closed', 'rejected')"
+"""The SQL predicate of an open event (the partial indexes and the map layers use it)."""
 ESCALATION_LEVELS = ("grid", "community", "street", "district")
 
 
@@ -161,6 +166,10 @@ class Event(Base):
         Index("ix_events_status", "status"),
         Index("ix_events_category_created", "category_code", "created_at"),
         Index("ix_events_deadline_open", "deadline"),
+        # Open events on the map (migration 0006_mapevents, with its invalidation triggers).
+        Index("ix_events_open_grid", "grid_code", postgresql_where=text(OPEN_EVENTS_SQL)),
+        Index("ix_events_open_geom", "geom", postgresql_using="gist",
+              postgresql_where=text(OPEN_EVENTS_SQL)),
     )
 
 

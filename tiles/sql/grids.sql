@@ -1,5 +1,5 @@
--- Grids valid in the active generation. open_events stays 0 until the events module
--- registers grids_events.sql (same columns, open_events from a LEFT JOIN on events).
+-- Grids valid in the active generation, each with open_events: its events that are
+-- neither closed nor rejected (counted only for the grids in the tile).
 -- Parameters: z, x, y, layer, extent, buffer, margin, tolerance, cap.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
@@ -10,7 +10,7 @@ features AS MATERIALIZED (
            CASE WHEN :tolerance > 0 THEN ST_Simplify(a.geom_3857, :tolerance, true)
                 ELSE a.geom_3857 END,
            bounds.env, :extent, :buffer, true) AS geom,
-         a.code, a.name, a.parent_code, 0 AS open_events
+         a.code, a.name, a.parent_code
   FROM areas a, bounds
   WHERE a.level = 'grid'
     AND a.geom_3857 && bounds.search
@@ -20,5 +20,16 @@ features AS MATERIALIZED (
     AND (CAST(:scopes AS text[]) IS NULL OR a.code LIKE ANY(CAST(:scopes AS text[])))
   ORDER BY a.code
 ),
-capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)
-SELECT ST_AsMVT(capped.*, :layer, :extent, 'geom') FROM capped
+capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap),
+counted AS (
+  -- One index probe per grid (partial index ix_events_open_grid). A LEFT JOIN on a
+  -- GROUP BY aggregate was 40x slower at z12 on 65k grids / 260k events: the planner
+  -- aggregated far more events than the tile's grids own (benchmarks/bench_mapevents.py).
+  SELECT c.geom, c.code, c.name, c.parent_code, n.open_events
+  FROM capped c
+  CROSS JOIN LATERAL (
+    SELECT count(*) AS open_events FROM events e
+    WHERE e.grid_code = c.code AND e.status NOT IN ('closed', 'rejected')
+  ) AS n
+)
+SELECT ST_AsMVT(counted.*, :layer, :extent, 'geom') FROM counted

@@ -1,0 +1,30 @@
+-- Open events (neither closed nor rejected) as points, most urgent first when capped.
+-- Only what the map needs: id, category, status, priority and the traffic light — no
+-- reporter, address, description or other personal data.
+-- traffic_light: red past the deadline, yellow after 80% of the accepted → deadline span,
+-- else green; absent until the event is accepted (no deadline yet). The span is wall-clock
+-- time, an approximation of the working-hours light of GET /api/v1/events/{id}.
+-- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap.
+WITH bounds AS (
+  SELECT ST_TileEnvelope(:z, :x, :y) AS env,
+         ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
+),
+features AS MATERIALIZED (
+  SELECT ST_AsMVTGeom(ST_Transform(e.geom, 3857), bounds.env, :extent, :buffer, true) AS geom,
+         e.id, e.category_code AS category, e.status, e.priority,
+         CASE
+           WHEN e.deadline IS NULL OR e.accepted_at IS NULL THEN NULL
+           WHEN COALESCE(e.resolved_at, now()) > e.deadline THEN 'red'
+           WHEN COALESCE(e.resolved_at, now()) - e.accepted_at
+                < 0.8 * (e.deadline - e.accepted_at) THEN 'green'
+           ELSE 'yellow'
+         END AS traffic_light
+  FROM events e, bounds
+  WHERE e.geom && bounds.search
+    AND e.status NOT IN ('closed', 'rejected')
+    AND CAST(:tolerance AS float8) >= 0
+  ORDER BY CASE e.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2
+                           ELSE 3 END, e.id DESC
+),
+capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)
+SELECT ST_AsMVT(capped.*, :layer, :extent, 'geom') FROM capped
