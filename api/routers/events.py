@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.dependencies import SessionDep
+from api.dependencies import LookupDep, SessionDep
 from api.event_deps import ClockDep
 from api.event_schemas import (
     ActionIn,
@@ -48,6 +48,7 @@ def report_event(
     body: EventIn,
     session: SessionDep,
     clock: ClockDep,
+    lookup: LookupDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
@@ -55,7 +56,8 @@ def report_event(
     fields = body.model_dump(exclude={"photos"})
     report = intake.Report(**fields, photos=intake.decode_photos(body.photos))
     now = clock.now()
-    result = intake.create_event(session, report, now=now, idempotency_key=idempotency_key)
+    result = intake.create_event(session, report, now=now, idempotency_key=idempotency_key,
+                                 lookup=lookup)
     if not result.created:
         response.status_code = 200
     session.flush()

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 from gridmap.errors import InvalidInputError
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
-from gridmap.events.crs import to_wgs84
 from gridmap.events.duplicates import find_original
 from gridmap.generations import active_generation_id
+from gridmap.lookup import crs as lookup_crs
+from gridmap.lookup.service import LookupService
 from gridmap.models import Event, EventCategory, EventPhoto, Facility
 from gridmap.models.events import EVENT_SOURCES
 
@@ -71,6 +72,20 @@ class IntakeResult:
     event: Event
     created: bool
     original: Event | None = None
+
+
+# Report CRS names → gridmap.lookup.crs names (the one converter of the codebase).
+_CRS_NAMES = {"wgs84": "4326", "cgcs2000": "4490"}
+_AS_IS = frozenset({"4326", "4490", "epsg:4326", "epsg:4490"})
+
+
+def to_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
+    """Report coordinates in ``crs`` (wgs84, cgcs2000, gcj02, bd09, EPSG codes) as WGS84."""
+    name = _CRS_NAMES.get(crs.lower(), crs.lower())
+    if name in _AS_IS:
+        return lon, lat
+    x, y = lookup_crs.to_wgs84(lon, lat, name)
+    return float(x), float(y)
 
 
 def _bad(field_name: str, message: str) -> InvalidInputError:
@@ -137,9 +152,14 @@ def _existing(session: Session, key: str | None) -> Event | None:
 
 
 def create_event(
-    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None
+    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
+    lookup: LookupService | None = None,
 ) -> IntakeResult:
-    """Store, assign and announce a report; a repeated idempotency key returns the original."""
+    """Store, assign and announce a report; a repeated idempotency key returns the original.
+
+    ``lookup`` (the API's in-memory lookup service) assigns from memory; without it the
+    grid and worker come from PostGIS (same rule, same answer).
+    """
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise _bad("Idempotency-Key", "Idempotency-Key must be 1 to 128 characters")
     original = _existing(session, idempotency_key)
@@ -147,7 +167,7 @@ def create_event(
         return IntakeResult(original, created=False)
     category, photo_types = validate(session, report)
     lon, lat = to_wgs84(report.lon, report.lat, report.crs)
-    event = _new_event(session, report, category, lon, lat, now, idempotency_key)
+    event = _new_event(session, report, category, lon, lat, now, idempotency_key, lookup)
     duplicate = find_original(session, category, lon, lat, now)
     event.duplicate_of = duplicate.id if duplicate else None
     if idempotency_key is None:
@@ -180,11 +200,12 @@ def _insert_once(session: Session, event: Event, key: str) -> Event | None:
 
 
 def _new_event(session: Session, report: Report, category: EventCategory, lon: float,
-               lat: float, now: datetime, key: str | None) -> Event:
+               lat: float, now: datetime, key: str | None,
+               lookup: LookupService | None) -> Event:
     affair = report.affair_class or category.affair_class
-    generation = cache.cached(session, "generation", active_generation_id)
+    generation = 0 if lookup else cache.cached(session, "generation", active_generation_id)
     where = assign(session, lon=lon, lat=lat, generation=generation, category=category,
-                   affair_class=affair, facility_code=report.facility_code)
+                   affair_class=affair, facility_code=report.facility_code, lookup=lookup)
     return Event(
         source=report.source, category_code=category.code, affair_class=affair,
         priority=report.priority or category.priority, status="reported", lon=lon, lat=lat,
