@@ -6,6 +6,7 @@ Dependencies that only read ``app.state`` are ``async def``: FastAPI runs plain
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -23,9 +24,16 @@ async def get_engine(request: Request) -> Engine:
     return engine
 
 
+@functools.lru_cache(maxsize=8)
+def _session_factory(engine: Engine) -> sessionmaker[Session]:
+    # One factory per engine: building a sessionmaker builds a Session subclass, whose
+    # event dispatch setup cost ~0.5 ms of CPU on every request.
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     """A session per request; commits when the handler returns without error."""
-    session = sessionmaker(bind=engine, expire_on_commit=False)()
+    session = _session_factory(engine)()
     try:
         yield session
         session.commit()

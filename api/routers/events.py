@@ -56,11 +56,10 @@ def report_event(
     fields = body.model_dump(exclude={"photos"})
     report = intake.Report(**fields, photos=intake.decode_photos(body.photos))
     now = clock.now()
-    result = intake.create_event(session, report, now=now, idempotency_key=idempotency_key,
+    result = intake.store_report(session, report, now=now, idempotency_key=idempotency_key,
                                  lookup=lookup)
     if not result.created:
         response.status_code = 200
-    session.flush()
     original = queries.describe(session, result.original, now) if result.original else None
     answer = {"event": queries.describe(session, result.event, now),
               "created": result.created, "original": original}

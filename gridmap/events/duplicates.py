@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from geoalchemy2 import Geography
 from sqlalchemy import cast, func, select
@@ -13,16 +14,11 @@ from gridmap.models import Event, EventCategory
 CLOSED = ("closed", "rejected")
 
 
-def find_original(
-    session: Session, category: EventCategory, lon: float, lat: float, now: datetime,
-    exclude_id: int | None = None,
-) -> Event | None:
-    """The earliest open event of ``category`` within its radius and window, if any."""
-    if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
-        return None
+def _original_query(what: Any, category: EventCategory, lon: float, lat: float,
+                    now: datetime) -> Any:
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
-    stmt = (
-        select(Event)
+    return (
+        select(what)
         .where(
             Event.category_code == category.code,
             Event.status.not_in(CLOSED),
@@ -35,6 +31,26 @@ def find_original(
         .order_by(Event.created_at, Event.id)
         .limit(1)
     )
+
+
+def find_original(
+    session: Session, category: EventCategory, lon: float, lat: float, now: datetime,
+    exclude_id: int | None = None,
+) -> Event | None:
+    """The earliest open event of ``category`` within its radius and window, if any."""
+    if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
+        return None
+    stmt = _original_query(Event, category, lon, lat, now)
     if exclude_id is not None:
         stmt = stmt.where(Event.id != exclude_id)
     return session.scalar(stmt)
+
+
+def find_original_row(
+    session: Session, category: EventCategory, lon: float, lat: float, now: datetime
+) -> Any | None:
+    """:func:`find_original` as a plain row (attribute access, no ORM object)."""
+    if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
+        return None
+    return session.execute(
+        _original_query(Event.__table__, category, lon, lat, now)).first()
