@@ -195,6 +195,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--warmup", type=float, default=20,
+                        help="seconds of untimed load first: every uvicorn worker builds its "
+                             "lookup index at start-up, and /healthz answers from the first")
     args = parser.parse_args()
 
     url = prepare(args.grids)
@@ -202,6 +205,8 @@ def main() -> None:
     reset(url)
     server = start_server(url, args.port, args.workers)
     try:
+        asyncio.run(http_load(args.port, points[::-1], args.warmup, args.concurrency))
+        reset(url)
         acked, errors, lat, elapsed = asyncio.run(
             http_load(args.port, points, args.seconds, args.concurrency))
     finally:
@@ -213,7 +218,8 @@ def main() -> None:
                                 ).fetchone()[0]
     naive, naive_lat, naive_elapsed = naive_load(url, points, args.seconds, args.concurrency)
     rate, naive_rate = acked / elapsed, naive / naive_elapsed
-    print(f"grids={args.grids} seconds={args.seconds} concurrency={args.concurrency} "
+    print(f"grids={args.grids} seconds={args.seconds} warmup={args.warmup} "
+          f"concurrency={args.concurrency} "
           f"workers={args.workers} cores={os.cpu_count()}")
     print(f"gridmap HTTP intake+assignment: {rate:,.0f} events/s  p50={pct(lat, .5):.1f} ms  "
           f"p99={pct(lat, .99):.1f} ms  acknowledged={acked} errors={errors}")
