@@ -25,7 +25,8 @@ async def get_engine(request: Request) -> Engine:
 
 
 @functools.lru_cache(maxsize=8)
-def _session_factory(engine: Engine) -> sessionmaker[Session]:
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """The sessionmaker of ``engine`` (request sessions; commits are explicit)."""
     # One factory per engine: building a sessionmaker builds a Session subclass, whose
     # event dispatch setup cost ~0.5 ms of CPU on every request.
     return sessionmaker(bind=engine, expire_on_commit=False)
@@ -33,7 +34,7 @@ def _session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     """A session per request; commits when the handler returns without error."""
-    session = _session_factory(engine)()
+    session = session_factory(engine)()
     try:
         yield session
         session.commit()

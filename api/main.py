@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from api.background import event_tasks
 from api.errors import install_error_handlers
-from api.fastpath import LookupFastPath
+from api.fastpath import EventIntakeFastPath, LookupFastPath
 from api.limits import install_body_limit
 from api.routers import (
     areas,
@@ -94,6 +94,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(EventIntakeFastPath)  # inside the body limit (added after it)
     install_body_limit(app, get_event_settings().max_body_bytes)
     app.add_middleware(LookupFastPath)
     for module in (health, areas, lookup, imports, layers, events, stats, sensors, webhooks,
