@@ -202,7 +202,7 @@ def store_report(
         return Intake(_existing_row(session, idempotency_key), created=False)
     event = SimpleNamespace(id=event_id, **values, **dict.fromkeys(_NONE_AT_INTAKE))
     if report.photos:
-        session.execute(insert(EventPhoto.__table__), [
+        session.execute(insert(EventPhoto), [
             {"event_id": event_id, "stage": "report", "content_type": media_type, "data": data}
             for data, media_type in zip(report.photos, photo_types, strict=True)])
     notify.publish(session, event, "created", now)  # type: ignore[arg-type]
@@ -249,10 +249,11 @@ def _event_values(session: Session, report: Report, category: EventCategory, lon
 def _intake_audit(session: Session, values: dict[str, Any], category: EventCategory,
                   duplicate: bool, report: Report, now: datetime) -> dict[str, list[Any]]:
     """The audit rows of intake as column arrays; auto-accept moves ``values`` on."""
-    rows = [("report", None, "reported", report.source, ROLE_OF_SOURCE[report.source],
-             f"reported via {report.source}"),
-            ("assign", "reported", "reported", "assignment", "system",
-             values["assignment_reason"])]
+    rows: list[tuple[str, str | None, str | None, str, str, str]] = [
+        ("report", None, "reported", report.source, ROLE_OF_SOURCE[report.source],
+         f"reported via {report.source}"),
+        ("assign", "reported", "reported", "assignment", "system", values["assignment_reason"]),
+    ]
     if duplicate:
         rows.append(("link_duplicate", "reported", "reported", "duplicates", "system",
                      f"duplicate of event {values['duplicate_of']}"))

@@ -57,3 +57,17 @@ def test_one_statement_writes_event_and_ordered_audit(session: Session, clock,
                                    "ORDER BY id"), {"i": event.id}).all()
     assert event.status == "dispatched"  # road collapse is accepted automatically
     assert actions == ["report", "assign", "accept", "dispatch"]
+
+
+def test_photos_are_stored_with_the_event(session: Session, clock, grid_points) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
+    gif = b"GIF89a" + b"\x00" * 8
+    _, lon, lat = grid_points[70]
+    report = _report(lon, lat)
+    report.photos = [png, gif]
+    stored = store_report(session, report, now=clock.now())
+    rows = session.execute(text("SELECT stage, content_type, data FROM event_photos "
+                                "WHERE event_id = :i ORDER BY id"), {"i": stored.event.id}).all()
+    assert [(r.stage, r.content_type, bytes(r.data)) for r in rows] == [
+        ("report", "image/png", png), ("report", "image/gif", gif)]
+    session.rollback()
