@@ -7,16 +7,21 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from psycopg.errors import QueryCanceled
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from api.limits import PayloadTooLargeError, RateLimitedError
+from gridmap.config import get_settings
 from gridmap.errors import (
+    AuthenticationError,
     ConflictError,
     DatabaseUnavailableError,
     GridmapError,
     InvalidInputError,
     NotFoundError,
     OutOfRangeError,
+    PermissionDeniedError,
     SetupError,
 )
 
@@ -29,6 +34,10 @@ STATUS_BY_ERROR: dict[type[GridmapError], int] = {
     ConflictError: 409,
     DatabaseUnavailableError: 503,
     SetupError: 503,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    PayloadTooLargeError: 413,
+    RateLimitedError: 429,
 }
 
 
@@ -67,10 +76,12 @@ def _open311_error(request: Request, status: int, message: str) -> Response:
 
 async def _gridmap_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GridmapError)
+    status = status_for(exc)
     if request.url.path.startswith(OPEN311_PREFIX):
-        return _open311_error(request, status_for(exc), exc.message)
+        return _open311_error(request, status, exc.message)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
-        _body(type(exc).__name__, exc.message, exc.details), status_code=status_for(exc)
+        _body(type(exc).__name__, exc.message, exc.details), status_code=status, headers=headers
     )
 
 
@@ -88,10 +99,27 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
+    if isinstance(getattr(exc, "orig", None), QueryCanceled):
+        # statement_timeout: say so, without echoing the SQL or its parameters.
+        return JSONResponse(_body(
+            "QueryTimeoutError",
+            "the query took longer than the statement timeout; ask for a smaller area, "
+            "bbox or batch", [{"field": "statement_timeout_ms",
+                               "value": get_settings().statement_timeout_ms}]),
+            status_code=503)  # fmt: skip
+    log.warning("database unavailable: %s", type(exc).__name__)
     return JSONResponse(
         _body("DatabaseUnavailableError", "the database is unavailable; try again shortly"),
         status_code=503,
+    )
+
+
+async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
+    # e.g. a NUL byte in text or an integer out of range: the input, not the server, is
+    # wrong. The statement and its parameters are not echoed (they may hold personal data).
+    problem = str(getattr(exc, "orig", "")).splitlines()[0] if getattr(exc, "orig", None) else ""
+    return JSONResponse(
+        _body("InvalidInputError", f"invalid value in the request: {problem}"), status_code=422
     )
 
 
@@ -99,5 +127,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the exception → status mapping on ``app``."""
     app.add_exception_handler(GridmapError, _gridmap_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(PoolTimeoutError, _database_down)

@@ -17,9 +17,11 @@ from urllib.parse import parse_qsl
 
 import anyio
 import orjson
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.routers.lookup import single_answer
+from api.security import LOOKUP_ROLES, authenticate
 from gridmap.errors import GridmapError
 from gridmap.lookup.service import LookupService
 
@@ -46,11 +48,21 @@ class LookupFastPath:
         await self.app(scope, receive, send)
 
 
+def _allowed(scope: Scope) -> bool:
+    """The same check as the route's dependencies: a known caller with a lookup role."""
+    try:
+        return authenticate(HTTPConnection(scope)).role in LOOKUP_ROLES
+    except GridmapError:
+        return False
+
+
 def _answer(scope: Scope) -> bytes | None:
     """The response body, or None when the full route should handle the request."""
     params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
     if not params.keys() <= SIMPLE_PARAMS:
         return None
+    if not _allowed(scope):
+        return None  # the route answers 401/403/429 with the usual error body
     try:
         lon, lat = float(params["lon"]), float(params["lat"])
     except (KeyError, ValueError):
@@ -77,17 +89,22 @@ class EventIntakeFastPath:
     ``POST /api/v1/events`` with a JSON body, no photos and no Idempotency-Key is
     validated with the route's own model (:class:`api.event_schemas.EventIn`), stored by
     the same core call (:func:`gridmap.events.intake.store_report`) and answered with the
-    route's JSON, after the commit. Anything else — other headers, invalid bodies, core
-    errors before the commit — is replayed to the FastAPI route, which stays the reference
-    for validation, error bodies and OpenAPI; nothing of a replayed attempt is kept.
+    route's JSON, after the commit. The caller is authenticated like the route
+    (:func:`api.security.authenticate`, ``roles`` = the events router's ``Allow``).
+    Anything else — unauthenticated or other callers, other headers, invalid bodies,
+    core errors before the commit — is replayed to the FastAPI route, which stays the
+    reference for access, validation, error bodies and OpenAPI; nothing of a replayed
+    attempt is kept.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, roles: tuple[Any, ...]) -> None:
         self.app = app
+        self.roles = frozenset(roles)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and scope["path"] == INTAKE_PATH
-                and scope["method"] == "POST" and _plain_json(scope)):
+                and scope["method"] == "POST" and _plain_json(scope)
+                and self._allowed(scope)):
             body = await _read_body(receive)
             if body is None:
                 return
@@ -98,6 +115,13 @@ class EventIntakeFastPath:
                 return
             receive = _replay(body)
         await self.app(scope, receive, send)
+
+
+    def _allowed(self, scope: Scope) -> bool:
+        try:
+            return authenticate(HTTPConnection(scope)).role in self.roles
+        except GridmapError:
+            return False
 
 
 def _plain_json(scope: Scope) -> bool:
@@ -159,8 +183,8 @@ async def _intake(app: Any, body: bytes) -> tuple[int, Any] | None:
 
 
 def _store(state: Any, payload: Any) -> tuple[int, Any] | None:
-    from api.dependencies import session_factory
     from api.errors import error_response
+    from gridmap.db.engine import session_factory
     from gridmap.errors import DatabaseUnavailableError
     from gridmap.events import intake, queries
 

@@ -14,9 +14,11 @@ from sqlalchemy import Engine
 from api.background import event_tasks
 from api.errors import install_error_handlers
 from api.fastpath import EventIntakeFastPath, LookupFastPath
-from api.limits import install_body_limit
+from api.limits import LimitsMiddleware
 from api.routers import (
     areas,
+    audit,
+    auth,
     events,
     health,
     imports,
@@ -24,23 +26,32 @@ from api.routers import (
     lookup,
     ogc,
     open311,
+    persons,
     sensors,
     stats,
     tiles,
     web,
     webhooks,
 )
+from api.security import ALL_ROLES, LOOKUP_ROLES, Allow, session_secret
+from api.tile_fastpath import TileFastPath
 from gridmap import __version__
+from gridmap.auth.cache import PrincipalCache
+from gridmap.auth.principal import Role
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
 from gridmap.events.clock import Clock, SystemClock
-from gridmap.events.settings import get_event_settings
 from gridmap.lookup.service import LookupService
 from gridmap.mapview import vendor_dir
 from tiles.cache import TileCache
 
 log = logging.getLogger("gridmap.api")
+
+EXPORT_ROLES = (Role.admin, Role.gis_editor, Role.operator)
+EVENT_ROLES = (Role.admin, Role.operator, Role.grid_worker, Role.reporter, Role.system)
+STATS_ROLES = (Role.admin, Role.operator, Role.grid_worker)
+PERSON_ROLES = (Role.admin, Role.operator, Role.grid_worker)
 
 
 async def _warm_lookup(service: LookupService) -> None:
@@ -76,8 +87,11 @@ def create_app(
         app.state.engine = engine or make_engine()
         app.state.clock = clock or SystemClock()
         url = libpq_url(app.state.engine.url.render_as_string(hide_password=False))
-        app.state.lookup = LookupService(url)
+        app.state.lookup = LookupService(url, cache_dir=get_settings().data_dir / "cache")
         await _warm_lookup(app.state.lookup)
+        settings = get_settings()
+        app.state.principals = PrincipalCache(app.state.engine, settings.auth_cache_ttl_s)
+        app.state.session_secret = session_secret(settings)
         app.state.tile_cache = _tile_cache(app.state.engine)
         async with AsyncExitStack() as stack:
             if background:
@@ -94,12 +108,29 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(EventIntakeFastPath)  # inside the body limit (added after it)
-    install_body_limit(app, get_event_settings().max_body_bytes)
+    # Fast paths authenticate like the routes (api.security.authenticate); the limits
+    # middleware is outermost: address rate limit and body size before anything else.
     app.add_middleware(LookupFastPath)
-    for module in (health, areas, lookup, imports, layers, events, stats, sensors, webhooks,
-                   open311, tiles, ogc, web):
-        app.include_router(module.router)
+    app.add_middleware(TileFastPath)
+    app.add_middleware(EventIntakeFastPath, roles=EVENT_ROLES)
+    app.add_middleware(LimitsMiddleware)
+    # Access: one line per router. Area scope is applied inside the queries themselves.
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(web.router)
+    app.include_router(areas.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(lookup.router, dependencies=[Allow(*LOOKUP_ROLES)])
+    app.include_router(imports.router, dependencies=[Allow(Role.admin, Role.gis_editor)])
+    app.include_router(layers.router, dependencies=[Allow(*EXPORT_ROLES)])
+    app.include_router(tiles.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(ogc.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(persons.router, dependencies=[Allow(*PERSON_ROLES)])
+    app.include_router(audit.router, dependencies=[Allow(Role.admin)])
+    app.include_router(events.router, dependencies=[Allow(*EVENT_ROLES)])
+    app.include_router(open311.router, dependencies=[Allow(*EVENT_ROLES)])
+    app.include_router(stats.router, dependencies=[Allow(*STATS_ROLES)])
+    app.include_router(sensors.router, dependencies=[Allow(Role.admin, Role.system)])
+    app.include_router(webhooks.router, dependencies=[Allow(Role.admin)])
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.mount(
         "/vendor/maplibre-gl",

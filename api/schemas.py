@@ -109,3 +109,55 @@ class ImportJobOut(BaseModel):
 
 class AreaHitOut(AreaOut):
     bbox: tuple[float, float, float, float]
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class PrincipalOut(BaseModel):
+    kind: str
+    name: str
+    role: str
+    area_code: str | None = None
+
+
+class LoginOut(BaseModel):
+    token: str = Field(description="send as `Authorization: Bearer <token>` (or use the cookie)")
+    expires_in: int
+    principal: PrincipalOut
+
+
+class PersonOut(BaseModel):
+    id: int
+    name: str
+    id_number: str = Field(description="masked (110***********1234) unless the role needs it")
+    phone: str | None = Field(description="masked unless the role needs it")
+    birth_date: str | None
+    gender: str | None
+    care_tags: list[str]
+    household_code: str
+    room: str
+    building_code: str
+    address: str
+    grid_code: str | None
+
+
+class ResidentsOut(BaseModel):
+    grid: str
+    total: int
+    limit: int
+    offset: int
+    residents: list[PersonOut]
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: str
+    actor: str
+    role: str
+    action: str
+    resource: str
+    record_id: str
+    detail: dict[str, Any]

@@ -46,9 +46,15 @@ def main() -> None:
         load_city(conn, city)
     shp = out / "grid.shp"
     with psycopg.connect(url) as conn:
+        marks: list[tuple[float, str]] = []
         t0 = time.perf_counter()
-        report = import_file(conn, shp, "grid", commit=True)
+        report = import_file(conn, shp, "grid", commit=True,
+                             progress=lambda _f, m: marks.append((time.perf_counter(), m)))
         ours = time.perf_counter() - t0
+    last = t0
+    for at, message in marks:  # time spent before each progress message
+        print(f"  {at - last:6.2f}s  then: {message}")
+        last = at
     assert report.committed and report.errors == 0, report.to_text()
     peer_url = _fresh_db(server, "bench_ogr")
     u = make_url(peer_url)

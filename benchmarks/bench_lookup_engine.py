@@ -34,6 +34,15 @@ class City:
     geoms: npt.NDArray[np.object_]
 
 
+def sample_city(grids: int, seed: int) -> City:
+    """The grids of gridmap's own sample city (what `gridmap sample --grids N` loads)."""
+    from sample_data.city import generate_city
+
+    areas = generate_city(grids=grids, seed=seed).areas
+    grid_rows = areas[areas["level"] == "grid"]
+    return City(codes=list(grid_rows["code"]), geoms=np.asarray(grid_rows.geometry.values))
+
+
 def make_city(grids: int, seed: int) -> City:
     """Voronoi grids clipped to a lobed outline, snapped to 1e-7° (shared vertices)."""
     rng = np.random.default_rng(seed)
@@ -159,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells-per-grid", type=float, default=64.0)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for both engines")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--voronoi", action="store_true", help="a plain Voronoi city instead of the sample city"
+    )
     args = parser.parse_args(argv)
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     started = time.perf_counter()
-    city = make_city(args.grids, args.seed)
+    city = make_city(args.grids, args.seed) if args.voronoi else sample_city(args.grids, 42)
     xy = make_points(city, args.points, args.edge_points, args.vertex_points, args.seed)
     print(
         f"city: {city.geoms.size} grids, {xy.shape[0]:,} points "

@@ -5,12 +5,14 @@ through ``/tiles/grids/{z}/{x}/{y}.mvt``, tipg (PyPI ``tipg``, run from its own 
 so its pins don't touch ours) through its ``/collections/public.areas/tiles/…`` endpoint,
 filtered to ``level=grid``, on the same ``geom_3857`` column with the same three
 properties. The load tool is wrk (Debian ``wrk``): a fixed list of distinct z14 tiles over
-the city, each connection walking the list. Each server is a single uvicorn worker.
+the city, each connection walking the list. Both servers run the same number of uvicorn
+workers (``--workers``, default 1).
 
-    python -m benchmarks.bench_tiles --database-url postgresql://…/gridmap_bench \\
-        --tipg-python .gridmap/tipg-venv/bin/python --tiles 2000 --duration 15
+    python -m benchmarks.bench_tiles --grids 65000 --tiles 2000 --duration 15
 
-The database must hold a loaded city (``gridmap sample --grids 65000``).
+Without ``--database-url`` the 65,000-grid sample city is built once in the embedded
+cluster (``benchmarks.common.bench_database``). Without ``--tipg-python`` tipg is installed
+from PyPI into ``.gridmap/tipg-venv`` the first time.
 """
 
 from __future__ import annotations
@@ -33,13 +35,30 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
+from benchmarks.common import bench_api_key, bench_database
+
 REPO = Path(__file__).resolve().parents[1]
+TIPG_VENV = REPO / ".gridmap" / "tipg-venv"
 Z = 14
 TIPG_PATH = (
     "/collections/public.areas/tiles/WebMercatorQuad/{z}/{x}/{y}"
     "?geom-column=geom_3857&properties=code,name,parent_code&level=grid"
 )
 GRIDMAP_PATH = "/tiles/grids/{z}/{x}/{y}.mvt"
+HEADERS: dict[str, str] = {}
+
+
+def ensure_tipg(venv: Path = TIPG_VENV) -> Path:
+    """The Python of a virtualenv with tipg and uvicorn, created with pip if missing."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import tipg, uvicorn"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"installing tipg into {venv} …", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "tipg", "uvicorn[standard]"],
+                   check=True)  # fmt: skip
+    return python
 
 
 def free_port() -> int:
@@ -70,7 +89,7 @@ def city_tiles(url: str, n: int) -> list[tuple[int, int]]:
 def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # gridmap builds its lookup index first
         while True:
             try:
                 if httpx.get(probe, timeout=2).status_code < 500:
@@ -83,12 +102,21 @@ def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
         yield
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a worker stuck in shutdown
+            proc.kill()
+            proc.wait()
 
 
-def gridmap_server(url: str, port: int, cache: bool) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
-            "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+def uvicorn(python: str, app: str, port: int, workers: int) -> list[str]:
+    """The uvicorn command line both servers run with (same options for both)."""
+    return [python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+
+
+def gridmap_server(port: int, workers: int) -> list[str]:
+    return uvicorn(sys.executable, "api.main:create_app", port, workers) + ["--factory"]
 
 
 def wrk(base: str, paths: list[str], duration: int, connections: int) -> float:
@@ -98,7 +126,8 @@ def wrk(base: str, paths: list[str], duration: int, connections: int) -> float:
         listing = ",\n".join(f'"{p}"' for p in paths)
         script.write_text(
             f"paths = {{\n{listing}\n}}\n"
-            "local i = 0\n"
+            + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in HEADERS.items())
+            + "local i = 0\n"
             "setup = function(thread) thread:set('id', math.random(1, #paths)) end\n"
             "init = function(args) i = id or 0 end\n"
             "request = function()\n  i = i % #paths + 1\n"
@@ -120,7 +149,7 @@ def wrk(base: str, paths: list[str], duration: int, connections: int) -> float:
 def warm(base: str, paths: list[str]) -> int:
     """Request every path once; returns the number of non-empty tiles."""
     filled = 0
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as client:
         for path in paths:
             resp = client.get(path)
             resp.raise_for_status()
@@ -131,16 +160,22 @@ def warm(base: str, paths: list[str]) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--database-url", default=os.environ.get("GRIDMAP_DATABASE_URL"))
-    ap.add_argument("--tipg-python", default=str(REPO / ".gridmap/tipg-venv/bin/python"))
+    ap.add_argument("--tipg-python", default=None, help="default: .gridmap/tipg-venv")
+    ap.add_argument("--grids", type=int, default=65_000)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
     ap.add_argument("--tiles", type=int, default=2000)
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
-    if not args.database_url or shutil.which("wrk") is None:
-        sys.exit("need --database-url (a loaded city) and wrk (apt-get install wrk)")
+    if shutil.which("wrk") is None:
+        sys.exit("need wrk (apt-get install wrk)")
+    args.database_url = args.database_url or bench_database(args.grids)
+    # gridmap's layers need a key (tipg ignores the header); tiles are cached per scope.
+    HEADERS["X-API-Key"] = bench_api_key(args.database_url)
+    args.tipg_python = args.tipg_python or str(ensure_tipg())
     url = make_url(args.database_url)
     tiles = city_tiles(args.database_url, args.tiles)
-    print(f"{len(tiles)} distinct z{Z} tiles over the city")
+    print(f"{len(tiles)} distinct z{Z} tiles over the city; {args.workers} worker(s) each")
     env = {**os.environ, "GRIDMAP_DATABASE_URL": args.database_url}
     results: dict[str, float] = {}
 
@@ -153,9 +188,8 @@ def main() -> None:
     }  # fmt: skip
     tipg_base = f"http://127.0.0.1:{tipg_port}"
     tipg_paths = [TIPG_PATH.format(z=Z, x=x, y=y) for x, y in tiles]
-    with server([args.tipg_python, "-m", "uvicorn", "tipg.main:app", "--host", "127.0.0.1",
-                 "--port", str(tipg_port), "--log-level", "warning", "--no-access-log"],
-                tipg_env, f"{tipg_base}/collections"):  # fmt: skip
+    tipg_cmd = uvicorn(args.tipg_python, "tipg.main:app", tipg_port, args.workers)
+    with server(tipg_cmd, tipg_env, f"{tipg_base}/collections"):
         print(f"tipg: {warm(tipg_base, tipg_paths[:200])} of 200 sample tiles non-empty")
         results["tipg"] = wrk(tipg_base, tipg_paths, args.duration, args.connections)
 
@@ -163,13 +197,14 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     uncached_env = {**env, "GRIDMAP_TILE_CACHE_SIZE": "0"}
-    with server(gridmap_server(args.database_url, port, False), uncached_env, f"{base}/healthz"):
+    with server(gridmap_server(port, args.workers), uncached_env, f"{base}/healthz"):
         print(f"gridmap: {warm(base, paths[:200])} of 200 sample tiles non-empty")
         results["gridmap uncached"] = wrk(base, paths, args.duration, args.connections)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with server(gridmap_server(args.database_url, port, True), env, f"{base}/healthz"):
-        warm(base, paths)
+    with server(gridmap_server(port, args.workers), env, f"{base}/healthz"):
+        for _ in range(args.workers):  # each worker has its own cache
+            warm(base, paths)
         results["gridmap cached"] = wrk(base, paths, args.duration, args.connections)
 
     for name, rps in results.items():

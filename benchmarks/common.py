@@ -44,6 +44,19 @@ def bench_database(grids: int = 65_000, seed: int = 42) -> str:
     return url
 
 
+def bench_api_key(url: str, role: str = "admin") -> str:
+    """A fresh API key in the benchmark database (benchmarks call the API like a system)."""
+    from gridmap.auth import store
+    from gridmap.db.engine import make_engine, session_scope
+
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            return store.create_key(session, f"bench-{os.getpid()}", role).secret
+    finally:
+        engine.dispose()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nobody listens on right now."""
     with socket.socket() as s:

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select, text
 from sqlalchemy.orm import Session
 
+from gridmap.auth.principal import Principal
+from gridmap.auth.scope import area_filter
 from gridmap.errors import InvalidInputError, NotFoundError
 from gridmap.generations import resolve_generation, valid_in
 from gridmap.models import LEVEL_ORDER, Area, Level
@@ -73,8 +75,14 @@ def _summary(row: Area) -> AreaSummary:
     )
 
 
-def _find(session: Session, code: str, generation: int) -> Area:
-    row = session.scalar(select(Area).where(Area.code == code, valid_in(generation)))
+def _find(
+    session: Session, code: str, generation: int, principal: Principal | None = None
+) -> Area:
+    query = select(Area).where(Area.code == code, valid_in(generation))
+    if principal is not None:
+        # Outside the caller's area reads exactly like a missing area.
+        query = query.where(area_filter(principal, Area.code))
+    row = session.scalar(query)
     if row is None:
         raise NotFoundError(f"area {code} not found in generation {generation}")
     return row
@@ -93,10 +101,13 @@ def ancestors_of(session: Session, area: Area, generation: int) -> list[AreaSumm
     return list(reversed(chain))
 
 
-def get_area(session: Session, code: str, generation: int | None = None) -> AreaDetail:
+def get_area(
+    session: Session, code: str, generation: int | None = None,
+    principal: Principal | None = None,
+) -> AreaDetail:
     """The area ``code`` valid in ``generation`` (default: active) with its ancestors."""
     gen = resolve_generation(session, generation)
-    row = _find(session, validate_code(code), gen)
+    row = _find(session, validate_code(code), gen, principal)
     box = session.execute(
         select(
             func.ST_XMin(row.geom), func.ST_YMin(row.geom),
@@ -111,20 +122,26 @@ def get_area(session: Session, code: str, generation: int | None = None) -> Area
     )
 
 
-def children_of(session: Session, code: str, generation: int | None = None) -> list[AreaSummary]:
+def children_of(
+    session: Session, code: str, generation: int | None = None,
+    principal: Principal | None = None,
+) -> list[AreaSummary]:
     """Direct children of ``code`` ordered by code (reading order of their sequence)."""
     gen = resolve_generation(session, generation)
-    _find(session, validate_code(code), gen)
+    _find(session, validate_code(code), gen, principal)
     rows = session.scalars(
         select(Area).where(Area.parent_code == code, valid_in(gen)).order_by(Area.code)
     )
     return [_summary(r) for r in rows]
 
 
-def area_geojson(session: Session, code: str, generation: int | None = None) -> dict[str, Any]:
+def area_geojson(
+    session: Session, code: str, generation: int | None = None,
+    principal: Principal | None = None,
+) -> dict[str, Any]:
     """The area as a GeoJSON Feature (geometry in EPSG:4326)."""
     gen = resolve_generation(session, generation)
-    row = _find(session, validate_code(code), gen)
+    row = _find(session, validate_code(code), gen, principal)
     geometry = session.scalar(select(func.ST_AsGeoJSON(row.geom, 7)))
     return {
         "type": "Feature",
@@ -173,13 +190,16 @@ _WORKERS_SQL = text(
 )
 
 
-def grid_profile(session: Session, code: str, generation: int | None = None) -> GridProfile:
+def grid_profile(
+    session: Session, code: str, generation: int | None = None,
+    principal: Principal | None = None,
+) -> GridProfile:
     """Counts of people, households, buildings, facilities by class, and the workers.
 
     Workers' phones are personal data and are not part of the profile.
     """
     gen = resolve_generation(session, generation)
-    row = _find(session, validate_code(code), gen)
+    row = _find(session, validate_code(code), gen, principal)
     if row.level != Level.grid.value:
         raise InvalidInputError(f"area {code} is a {row.level}, not a grid")
     counts = session.execute(_PROFILE_SQL, {"code": code}).one()
@@ -221,7 +241,8 @@ _LEVEL_RANK = {level.value: i for i, level in enumerate(LEVEL_ORDER)}
 
 
 def search_areas(
-    session: Session, q: str, *, limit: int = 20, generation: int | None = None
+    session: Session, q: str, *, limit: int = 20, generation: int | None = None,
+    principal: Principal | None = None,
 ) -> list[AreaHit]:
     """Areas valid in ``generation`` whose code starts with ``q`` or whose name contains it.
 
@@ -237,6 +258,8 @@ def search_areas(
     matches: ColumnElement[bool] = Area.name.ilike(f"%{pattern}%", escape="\\")
     if q.isdigit():
         matches = matches | Area.code.startswith(q, autoescape=True)
+    if principal is not None:
+        matches = matches & area_filter(principal, Area.code)
     rank = case(_LEVEL_RANK, value=Area.level, else_=len(_LEVEL_RANK))
     rows = session.execute(
         select(

@@ -208,13 +208,19 @@ def serve(
 
     # Resolve once here so that every worker uses the same (possibly embedded) server.
     os.environ["GRIDMAP_DATABASE_URL"] = libpq_url()
+    from gridmap.cli_auth import bootstrap_admin_password
+
+    password = bootstrap_admin_password()
+    if password is not None:
+        typer.echo(f"gridmap: no credentials yet; created user 'admin' with one-time password "
+                   f"{password}  (shown once; add others with `gridmap user add`)", err=True)
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 @app.command("import")
 @friendly_errors
 def import_(
-    level: Annotated[str, typer.Argument(help="district, street, community or grid")],
+    level: Annotated[str, typer.Argument(help="an area level, building, facility or worker")],
     path: Annotated[Path, typer.Argument(help=".shp, folder, .zip, .gpkg, .geojson, .fgb")],
     commit: Annotated[bool, typer.Option("--commit", help="publish (default: dry run)")] = False,
     code_field: Annotated[str | None, typer.Option(help="field with the code")] = None,
@@ -340,6 +346,16 @@ def events_listen(
             time.sleep(1)
     finally:
         listener.stop()
+
+
+def _register_auth() -> None:
+    from gridmap.cli_auth import key_app, user_app
+
+    app.add_typer(user_app, name="user")
+    app.add_typer(key_app, name="key")
+
+
+_register_auth()
 
 
 def main() -> None:

@@ -52,3 +52,19 @@ class OutOfRangeError(GridmapError):
     """A well-formed request names something outside its range (e.g. a tile z/x/y)."""
 
     exit_code = 2
+
+
+class AuthenticationError(GridmapError):
+    """No credentials, or credentials that are wrong, expired, revoked or disabled."""
+
+    exit_code = 7
+
+
+class PermissionDeniedError(GridmapError):
+    """The caller is known but its role may not do this.
+
+    Records outside the caller's area are *not* this error: they are ``NotFoundError``,
+    so that a refusal never reveals that the record exists.
+    """
+
+    exit_code = 7

@@ -91,15 +91,60 @@ def city_engine(city_db: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def make_key(engine: Engine, role: str, area_code: str | None = None,
+             worker_code: str | None = None) -> str:
+    """Create an API key (and for a grid worker, its user) in the test database."""
+    import secrets
+
+    from gridmap.auth import store
+    from gridmap.db.engine import session_scope
+
+    with session_scope(engine) as session:
+        user_id = None
+        if worker_code is not None:
+            user = store.add_user(session, f"w-{secrets.token_hex(4)}", secrets.token_hex(8),
+                                  role, area_code, worker_code)
+            user_id = user.id
+        return store.create_key(session, f"test-{role}", role, area_code, user_id).secret
+
+
 @pytest.fixture(scope="session")
-def client(city_engine: Engine):  # type: ignore[no-untyped-def]
-    """An HTTP client on the API app bound to the sample-city database."""
+def anon_client(city_engine: Engine):  # type: ignore[no-untyped-def]
+    """An HTTP client without credentials on the API app bound to the sample city."""
     from fastapi.testclient import TestClient
 
     from api.main import create_app
 
     with TestClient(create_app(city_engine)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def admin_key(city_engine: Engine) -> str:
+    """An admin API key in the sample-city database."""
+    return make_key(city_engine, "admin")
+
+
+@pytest.fixture(scope="session")
+def client(anon_client, admin_key: str):  # type: ignore[no-untyped-def]
+    """The API client authenticated as admin (an API key created in the test database)."""
+    from fastapi.testclient import TestClient
+
+    # Same app (started by anon_client's lifespan), its own default headers.
+    return TestClient(anon_client.app, headers={"Authorization": f"Bearer {admin_key}"})
+
+
+@pytest.fixture(scope="session")
+def as_role(city_engine: Engine, anon_client):  # type: ignore[no-untyped-def]
+    """``as_role("operator", "500103001")`` → request headers for a new key of that role."""
+
+    def headers(role: str, area_code: str | None = None,
+                worker_code: str | None = None) -> dict[str, str]:
+        key = make_key(city_engine, role, area_code, worker_code)
+        anon_client.app.state.principals.invalidate()  # a new key counts at once
+        return {"Authorization": f"Bearer {key}"}
+
+    return headers
 
 
 def _free_port() -> int:

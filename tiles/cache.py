@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from gridmap.layers import layer_versions, tile_touched_since
 from tiles.layers import build_tile, check_tile, get_layer
 
-TileKey = tuple[str, int, int, int]
+TileKey = tuple[str, int, int, int, tuple[str, ...] | None]
 
 
 @dataclass
@@ -52,27 +52,35 @@ class TileCache:
         self._versions: dict[str, int] = {}
         self._versions_at = float("-inf")
 
-    def peek(self, layer: str, z: int, x: int, y: int) -> Tile | None:
-        """The cached tile if it is certainly fresh, without touching the database."""
+    def peek(
+        self, layer: str, z: int, x: int, y: int, scopes: tuple[str, ...] | None = None
+    ) -> Tile | None:
+        """The cached tile if it is certainly fresh, without touching the database.
+
+        ``scopes`` (the caller's area patterns) are part of the key: an area-scoped
+        caller never gets a tile built for a wider scope.
+        """
         if self.size <= 0 or time.monotonic() - self._versions_at > self.version_ttl_s:
             return None
         with self._lock:
-            tile = self._tiles.get((layer, z, x, y))
+            tile = self._tiles.get((layer, z, x, y, scopes))
             if tile is None or tile.version != self._versions.get(layer):
                 return None
-            self._tiles.move_to_end((layer, z, x, y))
+            self._tiles.move_to_end((layer, z, x, y, scopes))
             return tile
 
-    def get(self, layer: str, z: int, x: int, y: int) -> Tile:
+    def get(
+        self, layer: str, z: int, x: int, y: int, scopes: tuple[str, ...] | None = None
+    ) -> Tile:
         """The tile, from the cache when still valid, else built (and cached)."""
         spec = get_layer(layer)
         check_tile(z, x, y)
-        hit = self.peek(layer, z, x, y)
+        hit = self.peek(layer, z, x, y, scopes)
         if hit is not None:
             return hit
         with self.engine.connect() as conn:
             version = self._current_version(conn, layer)
-            key = (layer, z, x, y)
+            key: TileKey = (layer, z, x, y, scopes)
             with self._lock:
                 old = self._tiles.get(key)
             if old is not None and (
@@ -82,7 +90,8 @@ class TileCache:
                 old.version = version
                 self._store(key, old)
                 return old
-            body = build_tile(conn, spec, z, x, y, self.feature_cap)
+            body = build_tile(conn, spec, z, x, y, self.feature_cap,
+                              list(scopes) if scopes is not None else None)
         tile = Tile(body, etag_of(body), version)
         self._store(key, tile)
         return tile

@@ -88,6 +88,7 @@ def query_items(
     offset: int = 0,
     properties: Iterable[str] | None = None,
     item_id: str | None = None,
+    scopes: list[str] | None = None,
 ) -> ItemPage:
     """A page of features of ``collection`` as GeoJSON Feature dicts (ordered by code)."""
     layer = get_collection(collection)
@@ -99,7 +100,7 @@ def query_items(
     box = bbox or WORLD
     params: dict[str, Any] = {
         "id": item_id, "has_bbox": bbox is not None, "w": box[0], "s": box[1], "e": box[2],
-        "n": box[3], "limit": limit, "offset": offset, "level": layer.area_level,
+        "n": box[3], "limit": limit, "offset": offset, "level": layer.area_level, "scopes": scopes,
     }  # fmt: skip
     ref = f"tiles.sql:{_features_sql(layer)}"
     rows = db.execute(load_sql(ref), params).all()
@@ -108,9 +109,11 @@ def query_items(
     return ItemPage(features, int(rows[0].matched) if rows else 0)
 
 
-def get_item(db: Session | Connection, collection: str, item_id: str) -> dict[str, Any]:
-    """One feature by its code; NotFoundError if the collection has no such item."""
-    page = query_items(db, collection, item_id=item_id, limit=1)
+def get_item(
+    db: Session | Connection, collection: str, item_id: str, scopes: list[str] | None = None
+) -> dict[str, Any]:
+    """One feature by its code; NotFoundError if none (or outside the caller's area)."""
+    page = query_items(db, collection, item_id=item_id, limit=1, scopes=scopes)
     if not page.features:
         raise NotFoundError(f"{collection} has no item {item_id!r}")
     return page.features[0]

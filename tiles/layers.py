@@ -111,14 +111,20 @@ def tolerance_for(z: int) -> float:
     return EARTH_CIRCUMFERENCE_M / math.ldexp(256.0, z)
 
 
-def build_tile(conn: Connection, layer: Layer, z: int, x: int, y: int, cap: int) -> bytes:
-    """The Mapbox Vector Tile of ``layer`` at z/x/y (empty below the layer's min zoom)."""
+def build_tile(
+    conn: Connection, layer: Layer, z: int, x: int, y: int, cap: int,
+    scopes: list[str] | None = None,
+) -> bytes:
+    """The Mapbox Vector Tile of ``layer`` at z/x/y (empty below the layer's min zoom).
+
+    ``scopes``: code ``LIKE`` patterns of the caller's area (None: everything).
+    """
     check_tile(z, x, y)
     if z < layer.minzoom or z > layer.maxzoom:
         return b""
     params = {
         "z": z, "x": x, "y": y, "layer": layer.name, "extent": EXTENT, "buffer": BUFFER,
-        "margin": BUFFER / EXTENT, "tolerance": tolerance_for(z), "cap": cap,
+        "margin": BUFFER / EXTENT, "tolerance": tolerance_for(z), "cap": cap, "scopes": scopes,
         **layer.params,
     }  # fmt: skip
     ref = layer.sql_file if ":" in layer.sql_file else f"tiles.sql:{layer.sql_file}"

@@ -161,7 +161,12 @@
   };
 
   async function start() {
-    const config = await (await fetch("/map/config.json")).json();
+    const configResp = await fetch("/map/config.json");
+    if (configResp.status === 401) {  // no session yet: the login page comes back here
+      window.location.assign("/login");
+      return;
+    }
+    const config = await configResp.json();
     gridmap.config = config;
     const [w, s, e, n] = config.bounds;
     const map = new maplibregl.Map({container: "map", style: baseStyle(config),

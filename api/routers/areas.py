@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api.dependencies import SessionDep
 from api.schemas import AreaDetailOut, AreaHitOut, AreaOut, ErrorOut, GridProfileOut
+from api.security import PrincipalDep
 from gridmap import areas
 
 router = APIRouter(prefix="/api/v1", tags=["areas"])
@@ -26,21 +27,26 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"mode
 )
 def search_areas(
     session: SessionDep,
+    principal: PrincipalDep,
     q: Annotated[str, Query(min_length=1, max_length=64, description="code prefix or name")],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     generation: GenerationQuery = None,
 ) -> Any:
     """Areas whose code starts with ``q`` or whose name contains it (with bounding boxes)."""
-    hits = areas.search_areas(session, q, limit=limit, generation=generation)
+    hits = areas.search_areas(session, q, limit=limit, generation=generation,
+                               principal=principal)
     return [{**asdict(h.area), "bbox": h.bbox} for h in hits]
 
 
 @router.get(
     "/areas/{code}", operation_id="get_area", response_model=AreaDetailOut, responses=ERRORS
 )
-def get_area(code: CodePath, session: SessionDep, generation: GenerationQuery = None) -> Any:
+def get_area(
+    code: CodePath, session: SessionDep, principal: PrincipalDep,
+    generation: GenerationQuery = None,
+) -> Any:
     """An area with its ancestors (city first) and bounding box."""
-    detail = areas.get_area(session, code, generation)
+    detail = areas.get_area(session, code, generation, principal)
     return {**asdict(detail.area), "ancestors": [asdict(a) for a in detail.ancestors],
             "bbox": detail.bbox, "generation": detail.generation}
 
@@ -51,9 +57,12 @@ def get_area(code: CodePath, session: SessionDep, generation: GenerationQuery = 
     response_model=list[AreaOut],
     responses=ERRORS,
 )
-def list_children(code: CodePath, session: SessionDep, generation: GenerationQuery = None) -> Any:
+def list_children(
+    code: CodePath, session: SessionDep, principal: PrincipalDep,
+    generation: GenerationQuery = None,
+) -> Any:
     """Direct children of an area, ordered by code."""
-    return [asdict(a) for a in areas.children_of(session, code, generation)]
+    return [asdict(a) for a in areas.children_of(session, code, generation, principal)]
 
 
 @router.get(
@@ -66,10 +75,11 @@ def list_children(code: CodePath, session: SessionDep, generation: GenerationQue
     response_class=JSONResponse,
 )
 def get_geometry(
-    code: CodePath, session: SessionDep, generation: GenerationQuery = None
+    code: CodePath, session: SessionDep, principal: PrincipalDep,
+    generation: GenerationQuery = None,
 ) -> JSONResponse:
     """The area's boundary as a GeoJSON Feature (EPSG:4326)."""
-    feature = areas.area_geojson(session, code, generation)
+    feature = areas.area_geojson(session, code, generation, principal)
     return JSONResponse(feature, media_type="application/geo+json")
 
 
@@ -79,7 +89,10 @@ def get_geometry(
     response_model=GridProfileOut,
     responses=ERRORS,
 )
-def get_profile(code: CodePath, session: SessionDep, generation: GenerationQuery = None) -> Any:
+def get_profile(
+    code: CodePath, session: SessionDep, principal: PrincipalDep,
+    generation: GenerationQuery = None,
+) -> Any:
     """The grid's holographic summary: people, households, buildings, facilities, workers."""
-    profile = areas.grid_profile(session, code, generation)
+    profile = areas.grid_profile(session, code, generation, principal)
     return asdict(profile)

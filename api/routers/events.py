@@ -21,6 +21,8 @@ from api.event_schemas import (
     TransitionOut,
 )
 from api.schemas import ErrorOut
+from api.security import PrincipalDep
+from gridmap.auth.principal import Principal
 from gridmap.db.engine import session_scope
 from gridmap.events import intake, lifecycle, notify, queries
 
@@ -72,6 +74,7 @@ def report_event(
 def list_events(
     session: SessionDep,
     clock: ClockDep,
+    principal: PrincipalDep,
     status: str | None = None,
     area: Annotated[str | None, Query(pattern=r"^[0-9]{6,15}$",
                                       description="area code prefix")] = None,
@@ -82,18 +85,19 @@ def list_events(
 ) -> Any:
     """Events, newest first (``queue=command_center`` lists the flagged ones)."""
     return queries.list_events(session, clock.now(), status=status, grid_prefix=area,
-                               queue=queue, category=category, limit=limit, offset=offset)
+                               queue=queue, category=category, limit=limit, offset=offset,
+                               principal=principal)
 
 
-async def _feed(request: Request, limit: int | None, poll_s: float = 0.25
-                ) -> AsyncIterator[bytes]:
+async def _feed(request: Request, limit: int | None, principal: Principal,
+                poll_s: float = 0.25) -> AsyncIterator[bytes]:
     engine = request.app.state.engine
 
     def read(after: int | None) -> tuple[int, list[dict[str, Any]]]:
         with session_scope(engine) as session:
             if after is None:
                 return notify.latest_change_id(session), []
-            changes = notify.changes_since(session, after)
+            changes = notify.changes_since(session, after, principal=principal)
             return (changes[-1]["change_id"] if changes else after), changes
 
     last, _ = await asyncio.to_thread(read, None)
@@ -126,25 +130,28 @@ async def _feed(request: Request, limit: int | None, poll_s: float = 0.25
 )
 async def stream_events(
     request: Request,
+    principal: PrincipalDep,
     limit: Annotated[int | None, Query(ge=1, description="close after this many")] = None,
 ) -> StreamingResponse:
     """Live updates of every event change (each audited action) as Server-Sent Events."""
-    return StreamingResponse(_feed(request, limit), media_type="text/event-stream",
+    return StreamingResponse(_feed(request, limit, principal), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.get("/events/{event_id}", operation_id="get_event", response_model=EventOut,
             responses=ERRORS)
-def get_event(event_id: EventId, session: SessionDep, clock: ClockDep) -> Any:
+def get_event(event_id: EventId, session: SessionDep, clock: ClockDep,
+              principal: PrincipalDep) -> Any:
     """One event, with its traffic light and the actions allowed now."""
-    return queries.event_view(session, event_id, clock.now())
+    return queries.event_view(session, event_id, clock.now(), principal)
 
 
 @router.post("/events/{event_id}/actions", operation_id="act_on_event",
              response_model=EventOut, responses=ERRORS)
 def act_on_event(event_id: EventId, body: ActionIn, session: SessionDep,
-                 clock: ClockDep) -> Any:
+                 clock: ClockDep, principal: PrincipalDep) -> Any:
     """Apply a lifecycle action as ``role`` (409 lists the actions allowed from this state)."""
+    queries.visible_event(session, event_id, principal)  # 404 outside the caller's area
     now = clock.now()
     photos = intake.decode_photos(body.photos)
     event = lifecycle.transition(session, event_id, body.action, now=now, actor=body.actor,
@@ -160,8 +167,9 @@ def act_on_event(event_id: EventId, body: ActionIn, session: SessionDep,
 
 @router.get("/events/{event_id}/history", operation_id="get_event_history",
             response_model=list[TransitionOut], responses=ERRORS)
-def get_history(event_id: EventId, session: SessionDep) -> Any:
+def get_history(event_id: EventId, session: SessionDep, principal: PrincipalDep) -> Any:
     """The audit trail: who did what, when, with which note."""
+    queries.visible_event(session, event_id, principal)
     return [
         {"action": t.action, "from_status": t.from_status, "to_status": t.to_status,
          "actor": t.actor, "role": t.role, "note": t.note, "at": t.at.isoformat()}

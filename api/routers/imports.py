@@ -34,7 +34,7 @@ def create_import(
     engine: EngineDep,
     background: BackgroundTasks,
     file: Annotated[UploadFile, File(description="shapefile .zip, .gpkg, .geojson or .fgb")],
-    level: Annotated[str, Form(description="district, street, community or grid")],
+    level: Annotated[str, Form(description="district…grid, building, facility, worker")],
     code_field: Annotated[str | None, Form()] = None,
     name_field: Annotated[str | None, Form()] = None,
     parent_field: Annotated[str | None, Form()] = None,

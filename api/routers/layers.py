@@ -11,6 +11,8 @@ from fastapi.responses import Response
 
 from api.dependencies import EngineDep
 from api.schemas import ErrorOut
+from api.security import PrincipalDep
+from gridmap.auth.scope import scope_patterns
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import export
 
@@ -42,6 +44,7 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
 )
 def get_layer(
     engine: EngineDep,
+    principal: PrincipalDep,
     level: Annotated[str, Path(description="district, street, community, grid, building, "
                                            "facility")],
     format: Annotated[Literal["geojson", "shapefile", "gpkg"], Query()] = "geojson",
@@ -54,7 +57,8 @@ def get_layer(
     with engine.connect() as sa_conn, tempfile.TemporaryDirectory() as tmp:
         conn = sa_conn.connection.driver_connection
         frame = export.read_export_frame(conn, level, bbox=_bbox(bbox),  # type: ignore[arg-type]
-                                         generation=generation)  # fmt: skip
+                                         generation=generation,
+                                         scopes=scope_patterns(principal))  # fmt: skip
         out = export.write_export(frame, level, format, FilePath(tmp) / f"{level}{suffix}",
                                   encoding=encoding)  # fmt: skip
         body = out.read_bytes()

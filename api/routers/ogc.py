@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 
 from api.dependencies import SessionDep
 from api.schemas import ErrorOut
+from api.security import PrincipalDep
+from gridmap.auth.scope import scope_patterns
 from tiles import features
 from tiles.layers import Layer
 
@@ -115,6 +117,7 @@ def items(
     request: Request,
     collection: CollectionPath,
     session: SessionDep,
+    principal: PrincipalDep,
     bbox: Annotated[str | None, Query(description="west,south,east,north (CRS84)")] = None,
     limit: Annotated[int, Query(ge=1, le=features.MAX_LIMIT)] = 10,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -125,6 +128,7 @@ def items(
     page = features.query_items(
         session, collection, bbox=features.parse_bbox(bbox), limit=limit, offset=offset,
         properties=features.select_properties(layer, properties),
+        scopes=scope_patterns(principal),
     )
     href = f"{_base(request)}/collections/{collection}"
     body: dict[str, Any] = {"type": "FeatureCollection", "features": page.features}
@@ -158,10 +162,11 @@ def _page_links(
     response_class=JSONResponse, responses={**GEOJSON_200, **ERRORS},
 )
 def item(
-    request: Request, collection: CollectionPath, item_id: str, session: SessionDep
+    request: Request, collection: CollectionPath, item_id: str, session: SessionDep,
+    principal: PrincipalDep,
 ) -> JSONResponse:
     """One feature by its code."""
-    feature = features.get_item(session, collection, item_id)
+    feature = features.get_item(session, collection, item_id, scope_patterns(principal))
     href = f"{_base(request)}/collections/{collection}"
     feature["links"] = [
         _link(f"{href}/items/{item_id}", "self", GEOJSON),

@@ -12,6 +12,8 @@ from api.dependencies import SessionDep
 from api.event_deps import ClockDep
 from api.event_schemas import StatsOut
 from api.schemas import ErrorOut
+from api.security import PrincipalDep
+from gridmap.auth.scope import narrow_code
 from gridmap.events import stats
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -30,6 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["stats"])
 def get_stats(
     session: SessionDep,
     clock: ClockDep,
+    principal: PrincipalDep,
     from_: Annotated[datetime, Query(alias="from", description="ISO 8601, inclusive")],
     to: Annotated[datetime, Query(description="ISO 8601, exclusive")],
     level: Literal["grid", "community", "street", "district"] = "district",
@@ -38,7 +41,8 @@ def get_stats(
 ) -> Any:
     """Reported, accepted, closed, closure, on-time closure and rework rates, handling time,
     overdue now and satisfaction for events reported in [from, to) — by area and category."""
-    result = stats.compute(session, level=level, code=code, start=from_, end=to,
+    result = stats.compute(session, level=level, code=narrow_code(principal, code),
+                           start=from_, end=to,
                            now=clock.now())
     if format == "csv":
         return PlainTextResponse(stats.to_csv(result), media_type="text/csv")

@@ -10,13 +10,14 @@ from fastapi.responses import Response
 
 from api.dependencies import EngineDep, TileCacheDep
 from api.schemas import ErrorOut
+from api.security import PrincipalDep
+from api.tile_fastpath import MVT, etag_matches, scopes_of, tile_headers
 from gridmap.config import get_settings
 from tiles.features import city_extent
 from tiles.layers import LAYERS, get_layer
 
 router = APIRouter(tags=["tiles"])
 
-MVT = "application/vnd.mapbox-vector-tile"
 LayerPath = Annotated[str, Path(description="layer name", examples=["grids"])]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "z/x/y outside the tile matrix"},
@@ -40,19 +41,18 @@ async def get_tile(
     x: int,
     y: int,
     cache: TileCacheDep,
+    principal: PrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One tile of ``layer`` (WebMercatorQuad), with ``ETag`` and ``Cache-Control``."""
-    # Cache hits are answered on the event loop; only misses go to a worker thread.
-    tile = cache.peek(layer, z, x, y)
+    # Fresh cache hits are normally answered by api.tile_fastpath before routing; this
+    # route builds misses (in a worker thread) and maps bad z/x/y and unknown layers.
+    scopes = scopes_of(principal)
+    tile = cache.peek(layer, z, x, y, scopes)
     if tile is None:
-        tile = await run_in_threadpool(cache.get, layer, z, x, y)
-    headers = {
-        "ETag": tile.etag,
-        "Cache-Control": f"public, max-age={get_settings().tile_max_age_s}",
-    }
-    if if_none_match and tile.etag in {t.strip().removeprefix("W/") for t in
-                                       if_none_match.split(",")}:
+        tile = await run_in_threadpool(cache.get, layer, z, x, y, scopes)
+    headers = tile_headers(tile, get_settings().tile_max_age_s)
+    if etag_matches(if_none_match, tile.etag):
         return Response(status_code=304, headers=headers)
     return Response(tile.body, media_type=MVT, headers=headers)
 

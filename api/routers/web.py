@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from api.dependencies import SessionDep
+from api.security import PrincipalDep
 from gridmap.catalog import MAJOR_CLASSES
 from gridmap.config import get_settings
 from tiles.features import city_extent
@@ -31,8 +32,19 @@ def map_page() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", media_type="text/html")
 
 
+@router.get(
+    "/login",
+    operation_id="get_login_page",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "the login page"}},
+)
+def login_page() -> FileResponse:
+    """The login form (sets the session cookie the map's requests carry)."""
+    return FileResponse(WEB_DIR / "login.html", media_type="text/html")
+
+
 @router.get("/map/config.json", operation_id="get_map_config", response_model=dict[str, Any])
-def map_config(request: Request, session: SessionDep) -> Any:
+def map_config(request: Request, session: SessionDep, _principal: PrincipalDep) -> Any:
     """What the page needs: layers, city bounds, facility classes, optional base map."""
     settings = get_settings()
     return {

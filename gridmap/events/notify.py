@@ -15,9 +15,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, true
 from sqlalchemy.orm import Session
 
+from gridmap.auth.principal import Principal
+from gridmap.auth.scope import area_filter
 from gridmap.models import Event, EventTransition, Webhook, WebhookDelivery
 
 log = logging.getLogger("gridmap.events.notify")
@@ -68,12 +70,17 @@ def latest_change_id(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(EventTransition.id), 0))) or 0)
 
 
-def changes_since(session: Session, after_id: int, limit: int = 200) -> list[dict[str, Any]]:
-    """Changes after audit row ``after_id``, oldest first: the action and the event's summary."""
+def changes_since(session: Session, after_id: int, limit: int = 200,
+                  principal: Principal | None = None) -> list[dict[str, Any]]:
+    """Changes after audit row ``after_id``, oldest first: the action and the event's summary.
+
+    With ``principal``, only events inside the caller's area (filtered in the query).
+    """
+    scope = area_filter(principal, Event.grid_code) if principal is not None else true()
     rows = session.execute(
         select(EventTransition, Event)
         .join(Event, Event.id == EventTransition.event_id)
-        .where(EventTransition.id > after_id)
+        .where(EventTransition.id > after_id, scope)
         .order_by(EventTransition.id)
         .limit(limit)
     ).all()

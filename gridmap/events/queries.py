@@ -8,6 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridmap.auth.principal import Principal
+from gridmap.auth.scope import area_filter, covers
+from gridmap.errors import NotFoundError
 from gridmap.events import cache
 from gridmap.events.deadlines import Calendar, traffic_light
 from gridmap.events.lifecycle import allowed_actions, get_event
@@ -33,17 +36,28 @@ def describe(session: Session, event: Event, now: datetime,
     return {**event_dict(event, light), "allowed_actions": allowed_actions(event.status)}
 
 
-def event_view(session: Session, event_id: int, now: datetime) -> dict[str, Any]:
-    """The public view of event ``event_id``."""
-    return describe(session, get_event(session, event_id), now)
+def visible_event(session: Session, event_id: int, principal: Principal | None) -> Event:
+    """The event, or NotFoundError — the same one — when it lies outside the caller's area."""
+    event = get_event(session, event_id)
+    if principal is not None and not covers(principal, event.grid_code):
+        raise NotFoundError(f"event {event_id} does not exist")
+    return event
+
+
+def event_view(session: Session, event_id: int, now: datetime,
+               principal: Principal | None = None) -> dict[str, Any]:
+    """The public view of event ``event_id`` (NotFoundError outside the caller's area)."""
+    return describe(session, visible_event(session, event_id, principal), now)
 
 
 def list_events(session: Session, now: datetime, *, status: str | None = None,
                 grid_prefix: str | None = None, queue: str | None = None,
                 category: str | None = None, limit: int = 100,
-                offset: int = 0) -> list[dict[str, Any]]:
+                offset: int = 0, principal: Principal | None = None) -> list[dict[str, Any]]:
     """Events, newest first, filtered by status, area code prefix, queue and category."""
     stmt = select(Event).order_by(Event.id.desc()).limit(limit).offset(offset)
+    if principal is not None:
+        stmt = stmt.where(area_filter(principal, Event.grid_code))
     if status:
         stmt = stmt.where(Event.status == status)
     if grid_prefix:

@@ -295,7 +295,9 @@ def _activate(conn: psycopg.Connection, generation: int) -> None:
 
 
 def _analyze_statement() -> sql.Composed:
-    return sql.SQL("ANALYZE {}").format(_table_list(LOADED_TABLES))
+    # generations too: without statistics the planner walked every grid in code order
+    # instead of using the spatial index when joining it (73 ms per tile instead of 2).
+    return sql.SQL("ANALYZE {}").format(_table_list((*LOADED_TABLES, "generations")))
 
 
 def _reserve_ids(conn: psycopg.Connection, table: str, n: int) -> np.ndarray:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from gridmap.ingest.reader import LayerRead
@@ -125,6 +127,13 @@ class Parents:
         return cls(np.array([], dtype=object), np.array([], dtype=object))
 
 
+def error_details(report: Report) -> list[dict[str, object]]:
+    """The first 100 errors of a report, for an InvalidInputError's details."""
+    out: list[dict[str, object]] = [{"check": f.check, "index": f.index, "code": f.code}
+                                    for f in report.findings if f.severity == "error"]
+    return out[:100]
+
+
 def m2(geoms: np.ndarray | Sequence[Any]) -> np.ndarray:
     """Approximate areas in m² of lon/lat geometry (local scale at each centroid)."""
     geoms = np.asarray(geoms, dtype=object)
@@ -166,14 +175,26 @@ def check_layer(
     codes = frame.code.to_numpy(dtype=object)
     add = report.findings.append
     for i in read.z_dropped:
-        add(Finding("warning", "z_m_dropped", "Z/M values dropped", i, codes[i]))
+        add(Finding("warning", "z_m_dropped", "Z values dropped", i, codes[i]))
+    for i in read.m_dropped:
+        add(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
+    for message in read.warnings:
+        add(Finding("warning", "encoding", message))
     geoms, usable = _geometry_checks(geoms, codes, t, add)
     frame["geometry"] = geoms
     _code_checks(frame, level, parents, add)
-    _parent_containment(geoms, frame.parent_code.to_numpy(dtype=object), codes, usable,
-                        parents, t, add)  # fmt: skip
-    clean = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
-    _gaps(geoms[usable], parents, t, add, coverage_clean=clean)
+    # The two heaviest checks run side by side: GEOS releases the GIL.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        containment = pool.submit(
+            _parent_containment, geoms, frame.parent_code.to_numpy(dtype=object), codes,
+            usable, parents, t, add,
+        )  # fmt: skip
+        clean = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
+        containment.result()
+    contained = clean and not any(f.check in ("outside_parent", "missing_parent")
+                                  for f in report.findings)  # fmt: skip
+    _gaps(geoms[usable], frame.parent_code.to_numpy(dtype=object)[usable], parents, t, add,
+          coverage_clean=clean, contained=contained)  # fmt: skip
     _slivers(geoms, codes, usable, t, add)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     return report, frame
@@ -192,7 +213,8 @@ def _geometry_checks(
         add(Finding("error", "not_polygon",
                     f"{geoms[i].geom_type} is not a polygon",
                     int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
-    invalid = polygonal & ~shapely.is_valid(geoms)
+    valid = np.asarray(shapely.is_valid(geoms), dtype=bool)
+    invalid = polygonal & ~valid
     for i in np.flatnonzero(invalid):
         reason = shapely.is_valid_reason(geoms[i])
         if t.fix:
@@ -205,38 +227,63 @@ def _geometry_checks(
         else:
             add(Finding("error", "invalid_geometry", f"{reason} (use --fix to repair)",
                         int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
-    usable = polygonal & shapely.is_valid(geoms) & np.isin(shapely.get_type_id(geoms), (3, 6))
+    fixed = np.flatnonzero(invalid)
+    if t.fix and fixed.size:  # only repaired geometries need validating again
+        valid[fixed] = shapely.is_valid(geoms[fixed])
+    usable = polygonal & valid & np.isin(shapely.get_type_id(geoms), (3, 6))
     return geoms, usable
 
 
 def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any) -> None:
-    codes = frame.code.to_numpy(dtype=object)
-    parent_codes = frame.parent_code.to_numpy(dtype=object)
+    """Empty, duplicate, malformed codes; unknown parents; codes not under their parent.
+
+    Vectorised with pandas; findings are made only for the rows that fail.
+    """
+    codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
+    parent = pd.Series(frame.parent_code.to_numpy(dtype=object), dtype=object)
     length = CODE_LENGTH[level]
-    known_parents = set(parents.codes.tolist())
-    seen: dict[str, int] = {}
-    for i, (code, parent) in enumerate(zip(codes, parent_codes, strict=True)):
-        if code is None:
+    empty = codes.isna().to_numpy()
+    text = codes.fillna("").astype(str)
+    first = pd.Series(np.arange(len(codes))).groupby(text.to_numpy()).transform("min").to_numpy()
+    duplicate = ~empty & (first != np.arange(len(codes)))
+    well_formed = ~empty & (text.str.len() == length).to_numpy() & text.str.isdigit().to_numpy()
+    no_parent = well_formed & parent.isna().to_numpy()
+    checked = well_formed & ~no_parent
+    parent_text = parent.fillna("").astype(str)
+    unknown = checked & ~parent_text.isin(set(parents.codes.tolist())).to_numpy()
+    if level == "district":
+        outside = checked & (text.str[:2] != parent_text.str[:2]).to_numpy()
+    else:
+        # Parents of one level all have the same code length.
+        prefix = CODE_LENGTH[PARENT_LEVEL[level]]
+        outside = checked & (text.str[:prefix] != parent_text).to_numpy()
+    failing = np.flatnonzero(empty | duplicate | ~well_formed | no_parent | unknown | outside)
+    for i in failing.tolist():
+        code = codes[i]
+        if empty[i]:
             add(Finding("error", "malformed_code", "code is empty", i, None))
             continue
-        if code in seen:
-            add(Finding("error", "duplicate_code", f"same code as feature #{seen[code]}", i, code))
-        else:
-            seen[code] = i
-        if not (code.isdigit() and len(code) == length):
+        if duplicate[i]:
+            add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}", i, code))
+        if not well_formed[i]:
             add(Finding("error", "malformed_code",
                         f"{code!r} is not a {length}-digit {level} code", i, code))  # fmt: skip
-            continue
-        if parent is None:
+        elif no_parent[i]:
             add(Finding("error", "missing_parent", "no parent code", i, code))
-            continue
-        if parent not in known_parents:
-            add(Finding("error", "missing_parent",
-                        f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code))
+        else:
+            _parent_findings(i, code, parent[i], level, bool(unknown[i]), bool(outside[i]), add)
+
+
+def _parent_findings(
+    i: int, code: str, parent: str, level: str, unknown: bool, outside: bool, add: Any
+) -> None:
+    if unknown:
+        add(Finding("error", "missing_parent",
+                    f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code))
+    if outside:
         prefix = len(parent) if level != "district" else 2
-        if code[:prefix] != parent[:prefix]:
-            add(Finding("error", "code_not_under_parent",
-                        f"code does not start with its parent's code {parent[:prefix]}", i, code))
+        add(Finding("error", "code_not_under_parent",
+                    f"code does not start with its parent's code {parent[:prefix]}", i, code))
 
 
 def _parent_containment(
@@ -245,6 +292,7 @@ def _parent_containment(
 ) -> None:
     """Fraction of each child's area outside its parent (only where covers() fails)."""
     position = {c: i for i, c in enumerate(parents.codes.tolist())}
+    shapely.prepare(parents.geoms)  # each parent is tested against all its children
     idx = np.array([i for i in np.flatnonzero(usable) if parent_codes[i] in position], dtype=int)
     if idx.size == 0:
         return
@@ -295,15 +343,26 @@ def _overlaps(
 
 
 def _gaps(
-    geoms: np.ndarray, parents: Parents, t: Thresholds, add: Any, *, coverage_clean: bool
+    geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds, add: Any,
+    *, coverage_clean: bool, contained: bool,
 ) -> None:
-    """Parts of the parents' area that no child covers (one union difference)."""
+    """Parts of the parents' area that no child covers.
+
+    When children neither overlap nor leave their parent, a parent's uncovered area is
+    its area minus its children's areas: only parents where that exceeds the threshold
+    are cut exactly (difference with the union of their children). Otherwise one union
+    difference over the whole layer.
+    """
     if parents.geoms.size == 0 or geoms.size == 0:
         return
-    # coverage_union_all is linear-time but only correct on a clean coverage.
-    children = shapely.coverage_union_all(geoms) if coverage_clean else shapely.union_all(geoms)
-    parent_union = shapely.union_all(parents.geoms)
-    holes = shapely.get_parts(shapely.difference(parent_union, children))
+    if contained:
+        holes = _gaps_by_parent(geoms, parent_codes, parents, t)
+    else:
+        # coverage_union_all is linear-time but only correct on a clean coverage.
+        children = (shapely.coverage_union_all(geoms) if coverage_clean
+                    else shapely.union_all(geoms))  # fmt: skip
+        parent_union = shapely.union_all(parents.geoms)
+        holes = shapely.get_parts(shapely.difference(parent_union, children))
     holes = holes[shapely.get_type_id(holes) == 3] if holes.size else holes
     if holes.size == 0:
         return
@@ -316,6 +375,26 @@ def _gaps(
         parent = parents.codes[owner[0]] if owner.size else None
         add(Finding("error", "gap", f"{area[k]:,.1f} m² of parent {parent} covered by no "
                     "feature", None, parent, places[k], float(area[k])))  # fmt: skip
+
+
+def _gaps_by_parent(
+    geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds
+) -> np.ndarray:
+    """Holes inside parents whose area is not accounted for by their children."""
+    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
+    known = slot >= 0
+    covered = np.bincount(slot[known], weights=shapely.area(geoms[known]),
+                          minlength=parents.codes.size)  # fmt: skip
+    missing_deg = shapely.area(parents.geoms) - covered
+    scale = m2(parents.geoms) / np.maximum(shapely.area(parents.geoms), 1e-30)
+    suspects = np.flatnonzero(missing_deg * scale > t.gap_m2)
+    pieces = []
+    for p in suspects:
+        children = geoms[known][slot[known] == p]
+        cover = shapely.union_all(children) if children.size else None
+        hole = parents.geoms[p] if cover is None else shapely.difference(parents.geoms[p], cover)
+        pieces.append(shapely.get_parts(hole))
+    return np.concatenate(pieces) if pieces else np.array([], dtype=object)
 
 
 def _slivers(

@@ -42,8 +42,12 @@ def read_export_frame(
     *,
     bbox: tuple[float, float, float, float] | None = None,
     generation: int | None = None,
+    scopes: list[str] | None = None,
 ) -> gpd.GeoDataFrame:
-    """The rows of ``level`` (areas valid in ``generation``, default active) in ``bbox``."""
+    """The rows of ``level`` (areas valid in ``generation``, default active) in ``bbox``.
+
+    ``scopes``: code ``LIKE`` patterns of the caller's area (None: everything).
+    """
     if level not in EXPORT_LEVELS:
         raise InvalidInputError(
             f"level {level!r} cannot be exported; choose one of {', '.join(EXPORT_LEVELS)}"
@@ -63,6 +67,10 @@ def read_export_frame(
         _check_bbox(bbox)
         params.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))
         where.append(sql.SQL("geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)"))
+    if scopes is not None:
+        params["scopes"] = scopes
+        where.append(sql.SQL("{} LIKE ANY(%(scopes)s)").format(
+            sql.Identifier("code" if kind == "area" else "grid_code")))
     query = sql.SQL("SELECT {}, ST_AsBinary(geom) FROM {} WHERE {} ORDER BY code").format(
         sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table),
         sql.SQL(" AND ").join(where),

@@ -103,7 +103,8 @@ def _options(job: dict[str, Any], conn: psycopg.Connection) -> tuple[Path, ReadO
                        (job["id"],)).fetchone()  # fmt: skip
     assert row is not None
     opts: dict[str, Any] = row[1] or {}
-    read = ReadOptions.from_dict({**opts, "max_bytes": get_settings().import_max_bytes})
+    read = ReadOptions.from_dict({**opts, "max_bytes": get_settings().import_max_bytes,
+                                  "max_vertices": get_settings().import_max_vertices})
     known = {k: v for k, v in opts.items() if k in Thresholds.__dataclass_fields__}
     return Path(row[0]), read, Thresholds(**known)
 

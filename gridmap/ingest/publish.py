@@ -10,18 +10,34 @@ at all.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import psycopg
 import shapely
 
 from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import PARENT_LEVEL, Parents, Report, Thresholds, check_layer, m2
+from gridmap.ingest.checks import (
+    PARENT_LEVEL,
+    Parents,
+    Report,
+    Thresholds,
+    check_layer,
+    error_details,
+    m2,
+)
+from gridmap.ingest.features import (
+    FEATURE_LEVELS,
+    FeaturePlan,
+    commit_features,
+    prepare_features,
+)
 from gridmap.ingest.reader import AREA_LEVELS, Progress, ReadOptions, read_layer
 from gridmap.ingest.reassign import reassign_after_grid_change
 
@@ -53,8 +69,11 @@ def prepare_import(
     options: ReadOptions | None = None,
     thresholds: Thresholds | None = None,
     progress: Progress | None = None,
-) -> Plan:
+) -> Plan | FeaturePlan:
     """Read, check and diff a file against the active generation (a dry run).
+
+    Buildings, facilities and workers are checked by :mod:`gridmap.ingest.features`
+    (their diff counts rows to insert and to update).
 
     Raises
     ------
@@ -64,10 +83,11 @@ def prepare_import(
         Nothing is published yet (no active generation).
     """
     report_progress = progress or _noop
+    if level in FEATURE_LEVELS:
+        return prepare_features(conn, path, level, options, report_progress)
     if level not in AREA_LEVELS:
         raise InvalidInputError(
-            f"importing level {level!r} is not supported yet; area levels are "
-            f"{', '.join(AREA_LEVELS)}",
+            f"unknown level {level!r}; one of {', '.join((*AREA_LEVELS, *FEATURE_LEVELS))}",
             details=[{"field": "level", "value": level}],
         )
     read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
@@ -106,32 +126,78 @@ def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Paren
     )
 
 
+# Digests of the stored geometry as files usually hold it: a one-part MultiPolygon as a
+# Polygon, rings clockwise (shapefiles) or counter-clockwise (GeoJSON, GeoPackage).
+_OLD_AREAS = f"""
+WITH old AS (
+    SELECT id, code, name, parent_code,
+           CASE WHEN ST_NumGeometries(geom) = 1 THEN ST_GeometryN(geom, 1) ELSE geom END AS g
+    FROM areas WHERE level = %(level)s AND {_VALID}
+)
+SELECT id, code, name, parent_code,
+       decode(md5(ST_AsBinary(ST_ForcePolygonCW(g), 'NDR')), 'hex'),
+       decode(md5(ST_AsBinary(ST_ForcePolygonCCW(g), 'NDR')), 'hex')
+FROM old
+"""
+
+
+def _wkb_digests(geoms: np.ndarray) -> np.ndarray:
+    """MD5 of the little-endian 2D WKB of each geometry, as read (as in _OLD_AREAS)."""
+    wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2)
+    return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
+
+
+def _old_geometries(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
+    """Geometries of ``ids`` in that order (only rows whose digest differed are fetched)."""
+    if not ids:
+        return np.array([], dtype=object)
+    rows: dict[int, bytes] = dict(conn.execute(
+        "SELECT id, ST_AsBinary(geom) FROM areas WHERE id = ANY(%s)",
+                             (ids,)).fetchall())  # fmt: skip
+    return shapely.from_wkb([bytes(rows[i]) for i in ids])
+
+
 def _diff(
     conn: psycopg.Connection, report: Report, frame: gpd.GeoDataFrame, level: str, previous: int
 ) -> Plan:
-    rows = conn.execute(
-        f"SELECT id, code, name, parent_code, ST_AsBinary(geom) FROM areas"
-        f" WHERE level = %(level)s AND {_VALID}",
-        {"level": level, "g": previous},
-    ).fetchall()
-    old_position = {r[1]: k for k, r in enumerate(rows)}
-    old_geoms = shapely.from_wkb([bytes(r[4]) for r in rows]) if rows else np.array([])
+    """Added, removed, changed, unchanged areas against generation ``previous``.
+
+    Geometry is compared by a digest of its WKB computed in the database, so unchanged
+    areas never leave it; only areas whose digests differ are fetched and compared with
+    ``shapely.equals`` (same shape, other vertex order counts as unchanged).
+    """
+    rows = conn.execute(_OLD_AREAS, {"level": level, "g": previous}).fetchall()
+    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "cw", "ccw"])
+    old_position = pd.Index(old.code)
     codes = frame.code.to_numpy(dtype=object)
-    new_geoms = bulk._as_multi(np.asarray(frame.geometry.to_numpy(), dtype=object))
-    match = np.array([old_position.get(c, -1) for c in codes], dtype=int)
+    read_geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+    match = old_position.get_indexer(pd.Series(codes, dtype=object)) if rows else (
+        np.full(len(codes), -1))  # fmt: skip
     known = np.flatnonzero(match >= 0)
     same_geom = np.zeros(len(frame), dtype=bool)
     if known.size:
-        same_geom[known] = shapely.equals(new_geoms[known], old_geoms[match[known]])
-    same_attrs = np.array(
-        [m >= 0 and rows[m][2] == n and rows[m][3] == p
-         for m, n, p in zip(match, frame.name, frame.parent_code, strict=True)], dtype=bool,
-    )  # fmt: skip
+        digests = _wkb_digests(read_geoms[known])
+        same_geom[known] = ((digests == old.cw.to_numpy()[match[known]])
+                            | (digests == old.ccw.to_numpy()[match[known]]))  # fmt: skip
+        recheck = known[~same_geom[known]]
+        old_ids = old.id.to_numpy()[match[recheck]].tolist()
+        same_geom[recheck] = shapely.equals(read_geoms[recheck], _old_geometries(conn, old_ids))
+    same_attrs = np.zeros(len(frame), dtype=bool)
+    if known.size:
+        same_attrs[known] = (
+            (old.name.to_numpy(dtype=object)[match[known]] == frame.name.to_numpy()[known])
+            & (old.parent_code.to_numpy(dtype=object)[match[known]]
+               == frame.parent_code.to_numpy(dtype=object)[known])
+        )  # fmt: skip
     unchanged = same_geom & same_attrs
     changed = np.flatnonzero((match >= 0) & ~unchanged)
     added = np.flatnonzero(match < 0)
-    ratios = _symdiff_ratios(new_geoms[changed], old_geoms[match[changed]]) if changed.size else []
-    removed = sorted(set(old_position) - set(codes.tolist()))
+    old_ids_changed = old.id.to_numpy()[match[changed]].tolist()
+    old_geoms_changed = _old_geometries(conn, old_ids_changed)
+    new_changed = bulk._as_multi(read_geoms[changed])
+    ratios: Any = _symdiff_ratios(new_changed, old_geoms_changed) if changed.size else []
+    removed = sorted(set(old.code.tolist()) - set(codes.tolist()))
+    by_code = dict(zip(old.code.tolist(), old.id.tolist(), strict=True))
     report.diff = {
         "previous_generation": previous,
         "added": int(added.size),
@@ -147,8 +213,8 @@ def _diff(
     }
     return Plan(
         report, frame, previous, added, changed,
-        changed_ids=[rows[match[i]][0] for i in changed],
-        removed_ids=[rows[old_position[c]][0] for c in removed],
+        changed_ids=[int(i) for i in old_ids_changed],
+        removed_ids=[int(by_code[c]) for c in removed],
     )  # fmt: skip
 
 
@@ -161,7 +227,7 @@ def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
 
 def commit_plan(
     conn: psycopg.Connection,
-    plan: Plan,
+    plan: Plan | FeaturePlan,
     *,
     description: str = "",
     progress: Progress | None = None,
@@ -176,13 +242,14 @@ def commit_plan(
         Another generation was activated since the plan was made.
     """
     step = progress or _noop
+    if isinstance(plan, FeaturePlan):
+        return commit_features(conn, plan, progress)
     report = plan.report
     if report.errors:
         raise InvalidInputError(
             f"{report.source}: {report.errors} error(s) in the report block --commit; "
             "fix the file (or use --fix for invalid geometry) and try again",
-            details=[{"check": f.check, "index": f.index, "code": f.code}
-                     for f in report.findings if f.severity == "error"][:100],
+            details=error_details(report),
         )  # fmt: skip
     level = report.level
     with conn.transaction():
@@ -207,7 +274,7 @@ def commit_plan(
         step(0.6, "activating")
         conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
         bulk._activate(conn, generation)
-        if level == "grid":
+        if level == "grid" and (plan.added.size or plan.changed.size or plan.removed_ids):
             step(0.7, "re-assigning buildings, facilities, workers, events")
             report.reassignment = reassign_after_grid_change(
                 conn, generation, plan.previous_generation

@@ -10,7 +10,8 @@ are left to :mod:`gridmap.ingest.checks`.
 
 from __future__ import annotations
 
-import math
+import re
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -31,14 +32,31 @@ AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
 STORAGE_CRS = "EPSG:4326"
 DEFAULT_MAX_BYTES = 1 << 30
+# One feature with more vertices than this is refused: real grid boundaries have a few
+# thousand; millions are an accident or an attack (every later check would crawl).
+DEFAULT_MAX_VERTICES = 1_000_000
 SUFFIXES = {".shp": "ESRI Shapefile", ".gpkg": "GPKG", ".geojson": "GeoJSON",
             ".json": "GeoJSON", ".fgb": "FlatGeobuf"}  # fmt: skip
 FIELD_CANDIDATES = {
     "code": ("code", "dm", "代码", "编码", "grid_code", "bm"),
     "name": ("name", "mc", "名称", "name_zh"),
     "parent": ("parent", "parent_code", "sjdm", "上级代码", "parentcode"),
+    "address": ("address", "addr", "dz", "地址"),
+    "floors": ("floors", "floor", "cs", "层数"),
+    "use": ("use", "usage", "yt", "用途"),
+    "state": ("state", "status", "zt", "状态"),
+    "phone": ("phone", "tel", "dh", "电话"),
+    "role": ("role", "js", "角色", "岗位"),
+    "grids": ("grids", "grid", "grid_code", "grid_codes", "wgdm", "网格", "网格代码"),
 }
 """Field names tried (case-insensitive) when ``--code-field`` etc. are not given."""
+LEVEL_ROLES = {
+    **{level: ("code", "name", "parent") for level in AREA_LEVELS},
+    "building": ("code", "address", "floors", "use"),
+    "facility": ("code", "name", "state"),
+    "worker": ("code", "name", "phone", "role", "grids"),
+}
+"""The fields each level reads (beyond ``code``, all optional unless the checks say so)."""
 
 Progress = Callable[[float, str], None]
 
@@ -54,6 +72,7 @@ class ReadOptions:
     source_crs: str | None = None
     layer: str | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_vertices: int = DEFAULT_MAX_VERTICES
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ReadOptions:
@@ -74,6 +93,8 @@ class LayerRead:
     encoding_used: str
     fields: dict[str, str | None]
     z_dropped: list[int] = field(default_factory=list)
+    m_dropped: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_layer(
@@ -212,6 +233,43 @@ def _check_shapefile_parts(shp: Path, label: str) -> None:
         )
 
 
+def _shp_offsets(shp: Path) -> list[int]:
+    """Record offsets (in 16-bit words) found by walking the .shp's record headers."""
+    data = shp.read_bytes()
+    offsets, pos = [], 100
+    while pos + 8 <= len(data):
+        offsets.append(pos // 2)
+        pos += 8 + 2 * struct.unpack_from(">i", data, pos + 4)[0]
+    return offsets
+
+
+def _check_shx_matches_shp(shp: Path, label: str) -> None:
+    """Refuse a .shx (or .dbf) that does not index the .shp's records.
+
+    Hand-written because GDAL trusts the index: a lying .shx silently duplicates or
+    drops features. The .shp records are contiguous, so walking their headers gives the
+    true offsets to compare with.
+    """
+    shx = _sidecar(shp, ".shx")
+    dbf = _sidecar(shp, ".dbf")
+    assert shx is not None and dbf is not None  # checked by _check_shapefile_parts
+    index = shx.read_bytes()[100:]
+    listed = [struct.unpack_from(">i", index, i)[0] for i in range(0, len(index) - 7, 8)]
+    try:
+        actual = _shp_offsets(shp)
+    except struct.error:
+        actual = []
+    dbf_head = dbf.read_bytes()[:8]
+    rows = struct.unpack_from("<I", dbf_head, 4)[0] if len(dbf_head) == 8 else -1
+    if listed != actual or rows != len(actual):
+        raise InvalidInputError(
+            f"{label}: {shx.name} does not match {shp.name} ({len(listed)} index entries, "
+            f"{len(actual)} shapes, {rows} attribute rows); the file set is inconsistent — "
+            "export it again from the GIS",
+            details=[{"file": shx.name, "problem": "index_mismatch"}],
+        )
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -222,13 +280,15 @@ def _read_dataset(
     shapefile = driver == "ESRI Shapefile"
     if shapefile:
         _check_shapefile_parts(dataset, label)
+        _check_shx_matches_shp(dataset, label)
     layer = options.layer if driver == "GPKG" else None
     try:
         info = pyogrio.read_info(dataset, layer=layer)
         # Shapefile text is read as Latin-1 (byte-for-byte) and decoded here, so that a
         # wrong encoding is detected instead of silently turned into mojibake by GDAL.
+        # Arrow batches: about 2× faster than GDAL's row-by-row path.
         raw = pyogrio.read_dataframe(
-            dataset, layer=layer, encoding="latin1" if shapefile else None
+            dataset, layer=layer, encoding="latin1" if shapefile else None, use_arrow=True
         )
     except pyogrio.errors.DataSourceError as exc:
         raise InvalidInputError(f"{label}: cannot read {dataset.name}: {exc}") from None
@@ -241,42 +301,106 @@ def _read_dataset(
     if shapefile:
         encoding = _decode_text(raw, dataset, options.encoding, label)
     mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
-    geoms, z_dropped = _clean_geometry(np.asarray(raw.geometry.to_numpy(), dtype=object), label)
-    crs, note = _choose_crs(info.get("crs"), options.source_crs, geoms, label)
-    frame = gpd.GeoDataFrame(
-        {
-            "code": _codes(raw, mapping["code"]),
-            "name": _texts(raw, mapping["name"]),
-            "parent_code": _codes(raw, mapping["parent"]),
-        },
-        geometry=gpd.GeoSeries(geoms, crs=crs),
+    _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
+    warnings = _mojibake_warnings(raw, mapping, encoding)
+    geoms, z_dropped, m_dropped = _clean_geometry(
+        np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
+    crs, note = _choose_crs(info.get("crs"), options.source_crs, geoms, label)
+    frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
+                             geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
         report(0.8, f"reprojected from {crs}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
-    return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped)
+    return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
+                     warnings)  # fmt: skip
+
+
+def _check_vertices(geoms: Any, limit: int, label: str) -> None:
+    """InvalidInputError naming the first feature with more than ``limit`` vertices."""
+    counts = shapely.get_num_coordinates(np.asarray(geoms, dtype=object))
+    over = np.flatnonzero(counts > limit)
+    if over.size:
+        i = int(over[0])
+        raise InvalidInputError(
+            f"{label}: feature {i} has {int(counts[i]):,} vertices, over the limit of "
+            f"{limit:,}; simplify it (e.g. ogr2ogr -simplify) before importing",
+            details=[{"feature": i, "problem": "too_many_vertices", "vertices": int(counts[i])}],
+        )
 
 
 def _decode_text(raw: pd.DataFrame, dataset: Path, asked: str | None, label: str) -> str:
-    """Decode Latin-1-read text columns with the right encoding; refuse mojibake."""
+    """Decode Latin-1-read text columns with the right encoding; refuse mojibake.
+
+    Only non-ASCII values are touched (codes are ASCII), each distinct value once.
+    """
     cpg = _sidecar(dataset, ".cpg")
     declared = asked or (cpg.read_text(errors="replace").strip() if cpg else None)
-    text_columns = [
-        c for c in raw.columns
-        if c != raw.geometry.name and any(isinstance(v, str) for v in raw[c].head(1000))
-    ]
-    blobs = [
-        v.encode("latin1") for c in text_columns for v in raw[c].dropna() if isinstance(v, str)
-    ]
+    columns = {
+        c: raw[c].to_numpy(dtype=object, na_value=None)
+        for c in raw.columns
+        if c != raw.geometry.name and not pd.api.types.is_numeric_dtype(raw[c].dtype)
+    }
+    foreign = {
+        c: {v for v in values if isinstance(v, str) and not v.isascii()}
+        for c, values in columns.items()
+    }
+    blobs = [v.encode("latin1") for values in foreign.values() for v in values]
     encoding = _normalise_encoding(declared) if declared else _guess_encoding(blobs)
     _refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
-    for column in text_columns:
+    for column, values in columns.items():
+        if not foreign[column]:
+            continue
+        decoded = {v: v.encode("latin1").decode(encoding) for v in foreign[column]}
         raw[column] = pd.Series(
-            [v.encode("latin1").decode(encoding) if isinstance(v, str) else v
-             for v in raw[column]], index=raw.index, dtype=object,
+            [decoded.get(v, v) if isinstance(v, str) else v for v in values],
+            index=raw.index, dtype=object,
         )  # fmt: skip
+    # DBF field names are in the same encoding as the values (e.g. 地址 in GBK).
+    raw.rename(columns={c: _decode_name(c, encoding) for c in raw.columns
+                        if c != raw.geometry.name}, inplace=True)  # fmt: skip
     return encoding
+
+
+def _decode_name(name: str, encoding: str) -> str:
+    try:
+        return name.encode("latin1").decode(encoding) if not name.isascii() else name
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
+
+
+_MOJIBAKE = re.compile("[\u00c0-\u00ff]{2,}")
+"""Runs of Latin-1 supplement letters: what GBK or UTF-8 bytes look like read as Latin-1."""
+
+
+def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encoding: str
+                       ) -> list[str]:  # fmt: skip
+    """Names that decoded without error but look like mojibake (e.g. GBK read as Latin-1)."""
+    column = mapping.get("name") or mapping.get("address")
+    if column is None or column not in raw.columns:
+        return []
+    values = raw[column].to_numpy(dtype=object, na_value=None)
+    suspect = [v for v in values if isinstance(v, str) and _MOJIBAKE.search(v)]
+    if not suspect or len(suspect) < max(1, len(values) // 100):
+        return []
+    return [
+        f"{len(suspect):,} of {len(values):,} names in field {column!r} look like mojibake "
+        f"(e.g. {suspect[0]!r}, read as {encoding}): Chinese text in another encoding? "
+        "try --encoding GBK or --encoding UTF-8"
+    ]
+
+
+def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
+                ) -> dict[str, list[Any]]:  # fmt: skip
+    """The columns of the read frame: areas get code, name, parent_code; others their roles."""
+    if level in AREA_LEVELS:
+        return {"code": _codes(raw, mapping["code"]), "name": _texts(raw, mapping["name"]),
+                "parent_code": _codes(raw, mapping["parent"])}  # fmt: skip
+    out: dict[str, list[Any]] = {"code": _codes(raw, mapping["code"])}
+    for role in LEVEL_ROLES[level][1:]:
+        out[role] = _codes(raw, mapping.get(role))
+    return out
 
 
 def _normalise_encoding(name: str) -> str:
@@ -333,8 +457,10 @@ def _refuse_mojibake(
 def _map_fields(
     columns: list[str], level: str, options: ReadOptions, label: str
 ) -> dict[str, str | None]:
-    given = {"code": options.code_field, "name": options.name_field,
-             "parent": options.parent_field}  # fmt: skip
+    given: dict[str, str | None] = {role: None for role in LEVEL_ROLES[level]}
+    given.update(code=options.code_field, name=options.name_field)
+    if level in AREA_LEVELS:
+        given["parent"] = options.parent_field
     lowered = {c.lower(): c for c in columns}
     mapping: dict[str, str | None] = {}
     for role, asked in given.items():
@@ -357,33 +483,36 @@ def _map_fields(
 
 
 def _codes(raw: pd.DataFrame, column: str | None) -> list[str | None]:
+    """Code values as stripped text (numeric DBF fields come back as floats); '' → None."""
     if column is None:
         return [None] * len(raw)
-    out: list[str | None] = []
-    for value in raw[column].tolist():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            out.append(None)
-        elif isinstance(value, float) and value.is_integer():
-            out.append(str(int(value)))  # numeric DBF fields come back as floats
-        else:
-            text = str(value).strip()
-            out.append(text or None)
-    return out
+    series = raw[column]
+    if pd.api.types.is_float_dtype(series.dtype):
+        return [None if v != v else str(int(v)) if float(v).is_integer() else str(v)
+                for v in series.tolist()]  # fmt: skip
+    values = pd.Series(series.to_numpy(dtype=object), dtype=object)
+    missing = values.isna()
+    text = values.where(missing, values.astype(str).str.strip())
+    return text.where(~missing & (text != ""), None).tolist()
 
 
 def _texts(raw: pd.DataFrame, column: str | None) -> list[str]:
+    """Text values, stripped; missing → ''."""
     if column is None:
         return [""] * len(raw)
-    return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-            for v in raw[column].tolist()]  # fmt: skip
+    values = pd.Series(raw[column].to_numpy(dtype=object), dtype=object)
+    missing = values.isna()
+    return values.where(missing, values.astype(str).str.strip()).where(~missing, "").tolist()
 
 
 _FAMILY = {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon",
            7: "collection"}  # fmt: skip
 
 
-def _clean_geometry(geoms: np.ndarray, label: str) -> tuple[np.ndarray, list[int]]:
-    """Refuse mixed types and non-finite coordinates; drop Z/M (their indexes are kept)."""
+def _clean_geometry(
+    geoms: np.ndarray, label: str
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """Refuse mixed types and non-finite coordinates; drop Z and M (their indexes kept)."""
     present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
     families = {_FAMILY.get(int(t), "other") for t in shapely.get_type_id(geoms[present])}
     if len(families) > 1:
@@ -401,10 +530,11 @@ def _clean_geometry(geoms: np.ndarray, label: str) -> tuple[np.ndarray, list[int
             details=[{"file": label, "problem": "non_finite", "feature": i} for i in features[:50]],
         )
     has_z = np.asarray(shapely.has_z(geoms), dtype=bool) & present
-    z_dropped = np.flatnonzero(has_z).tolist()
-    if z_dropped:
+    has_m = np.asarray(shapely.has_m(geoms), dtype=bool) & present
+    z_dropped, m_dropped = np.flatnonzero(has_z).tolist(), np.flatnonzero(has_m).tolist()
+    if z_dropped or m_dropped:
         geoms = shapely.force_2d(geoms)
-    return geoms, z_dropped
+    return geoms, z_dropped, m_dropped
 
 
 def _choose_crs(

@@ -14,6 +14,7 @@ those touching the new generation's added or changed grids.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -104,6 +105,7 @@ def reassign_after_grid_change(
     conn: psycopg.Connection, generation: int, previous: int
 ) -> dict[str, Any]:
     """Re-assign everything placed in grids; returns counts moved, in total and per grid."""
+    started = time.perf_counter()
     params = {"gen": generation, "prev": previous}
     per_grid: dict[str, dict[str, int]] = {}
 
@@ -124,6 +126,7 @@ def reassign_after_grid_change(
     summary["events_moved"] = tally("events", events) if events is not None else 0
     summary["events_table"] = events is not None
     summary["per_grid"] = per_grid
+    summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
 
 

@@ -339,10 +339,12 @@ class GridIndex:
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         del state["_geos_lock"]
+        del state["_raster_flat"]  # a view of _raster; pickled separately it would be a copy
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self._raster_flat = self._raster.ravel()
         self._geos_lock = threading.Lock()
         shapely.prepare(self._geoms)
 

@@ -11,19 +11,23 @@ sent by triggers from migration ``0005_lookup``). Past generations asked for wit
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 import shapely
+from sqlalchemy.engine import make_url
 
 from gridmap.errors import InvalidInputError, NotFoundError
+from gridmap.lookup.cache import cache_key, load_or_build
 from gridmap.lookup.crs import to_wgs84
 from gridmap.lookup.engine import GridIndex
 
@@ -113,11 +117,26 @@ def check_coordinates(
     return bad
 
 
+def _check_point(x: float, y: float) -> str | None:
+    """:func:`check_coordinates` for one longitude/latitude, without array overhead."""
+    if not math.isfinite(x):
+        return "lon: not a finite number"
+    if not math.isfinite(y):
+        return "lat: not a finite number"
+    if abs(x) > 180:
+        return f"lon: {x} is outside -180..180"
+    if abs(y) > 90:
+        return f"lat: {y} is outside -90..90"
+    return None
+
+
 class LookupService:
     """Point → grid answers from memory, kept in step with the database."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, cache_dir: Path | None = None):
+        """``cache_dir``: share built indexes between processes through files there."""
         self._url = url
+        self._cache_dir = cache_dir
         self._lock = threading.Lock()
         self._active: DivisionSnapshot | None = None
         self._history: OrderedDict[int, DivisionSnapshot] = OrderedDict()
@@ -213,7 +232,8 @@ class LookupService:
         if snap_m is not None or crs.lower() not in _AS_IS:
             return self.locate([x], [y], crs, as_of, snap_m)
         xs, ys = np.array([x], np.float64), np.array([y], np.float64)
-        errors = check_coordinates(xs, ys, crs)
+        problem = _check_point(x, y)
+        errors = {0: problem} if problem else {}
         snap = self.snapshot(as_of)
         grid = _EMPTY if errors else snap.index.lookup_one(x, y)
         index = np.array([grid], np.int32)
@@ -306,13 +326,24 @@ class LookupService:
         started = time.perf_counter()
         with psycopg.connect(self._url) as conn:
             rows = conn.execute(_AREAS_SQL, {"gen": generation}).fetchall()
+            created = conn.execute(
+                "SELECT created_at FROM generations WHERE id = %s", (generation,)
+            ).fetchone()
         areas = {r[0]: AreaRecord(r[0], r[1], r[2], r[3]) for r in rows}
         grids = [r for r in rows if r[1] == "grid"]
-        geoms = shapely.from_wkb([bytes(r[4]) for r in grids])
-        index = GridIndex.build([r[0] for r in grids], geoms, generation)
+
+        def build() -> GridIndex:
+            geoms = shapely.from_wkb([bytes(r[4]) for r in grids])
+            return GridIndex.build([r[0] for r in grids], geoms, generation)
+
+        if self._cache_dir is None:
+            index = build()
+        else:
+            key = cache_key(_database_name(self._url), generation, created and created[0])
+            index = load_or_build(self._cache_dir, key, build)
         snap = DivisionSnapshot(generation, index, areas, self._load_workers())
         log.info(
-            "built lookup index for generation %s (%d grids) in %.1fs",
+            "lookup index for generation %s (%d grids) ready in %.1fs",
             generation,
             len(grids),
             time.perf_counter() - started,
@@ -327,6 +358,11 @@ class LookupService:
                     {"code": code, "name": name, "role": role, "on_duty": on_duty}
                 )
         return workers
+
+
+def _database_name(url: str) -> str:
+    """The URL without credentials: identifies the database in cache keys."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _parse_time(value: str | datetime) -> datetime:

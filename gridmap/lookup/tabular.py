@@ -82,8 +82,8 @@ class CsvLookup:
     def process(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Yield output CSV bytes for input CSV ``chunks`` (any chunk boundaries)."""
         blocks = _line_blocks(chunks, self.block_rows)
-        first = next(blocks, [])
-        if not first:
+        first, first_blank = next(blocks, ([], False))
+        if not first or not first[0].strip():
             raise InvalidInputError("CSV is empty: expected a header line with lon,lat")
         self._header = first[0]
         header = next(csv.reader([_decode(self._header)]))
@@ -91,12 +91,11 @@ class CsvLookup:
         self._width = len(header)
         yield self._header + b",grid_code,error\n"
         line_no = 2
-        for block in _chain([first[1:]], blocks):
-            rows = [line for line in block if line.strip()]
-            if len(rows) < len(block):  # keep line numbers true when blank lines are dropped
+        for block, maybe_blank in _chain([(first[1:], first_blank)], blocks):
+            if maybe_blank:  # keep line numbers true when blank lines are dropped
                 yield from self._answer_with_blanks(block, line_no)
-            elif rows:
-                yield self._answer(rows, line_no)
+            elif block:
+                yield self._answer(block, line_no)
             line_no += len(block)
 
     def _answer_with_blanks(self, block: list[bytes], first_line: int) -> Iterator[bytes]:
@@ -138,30 +137,59 @@ class CsvLookup:
         self.report.generation = generation
 
 
-def _line_blocks(chunks: Iterable[bytes], block_rows: int) -> Iterator[list[bytes]]:
-    """Complete lines (without line ends) in blocks of about ``block_rows``."""
+def _line_blocks(chunks: Iterable[bytes], block_rows: int) -> Iterator[tuple[list[bytes], bool]]:
+    """Complete lines (without line ends) in blocks of about ``block_rows``.
+
+    Each block comes with a flag saying whether it may hold blank lines, found by
+    substring tests on the block's bytes rather than per line.
+    """
     pending = b""
-    block: list[bytes] = []
+    pieces: list[bytes] = []
+    count = 0
     for chunk in chunks:
-        parts = (pending + chunk).split(b"\n")
-        pending = parts.pop()
-        block.extend(parts)
-        if len(block) >= block_rows:
-            yield _strip_cr(block)
-            block = []
+        data = pending + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+            continue
+        pieces.append(data[:cut])
+        pending = data[cut + 1 :]
+        count += data.count(b"\n", 0, cut) + 1
+        if count >= block_rows:
+            yield _split_block(b"\n".join(pieces))
+            pieces, count = [], 0
     if pending:
-        block.append(pending)
-    if block:
-        yield _strip_cr(block)
+        pieces.append(pending)
+    if pieces:
+        yield _split_block(b"\n".join(pieces))
 
 
-def _chain(head: list[list[bytes]], rest: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+def _split_block(raw: bytes) -> tuple[list[bytes], bool]:
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+    return raw.split(b"\n"), _may_have_blank_lines(raw)
+
+
+def _may_have_blank_lines(raw: bytes) -> bool:
+    """True when a line may be empty or start with white space (then lines are checked).
+
+    Substring tests run at memchr speed; a regular expression was half the CSV cost.
+    """
+    return (
+        not raw
+        or raw[:1] in (b"\n", b" ", b"\t")
+        or raw.endswith(b"\n")
+        or b"\n\n" in raw
+        or b"\n " in raw
+        or b"\n\t" in raw
+    )
+
+
+def _chain(
+    head: list[tuple[list[bytes], bool]], rest: Iterator[tuple[list[bytes], bool]]
+) -> Iterator[tuple[list[bytes], bool]]:
     yield from head
     yield from rest
-
-
-def _strip_cr(lines: list[bytes]) -> list[bytes]:
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
 def _parse_fast(

@@ -1,6 +1,7 @@
 """SQLAlchemy + GeoAlchemy2 tables. The schema changes only through Alembic migrations."""
 
 from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Area, Generation, Level
+from gridmap.models.auth import ROLES, ApiKey, AuditEntry, User
 from gridmap.models.base import Base
 from gridmap.models.events import (
     Device,
@@ -20,6 +21,10 @@ from gridmap.models.population import CARE_TAGS, Building, Household, Person
 from gridmap.models.workers import WORKER_ROLES, Worker, WorkerAssignment
 
 __all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "ROLES",
+    "User",
     "Area",
     "Base",
     "Building",

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from gridmap.db.engine import make_engine
 from gridmap.ingest.bulk import load_city
 from sample_data.city import SampleCity
+from tests.conftest import make_key
 
 
 @pytest.fixture
@@ -34,6 +35,7 @@ def writable_client(
         load_city(conn, sample_city)
     engine = make_engine(url)
     with TestClient(create_app(engine)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(engine, 'admin')}"
         yield client
     engine.dispose()
     get_settings.cache_clear()

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from gridmap.events.clock import FixedClock
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
@@ -26,6 +27,7 @@ def api(events_engine: Engine, api_clock: FixedClock) -> Iterator[TestClient]:
     from api.main import create_app
 
     with TestClient(create_app(events_engine, api_clock, background=False)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
         yield client
 
 
@@ -135,3 +137,34 @@ def test_categories_and_openapi(api: TestClient) -> None:
            for op in p.values()}
     assert {"report_event", "act_on_event", "stream_events", "get_event_stats",
             "open311_services", "open311_post_request"} <= ops
+
+
+def test_operator_of_another_street_cannot_see_or_touch_an_event(
+    api: TestClient, grid_points, events_engine: Engine, api_clock: FixedClock  # type: ignore[no-untyped-def]
+) -> None:
+    event = api.post("/api/v1/events", json=_body(grid_points[5])).json()["event"]
+    street = event["grid_code"][:9]
+    other = next(p[0][:9] for p in grid_points if p[0][:9] != street)
+    own = {"Authorization": f"Bearer {make_key(events_engine, 'operator', street)}"}
+    foreign = {"Authorization": f"Bearer {make_key(events_engine, 'operator', other)}"}
+    api.app.state.principals.invalidate()  # type: ignore[attr-defined]
+    eid = event["id"]
+    assert api.get(f"/api/v1/events/{eid}", headers=own).status_code == 200
+    for method, path, body in (("GET", f"/api/v1/events/{eid}", None),
+                               ("GET", f"/api/v1/events/{eid}/history", None),
+                               ("POST", f"/api/v1/events/{eid}/actions",
+                                {"action": "accept", "role": "operator", "actor": "x"})):
+        resp = api.request(method, path, headers=foreign, json=body)
+        assert resp.status_code == 404, (path, resp.text)
+        missing = api.request(method, path.replace(str(eid), "999999999"), headers=foreign,
+                              json=body)  # fmt: skip
+        assert resp.json()["message"].replace(str(eid), "N") == \
+            missing.json()["message"].replace("999999999", "N")
+    listed = api.get("/api/v1/events", params={"limit": 1000}, headers=foreign).json()
+    assert all(e["grid_code"].startswith(other) for e in listed)
+    assert eid in {e["id"] for e in api.get("/api/v1/events", params={"limit": 1000},
+                                            headers=own).json()}
+    stats = api.get("/api/v1/stats", headers=foreign, params={
+        "from": "2020-01-01T00:00:00", "to": "2030-01-01T00:00:00", "level": "street",
+        "code": street})  # fmt: skip
+    assert stats.status_code == 404

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from gridmap.events.clock import FixedClock
 from gridmap.events.settings import get_event_settings
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 
 
@@ -29,6 +30,7 @@ def test_lifespan_scheduler_escalates_overdue(fast_scheduler, events_engine: Eng
     clock = FixedClock(MONDAY_10)
     _, lon, lat = grid_points[250]
     with TestClient(create_app(events_engine, clock)) as api:
+        api.headers["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
         eid = api.post("/api/v1/events", json={"category": "urban.street_order.vending",
                                                "lon": lon, "lat": lat}).json()["event"]["id"]
         api.post(f"/api/v1/events/{eid}/actions",

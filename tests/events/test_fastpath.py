@@ -12,16 +12,24 @@ from sqlalchemy import Engine
 
 from api.event_schemas import IntakeOut
 from gridmap.events.clock import FixedClock
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 
 VOLATILE = {"id", "created_at", "updated_at"}
 
 
 @pytest.fixture(scope="module")
-def api(events_engine: Engine) -> Iterator[TestClient]:
+def editor_key(events_engine: Engine) -> str:
+    """A valid key of a role the events router does not admit (made before the app starts)."""
+    return make_key(events_engine, "gis_editor")
+
+
+@pytest.fixture(scope="module")
+def api(events_engine: Engine, editor_key: str) -> Iterator[TestClient]:
     from api.main import create_app
 
     with TestClient(create_app(events_engine, FixedClock(MONDAY_10), background=False)) as c:
+        c.headers["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
         yield c
 
 
@@ -56,6 +64,20 @@ def test_fast_path_answers_like_the_route(api: TestClient, grid_points, category
     assert set(fast_json["event"]) == set(route_json["event"])
     assert _stable(fast_json["event"]) == _stable(route_json["event"])
     assert fast_json["event"]["grid_code"] == point[0]
+
+
+def test_fast_path_authenticates_like_the_route(api: TestClient, editor_key: str,
+                                               events_db: str, grid_points) -> None:
+    with psycopg.connect(events_db) as conn:
+        before = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    body = _body(grid_points[5], "urban.appearance.exposed_garbage")
+    anonymous = api.post("/api/v1/events", json=body, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    denied = api.post("/api/v1/events", json=body,
+                      headers={"Authorization": f"Bearer {editor_key}"})
+    assert denied.status_code == 403
+    with psycopg.connect(events_db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == before
 
 
 def test_bad_reports_get_the_route_errors(api: TestClient, grid_points) -> None:

@@ -20,7 +20,10 @@ from gridmap.db.engine import session_scope
 from gridmap.events import notify
 from gridmap.events.clock import FixedClock
 from gridmap.models import WebhookDelivery
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
+
+HEADERS: dict[str, str] = {}  # admin credentials of the live server
 
 
 def _free_port() -> int:
@@ -36,6 +39,7 @@ def live(events_engine: Engine) -> Iterator[str]:
 
     port = _free_port()
     app = create_app(events_engine, FixedClock(MONDAY_10), background=False)
+    HEADERS["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -82,7 +86,7 @@ class Receiver:
 
 def _report(base: str, point, category: str = "social.safety_hazard") -> httpx.Response:
     _, lon, lat = point
-    return httpx.post(f"{base}/api/v1/events",
+    return httpx.post(headers=HEADERS, url=f"{base}/api/v1/events",
                       json={"category": category, "lon": lon, "lat": lat}, timeout=10)
 
 
@@ -91,7 +95,8 @@ def test_sse_stream_delivers_created_and_action_events(live: str, grid_points) -
     ready = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", f"{live}/api/v1/events/stream", params={"limit": 3},
+        with httpx.stream("GET", headers=HEADERS, url=f"{live}/api/v1/events/stream",
+                          params={"limit": 3},
                           timeout=20) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
             kind = None
@@ -107,7 +112,7 @@ def test_sse_stream_delivers_created_and_action_events(live: str, grid_points) -
     thread.start()
     assert ready.wait(10)
     eid = _report(live, grid_points[200]).json()["event"]["id"]
-    httpx.post(f"{live}/api/v1/events/{eid}/actions",
+    httpx.post(headers=HEADERS, url=f"{live}/api/v1/events/{eid}/actions",
                json={"action": "accept", "role": "operator", "actor": "op"}, timeout=10)
     thread.join(20)
     assert [k for k, _ in got] == ["report", "assign", "accept"]
@@ -120,7 +125,8 @@ def test_webhook_retries_with_backoff(session: Session, live: str, grid_points) 
     receiver = Receiver(fail_first=2)
     clock = FixedClock(MONDAY_10)
     try:
-        hook = httpx.post(f"{live}/api/v1/webhooks", json={"url": receiver.url}).json()
+        hook = httpx.post(headers=HEADERS, url=f"{live}/api/v1/webhooks",
+                          json={"url": receiver.url}).json()
         eid = _report(live, grid_points[210]).json()["event"]["id"]
         post = notify.httpx_poster(timeout=2)
         assert notify.deliver_due(session, clock.now(), post) == 0  # 500: retry in 1 s
@@ -138,7 +144,8 @@ def test_webhook_retries_with_backoff(session: Session, live: str, grid_points) 
             WebhookDelivery.webhook_id == hook["id"]))
         assert row.status == "delivered" and row.attempts == 3
     finally:
-        httpx.post(f"{live}/api/v1/webhooks", json={"url": "ftp://x"})  # 422, no effect
+        # 422, no effect:
+        httpx.post(headers=HEADERS, url=f"{live}/api/v1/webhooks", json={"url": "ftp://x"})
         session.execute(WebhookDelivery.__table__.delete())
         session.execute(notify.Webhook.__table__.update().values(active=False))
         session.commit()
@@ -149,7 +156,7 @@ def test_hanging_webhook_never_blocks_intake(session: Session, events_engine: En
                                              live: str, grid_points) -> None:
     receiver = Receiver(hang_s=3)
     try:
-        httpx.post(f"{live}/api/v1/webhooks", json={"url": receiver.url})
+        httpx.post(headers=HEADERS, url=f"{live}/api/v1/webhooks", json={"url": receiver.url})
         first = _report(live, grid_points[220])
         clock = FixedClock(MONDAY_10)
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from gridmap.events.clock import FixedClock
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 
 # Written from the GeoReport v2 specification (open311.org/GeoReport_v2).
@@ -51,6 +52,7 @@ def api(events_engine: Engine) -> Iterator[TestClient]:
 
     app = create_app(events_engine, FixedClock(MONDAY_10), background=False)
     with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
         yield client
 
 

@@ -21,6 +21,7 @@ from gridmap.events.sensors import (
     register_device,
 )
 from gridmap.models import Event
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 
 BROKER = ("127.0.0.1", 1883)
@@ -125,6 +126,7 @@ def test_no_water_for_12h_opens_care_check(session: Session, sensor_clock: Fixed
 
     meter = f"water-{uuid.uuid4().hex[:8]}"
     with TestClient(create_app(events_engine, sensor_clock, background=False)) as api:
+        api.headers["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
         resp = api.post("/api/v1/devices", json={
             "device_id": meter, "kind": "water", "household_id": _household(session, False)})
         assert resp.status_code == 201, resp.text

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridmap.events import lifecycle
 from gridmap.events.clock import FixedClock
 from gridmap.events.intake import Report, create_event
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 
 WEEK = {"from": "2026-11-23T00:00:00+08:00", "to": "2026-11-30T00:00:00+08:00"}
@@ -73,6 +74,7 @@ def api(events_engine: Engine, scenario) -> Iterator[TestClient]:
     from api.main import create_app
 
     with TestClient(create_app(events_engine, scenario[2], background=False)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(events_engine, 'admin')}"
         yield client
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from gridmap.db.engine import make_engine
 from gridmap.ingest.bulk import load_city
+from tests.conftest import make_key
 
 NEIGHBOURS_SQL = """
 SELECT a.code, b.code, ST_X(ST_PointOnSurface(b.geom)), ST_Y(ST_PointOnSurface(b.geom))
@@ -55,6 +56,7 @@ def city(database_factory, sample_city) -> str:  # type: ignore[no-untyped-def]
 def app_client(city: str) -> Iterator[TestClient]:
     engine = make_engine(city)
     with TestClient(create_app(engine)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(engine, 'admin')}"
         yield client
     engine.dispose()
 

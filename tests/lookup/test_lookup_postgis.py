@@ -267,3 +267,30 @@ def test_fast_path_answers_exactly_like_the_full_route(client, service, probe_po
         assert fast.status_code == full.status_code == 200
         assert fast.json() == full.json()
         assert fast.headers["content-type"] == full.headers["content-type"]
+
+
+def test_batch_csv_above_the_default_body_limit_is_accepted(client) -> None:
+    """Batch lookups have their own, larger body limit (a million points is ~30 MB)."""
+    line = "106.5512345,29.5612345\n"
+    rows = 17 * 1024 * 1024 // len(line) + 1000  # just over the 16 MiB default
+    body = "lon,lat\n" + line * rows
+    resp = client.post("/api/v1/lookup", content=body, headers={"content-type": "text/csv"})
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.text.count("\n") == rows + 1
+    too_big = client.post("/api/v1/events", content=b"x" * (17 * 1024 * 1024),
+                          headers={"content-type": "application/json"})
+    assert too_big.status_code == 413
+
+
+def test_csv_blank_lines_crlf_and_quotes_keep_line_numbers(client, service, probe_points) -> None:
+    xs, ys = probe_points
+    x, y = float(xs[0]), float(ys[0])
+    res = service.locate([x], [y])
+    code = res.snapshot.index.codes_for(res.index)[0] or ""
+    text = (f'name,lon,lat\r\n"a, quoted",{x!r},{y!r}\r\n\r\n   \r\nb,{x!r},{y!r}\r\n'
+            f"c,north,{y!r}\r\n")
+    resp = client.post("/api/v1/lookup", content=text, headers={"content-type": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert [r["name"] for r in rows] == ["a, quoted", "b", "c"]
+    assert [r["grid_code"] for r in rows] == [code, code, ""]
+    assert rows[2]["error"].startswith("line 6: lon")

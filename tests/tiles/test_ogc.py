@@ -75,22 +75,23 @@ def test_buildings_carry_no_personal_data(client: TestClient) -> None:
 
 
 @pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo is not installed")
-def test_ogrinfo_lists_and_reads_a_collection(live_server: str) -> None:
+def test_ogrinfo_lists_and_reads_a_collection(live_server: str, admin_key: str) -> None:
+    auth = ["--config", "GDAL_HTTP_HEADERS", f"Authorization: Bearer {admin_key}"]
     listing = subprocess.run(
-        ["ogrinfo", "-ro", "-q", f"OAPIF:{live_server}/ogc"],
+        ["ogrinfo", *auth, "-ro", "-q", f"OAPIF:{live_server}/ogc"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
     for name in ("districts", "grids", "buildings", "facilities"):
         assert name in listing
     grids = subprocess.run(
-        ["ogrinfo", "-ro", "-al", "-so", "-oo", "PAGE_SIZE=100",
+        ["ogrinfo", *auth, "-ro", "-al", "-so", "-oo", "PAGE_SIZE=100",
          f"OAPIF:{live_server}/ogc", "grids"],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
     assert "Feature Count: 300" in grids
     assert "code: String" in grids
     features = subprocess.run(
-        ["ogrinfo", "-ro", "-al", "-oo", "PAGE_SIZE=100", "-where", "code LIKE '5%'",
+        ["ogrinfo", *auth, "-ro", "-al", "-oo", "PAGE_SIZE=100", "-where", "code LIKE '5%'",
          f"OAPIF:{live_server}/ogc", "districts"],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout

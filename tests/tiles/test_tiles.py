@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from gridmap.db.engine import make_engine
 from gridmap.layers import invalidate, layer_versions
+from tests.conftest import make_key
 
 PERSONAL = ("id_number", "phone", "address", "persons", "person_name")
 
@@ -176,6 +177,7 @@ def test_cache_serves_then_is_invalidated_by_a_new_generation(own_city, city_cen
     x, y = tile_of(*city_center, 12)
     path = f"/tiles/grids/12/{x}/{y}.mvt"
     with TestClient(create_app(engine)) as client:
+        client.headers["Authorization"] = f"Bearer {make_key(engine, 'admin')}"
         cache = client.app.state.tile_cache
         cache.version_ttl_s = 0.0
         before = client.get(path)

@@ -29,7 +29,21 @@ def browser():  # type: ignore[no-untyped-def]
         browser.close()
 
 
-def test_page_renders_grids_and_opens_a_profile(browser, live_server: str) -> None:  # type: ignore[no-untyped-def]
+def _operator_login(city_engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A city-wide operator account in the served database."""
+    import secrets
+
+    from gridmap.auth import store
+    from gridmap.db.engine import session_scope
+
+    username, password = f"op-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    with session_scope(city_engine) as session:
+        store.add_user(session, username, password, "operator", "500000")
+    return username, password
+
+
+def test_page_renders_grids_and_opens_a_profile(browser, live_server: str, city_engine) -> None:  # type: ignore[no-untyped-def]
+    username, password = _operator_login(city_engine)
     own = urlparse(live_server).netloc
     foreign: list[str] = []
     page = browser.new_page(viewport={"width": 1200, "height": 800})
@@ -45,6 +59,15 @@ def test_page_renders_grids_and_opens_a_profile(browser, live_server: str) -> No
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(live_server + "/", wait_until="load")
+    # Without a session the page sends us to the login form, which brings us back.
+    page.wait_for_url("**/login", timeout=30_000)
+    page.fill("#login-user", username)
+    page.fill("#login-password", "wrong password")
+    page.click("#login-submit")
+    page.wait_for_selector("#login-error", state="visible", timeout=30_000)
+    page.fill("#login-password", password)
+    page.click("#login-submit")
+    page.wait_for_url(live_server + "/", timeout=30_000)
     page.wait_for_function("window.gridmap && window.gridmap.ready === true", timeout=60_000)
     # Zoom to the grid level around the city centre, wait for the tiles to be drawn.
     page.evaluate("gridmap.map.jumpTo({center: gridmap.map.getCenter(), zoom: 13.5})")

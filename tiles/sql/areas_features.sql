@@ -11,6 +11,7 @@ WHERE a.level = :level
   AND a.generation_low <= gen.id
   AND (a.generation_high IS NULL OR a.generation_high >= gen.id)
   AND (CAST(:id AS text) IS NULL OR a.code = CAST(:id AS text))
+  AND (CAST(:scopes AS text[]) IS NULL OR a.code LIKE ANY(CAST(:scopes AS text[])))
   AND (NOT CAST(:has_bbox AS boolean)
        OR a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326))
 ORDER BY a.code

@@ -4,7 +4,7 @@ WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
 ),
-features AS (
+features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(
            CASE WHEN :tolerance > 0 THEN ST_Simplify(b.geom_3857, :tolerance, true)
                 ELSE b.geom_3857 END,
@@ -12,6 +12,7 @@ features AS (
          b.code, b.use, b.floors, b.grid_code
   FROM buildings b, bounds
   WHERE b.geom_3857 && bounds.search
+    AND (CAST(:scopes AS text[]) IS NULL OR b.grid_code LIKE ANY(CAST(:scopes AS text[])))
   ORDER BY b.code
 ),
 capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)

@@ -7,6 +7,7 @@ SELECT b.code AS id,
        count(*) OVER () AS matched
 FROM buildings b
 WHERE (CAST(:id AS text) IS NULL OR b.code = CAST(:id AS text))
+  AND (CAST(:scopes AS text[]) IS NULL OR b.grid_code LIKE ANY(CAST(:scopes AS text[])))
   AND (NOT CAST(:has_bbox AS boolean)
        OR b.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326))
 ORDER BY b.code

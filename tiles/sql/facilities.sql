@@ -4,12 +4,13 @@ WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
 ),
-features AS (
+features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(f.geom_3857, bounds.env, :extent, :buffer, true) AS geom,
          f.code, f.major_code, f.major_code || f.minor_code AS class, f.name, f.state,
          f.grid_code
   FROM facilities f, bounds
   WHERE f.geom_3857 && bounds.search
+    AND (CAST(:scopes AS text[]) IS NULL OR f.grid_code LIKE ANY(CAST(:scopes AS text[])))
     AND CAST(:tolerance AS float8) >= 0
   ORDER BY f.code
 ),

@@ -8,6 +8,7 @@ SELECT f.code AS id,
        count(*) OVER () AS matched
 FROM facilities f
 WHERE (CAST(:id AS text) IS NULL OR f.code = CAST(:id AS text))
+  AND (CAST(:scopes AS text[]) IS NULL OR f.grid_code LIKE ANY(CAST(:scopes AS text[])))
   AND (NOT CAST(:has_bbox AS boolean)
        OR f.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326))
 ORDER BY f.code

@@ -5,18 +5,19 @@ WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
 ),
-gen AS (SELECT id FROM generations WHERE active),
-features AS (
+features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(
            CASE WHEN :tolerance > 0 THEN ST_Simplify(a.geom_3857, :tolerance, true)
                 ELSE a.geom_3857 END,
            bounds.env, :extent, :buffer, true) AS geom,
          a.code, a.name, a.parent_code, 0 AS open_events
-  FROM areas a, bounds, gen
+  FROM areas a, bounds
   WHERE a.level = 'grid'
     AND a.geom_3857 && bounds.search
-    AND a.generation_low <= gen.id
-    AND (a.generation_high IS NULL OR a.generation_high >= gen.id)
+    AND a.generation_low <= (SELECT id FROM generations WHERE active)
+    AND (a.generation_high IS NULL
+         OR a.generation_high >= (SELECT id FROM generations WHERE active))
+    AND (CAST(:scopes AS text[]) IS NULL OR a.code LIKE ANY(CAST(:scopes AS text[])))
   ORDER BY a.code
 ),
 capped AS (SELECT * FROM features WHERE geom IS NOT NULL LIMIT :cap)

@@ -1,0 +1,418 @@
+"""Imports of buildings, facilities and workers: read, check, upsert by code.
+
+Unlike area levels these are not versioned in generations: a committed file updates
+the rows with the same code and inserts the others, in one transaction (staged with
+COPY into a temporary table, then one ``INSERT … ON CONFLICT (code) DO UPDATE``).
+Buildings and facilities get their grid by the lookup rule (the active grid covering
+the point — a building's point-on-surface — lowest code on ties).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import shapely
+
+from gridmap.errors import InvalidInputError
+from gridmap.ingest import bulk
+from gridmap.ingest.checks import Finding, Parents, Report, error_details
+from gridmap.ingest.reader import (
+    FIELD_CANDIDATES,
+    LayerRead,
+    Progress,
+    ReadOptions,
+    read_layer,
+)
+
+FEATURE_LEVELS = ("building", "facility", "worker")
+TABLES = {"building": "buildings", "facility": "facilities", "worker": "workers"}
+FACILITY_STATES = ("intact", "damaged", "lost", "removed")
+WORKER_ROLES = {"grid_leader": "grid_leader", "full_time": "full_time",
+                "part_time": "part_time", "网格长": "grid_leader", "专职": "full_time",
+                "专职网格员": "full_time", "兼职": "part_time",
+                "兼职网格员": "part_time"}  # fmt: skip
+_FACILITY_CODE = re.compile(r"^\d{16}$")
+_GRID_SPLIT = re.compile(r"[;,，；\s]+")
+
+
+@dataclass
+class FeaturePlan:
+    """Checked features ready to upsert."""
+
+    report: Report
+    frame: pd.DataFrame
+    level: str
+
+
+def _noop(_fraction: float, _message: str) -> None:
+    return None
+
+
+def prepare_features(
+    conn: psycopg.Connection,
+    path: Path | str,
+    level: str,
+    options: ReadOptions | None = None,
+    progress: Progress | None = None,
+) -> FeaturePlan:
+    """Read and check a building, facility or worker file against the database (dry run)."""
+    step = progress or _noop
+    grids = _active_grids(conn)
+    if level == "worker":
+        frame, report = _read_workers(Path(path), options or ReadOptions())
+        _check_workers(frame, grids, report.findings.append)
+    else:
+        read = read_layer(path, level, options, lambda f, m: step(f * 0.5, m))
+        report = _report(read, level)
+        frame = pd.DataFrame(read.frame)
+        step(0.6, "checking")
+        _check_geometry(frame, level, report.findings.append)
+        frame["grid_code"] = _assign_grids(frame, level, grids, report.findings.append)
+        if level == "building":
+            _check_buildings(frame, report.findings.append)
+        else:
+            _check_facilities(conn, frame, report.findings.append)
+    _check_codes(frame, report.findings.append)
+    report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
+    report.diff = _upsert_diff(conn, level, frame)
+    step(1.0, "checked")
+    return FeaturePlan(report, frame, level)
+
+
+def _active_grids(conn: psycopg.Connection) -> Parents:
+    rows = conn.execute(
+        "SELECT code, ST_AsBinary(geom) FROM areas a JOIN generations g"
+        " ON g.active AND a.generation_low <= g.id"
+        " AND (a.generation_high IS NULL OR a.generation_high >= g.id)"
+        " WHERE a.level = 'grid' ORDER BY code"
+    ).fetchall()
+    if not rows:
+        return Parents.empty()
+    return Parents(np.array([r[0] for r in rows], dtype=object),
+                   shapely.from_wkb([bytes(r[1]) for r in rows]))  # fmt: skip
+
+
+def _report(read: LayerRead, level: str) -> Report:
+    geoms = np.asarray(read.frame.geometry.to_numpy(), dtype=object)
+    report = Report(
+        level=level, source=read.source, feature_count=len(read.frame),
+        bounds=tuple(shapely.total_bounds(geoms).tolist()) if len(geoms) else None,  # type: ignore[arg-type]
+        crs=read.crs_used, crs_note=read.crs_note, encoding=read.encoding_used,
+        fields=read.fields,
+    )  # fmt: skip
+    codes = read.frame.code.to_numpy(dtype=object)
+    for i in read.z_dropped:
+        report.findings.append(Finding("warning", "z_m_dropped", "Z values dropped", i, codes[i]))
+    for i in read.m_dropped:
+        report.findings.append(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
+    for message in read.warnings:
+        report.findings.append(Finding("warning", "encoding", message))
+    return report
+
+
+# --- checks --------------------------------------------------------------------------------
+
+
+def _check_codes(frame: pd.DataFrame, add: Any) -> None:
+    codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
+    for i in np.flatnonzero(codes.isna().to_numpy()):
+        add(Finding("error", "malformed_code", "code is empty", int(i), None))
+    first = pd.Series(np.arange(len(codes))).groupby(codes.fillna("").to_numpy()).transform("min")
+    duplicate = codes.notna().to_numpy() & (first.to_numpy() != np.arange(len(codes)))
+    for i in np.flatnonzero(duplicate):
+        add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}",
+                    int(i), codes[i]))  # fmt: skip
+    too_long = codes.notna().to_numpy() & (codes.fillna("").str.len() > 32).to_numpy()
+    for i in np.flatnonzero(too_long):
+        add(Finding("error", "malformed_code", "code is longer than 32 characters",
+                    int(i), codes[i]))  # fmt: skip
+
+
+def _check_geometry(frame: pd.DataFrame, level: str, add: Any) -> None:
+    """Buildings: one valid polygon each; facilities: points."""
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+    codes = frame.code.to_numpy(dtype=object)
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    kinds = shapely.get_type_id(geoms)
+    if level == "building":
+        multi = (kinds == 6) & ~missing
+        parts = np.zeros(len(geoms), dtype=int)
+        parts[multi] = shapely.get_num_geometries(geoms[multi])
+        single = multi & (parts == 1)
+        geoms[single] = shapely.get_geometry(geoms[single], 0)
+        wrong = ~missing & ~((kinds == 3) | single)
+        what = "a single polygon"
+    else:
+        wrong = ~missing & (kinds != 0)
+        what = "a point"
+    for i in np.flatnonzero(missing):
+        add(Finding("error", "empty_geometry", "feature has no geometry", int(i), codes[i]))
+    for i in np.flatnonzero(wrong):
+        add(Finding("error", "wrong_geometry", f"{geoms[i].geom_type} is not {what}",
+                    int(i), codes[i]))  # fmt: skip
+    invalid = ~missing & ~wrong & ~shapely.is_valid(geoms)
+    for i in np.flatnonzero(invalid):
+        add(Finding("error", "invalid_geometry", str(shapely.is_valid_reason(geoms[i])),
+                    int(i), codes[i]))  # fmt: skip
+    frame["geometry"] = geoms
+    frame["usable"] = ~(missing | wrong | invalid)
+
+
+def _assign_grids(frame: pd.DataFrame, level: str, grids: Parents, add: Any) -> list[Any]:
+    """The grid of each feature by the lookup rule; an error for those outside every grid."""
+    usable = frame.usable.to_numpy()
+    idx = np.flatnonzero(usable)
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[idx]
+    points = shapely.point_on_surface(geoms) if level == "building" else geoms
+    out: list[Any] = [None] * len(frame)
+    if grids.codes.size and idx.size:
+        hit, grid = shapely.STRtree(grids.geoms).query(points, predicate="covered_by")
+        best = pd.Series(grid).groupby(hit).min()  # grids are sorted by code: lowest code
+        for k, g in best.items():
+            out[int(idx[int(k)])] = grids.codes[g]  # type: ignore[call-overload]
+    codes = frame.code.to_numpy(dtype=object)
+    xy = shapely.get_coordinates(points) if idx.size else np.zeros((0, 2))
+    for k, i in enumerate(idx):
+        if out[i] is None:
+            add(Finding("error", "outside_grid", "lies outside every active grid", int(i),
+                        codes[i], (float(xy[k, 0]), float(xy[k, 1]))))  # fmt: skip
+    return out
+
+
+def _check_buildings(frame: pd.DataFrame, add: Any) -> None:
+    codes = frame.code.to_numpy(dtype=object)
+    floors = frame.floors.to_numpy(dtype=object)
+    parsed = []
+    for i, value in enumerate(floors):
+        if value is None:
+            parsed.append(1)
+        elif str(value).isdigit() and 0 < int(value) < 1000:
+            parsed.append(int(value))
+        else:
+            parsed.append(1)
+            add(Finding("error", "bad_value", f"floors {value!r} is not a whole number 1–999",
+                        i, codes[i]))  # fmt: skip
+    frame["floors"] = parsed
+    frame["address"] = frame.address.where(frame.address.notna(), "")
+    frame["use"] = frame.use.where(frame.use.notna(), "residential")
+
+
+def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -> None:
+    """16-digit code: known area prefix, known major/minor class, sequence; known state."""
+    areas = {r[0] for r in conn.execute(
+        "SELECT code FROM areas WHERE level IN ('city', 'district') AND generation_high IS NULL"
+    ).fetchall()}  # fmt: skip
+    classes = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(
+        "SELECT major_code, minor_code, owner_department_code, maintainer_department_code"
+        " FROM facility_categories").fetchall()}  # fmt: skip
+    owners, maintainers, majors, minors = [], [], [], []
+    for i, (code, state) in enumerate(zip(frame.code, frame.state, strict=True)):
+        major = minor = owner = maintainer = None
+        if code is not None and not _FACILITY_CODE.match(code):
+            add(Finding("error", "malformed_code", f"{code!r} is not a 16-digit facility code "
+                        "(6-digit area + 2-digit major + 2-digit minor class + 6-digit "
+                        "sequence)", i, code))  # fmt: skip
+        elif code is not None:
+            major, minor = code[6:8], code[8:10]
+            if code[:6] not in areas:
+                add(Finding("error", "unknown_area", f"area prefix {code[:6]} is not an active "
+                            "district", i, code))  # fmt: skip
+            if (major, minor) not in classes:
+                add(Finding("error", "unknown_class", f"class {major}/{minor} is not in the "
+                            "facility catalogue", i, code))  # fmt: skip
+            else:
+                owner, maintainer = classes[(major, minor)]
+            if code[10:] == "000000":
+                add(Finding("error", "malformed_code", "sequence 000000 is not allowed", i, code))
+        if state is not None and state not in FACILITY_STATES:
+            add(Finding("error", "bad_value", f"state {state!r} is not one of "
+                        f"{', '.join(FACILITY_STATES)}", i, code))  # fmt: skip
+        majors.append(major)
+        minors.append(minor)
+        owners.append(owner)
+        maintainers.append(maintainer)
+    frame["major_code"], frame["minor_code"] = majors, minors
+    frame["owner_department_code"], frame["maintainer_department_code"] = owners, maintainers
+    frame["name"] = frame.name.where(frame.name.notna(), "")
+    frame["state"] = frame.state.where(frame.state.notna(), "intact")
+
+
+# --- workers -------------------------------------------------------------------------------
+
+
+def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Report]:
+    """A worker table: CSV (UTF-8 or GBK, detected) or any attribute layer GDAL reads."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file", details=[{"file": str(path)}])
+    if path.suffix.lower() == ".csv":
+        raw, encoding = _read_csv(path, options.encoding)
+    else:
+        import pyogrio
+
+        try:
+            raw = pyogrio.read_dataframe(path, layer=options.layer, read_geometry=False)
+        except Exception as exc:  # GDAL raises several kinds on unreadable files
+            raise InvalidInputError(f"{path.name}: cannot read: {exc}") from None
+        encoding = "UTF-8"
+    raw.columns = [str(c).strip() for c in raw.columns]
+    mapping = _worker_fields(list(raw.columns), options, path.name)
+    frame = pd.DataFrame({
+        role: (raw[column].astype(object).where(raw[column].notna(), None)
+               .map(lambda v: str(v).strip() or None if v is not None else None)
+               if column else [None] * len(raw))
+        for role, column in mapping.items()
+    })  # fmt: skip
+    report = Report(level="worker", source=path.name, feature_count=len(frame), bounds=None,
+                    crs="", crs_note="no geometry", encoding=encoding, fields=mapping)  # fmt: skip
+    return frame, report
+
+
+def _read_csv(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:
+    data = path.read_bytes()
+    candidates = [asked] if asked else ["utf-8-sig", "GBK"]
+    for encoding in candidates:
+        try:
+            text = data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        return frame.replace("", None), "UTF-8" if encoding == "utf-8-sig" else encoding
+    raise InvalidInputError(
+        f"{path.name}: text is not valid {' or '.join(c or '' for c in candidates)}; "
+        "pass --encoding", details=[{"file": path.name, "problem": "encoding"}],
+    )  # fmt: skip
+
+
+def _worker_fields(columns: list[str], options: ReadOptions, label: str) -> dict[str, str | None]:
+    lowered = {c.lower(): c for c in columns}
+    mapping: dict[str, str | None] = {}
+    for role in ("code", "name", "phone", "role", "grids"):
+        asked = {"code": options.code_field, "name": options.name_field}.get(role)
+        if asked is not None and asked.lower() not in lowered:
+            raise InvalidInputError(f"{label}: field {asked!r} not found; fields are {columns}")
+        names = (asked,) if asked else FIELD_CANDIDATES[role]
+        mapping[role] = next((lowered[n.lower()] for n in names if n.lower() in lowered), None)
+    for role in ("code", "name", "role", "grids"):
+        if mapping[role] is None:
+            raise InvalidInputError(
+                f"{label}: no {role} field found among {columns}",
+                details=[{"file": label, "problem": f"no_{role}_field"}],
+            )
+    return mapping
+
+
+def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
+    known = set(grids.codes.tolist())
+    roles, lists = [], []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        if row.name is None:
+            add(Finding("error", "missing_value", "name is empty", i, row.code))
+        role = WORKER_ROLES.get(row.role or "")
+        if role is None:
+            add(Finding("error", "bad_value", f"role {row.role!r} is not one of grid_leader, "
+                        "full_time, part_time (网格长, 专职, 兼职)", i, row.code))  # fmt: skip
+        codes = [c for c in _GRID_SPLIT.split(row.grids or "") if c]
+        if not codes:
+            add(Finding("error", "unknown_grid", "no grid code", i, row.code))
+        for grid in codes:
+            if grid not in known:
+                add(Finding("error", "unknown_grid", f"grid {grid} is not an active grid",
+                            i, row.code))  # fmt: skip
+        roles.append(role)
+        lists.append(codes)
+    frame["role"], frame["grids"] = roles, lists
+
+
+# --- diff and commit -----------------------------------------------------------------------
+
+
+def _upsert_diff(conn: psycopg.Connection, level: str, frame: pd.DataFrame) -> dict[str, Any]:
+    codes = [c for c in frame.code.tolist() if c is not None]
+    table = TABLES[level]
+    existing = conn.execute(
+        f"SELECT count(*) FROM {table} WHERE code = ANY(%s)", (codes,)  # table is ours
+    ).fetchone()
+    updated = int(existing[0]) if existing else 0
+    return {"inserted": len(set(codes)) - updated, "updated": updated}
+
+
+_STAGE = "CREATE TEMP TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+_UPSERT = """
+WITH up AS (
+    INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}
+    ON CONFLICT (code) DO UPDATE SET {updates}
+    RETURNING id, code, (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+"""
+
+
+def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
+                    progress: Progress | None = None) -> Report:  # fmt: skip
+    """Upsert the plan's features by code in one transaction (errors block this)."""
+    step = progress or _noop
+    report = plan.report
+    if report.errors:
+        raise InvalidInputError(
+            f"{report.source}: {report.errors} error(s) in the report block --commit; "
+            "fix the file and try again",
+            details=error_details(report),
+        )  # fmt: skip
+    table = TABLES[plan.level]
+    columns = _stage_columns(plan)
+    with conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = 0")
+        stage = f"stage_{table}"
+        conn.execute(_STAGE.format(stage=stage, table=table))  # names are ours
+        step(0.3, "staging")
+        bulk._copy(conn, stage, columns)
+        names = [c for c in columns if c != "id"]
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != "code")
+        row = conn.execute(_UPSERT.format(table=table, stage=stage, columns=", ".join(names),
+                                          updates=updates)).fetchone()  # fmt: skip
+        if plan.level == "worker":
+            _replace_assignments(conn, plan.frame)
+    assert row is not None
+    report.diff = {"inserted": int(row[0]), "updated": int(row[1])}
+    report.committed = True
+    step(1.0, "committed")
+    return report
+
+
+def _stage_columns(plan: FeaturePlan) -> bulk.Columns:
+    frame = plan.frame
+    if plan.level == "building":
+        geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+        return {"code": bulk._text(frame.code), "address": bulk._text(frame.address),
+                "floors": bulk._ints(frame.floors), "use": bulk._text(frame.use),
+                "grid_code": bulk._text(frame.grid_code), "geom": bulk._ewkb(geoms, 4326),
+                "geom_3857": bulk._ewkb(bulk._project_3857(geoms), 3857)}  # fmt: skip
+    if plan.level == "facility":
+        columns = {c: bulk._text(frame[c]) for c in (
+            "code", "major_code", "minor_code", "name", "state", "grid_code",
+            "owner_department_code", "maintainer_department_code")}  # fmt: skip
+        columns["geom"] = bulk._ewkb(np.asarray(frame.geometry.to_numpy(), dtype=object), 4326)
+        return columns
+    return {c: bulk._text(frame[c]) for c in ("code", "name", "phone", "role")}
+
+
+def _replace_assignments(conn: psycopg.Connection, frame: pd.DataFrame) -> None:
+    pairs = [(code, grid) for code, grids in zip(frame.code, frame.grids, strict=True)
+             for grid in grids]  # fmt: skip
+    conn.execute(
+        "DELETE FROM worker_assignments wa USING workers w"
+        " WHERE wa.worker_id = w.id AND w.code = ANY(%s)", (frame.code.tolist(),),
+    )  # fmt: skip
+    conn.execute(
+        "INSERT INTO worker_assignments (worker_id, grid_code)"
+        " SELECT w.id, x.grid FROM unnest(%s::text[], %s::text[]) AS x(code, grid)"
+        " JOIN workers w ON w.code = x.code ON CONFLICT DO NOTHING",
+        ([c for c, _ in pairs], [g for _, g in pairs]),
+    )

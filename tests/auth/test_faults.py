@@ -1,0 +1,69 @@
+"""Faults: the API survives a PostgreSQL restart (throwaway cluster of its own).
+
+An import killed mid-commit leaving the active generation intact is covered by
+``tests/ingest/test_imports.py::test_killed_mid_commit_leaves_active_generation``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from gridmap.db import migrate
+from gridmap.db.cluster import EmbeddedCluster
+from gridmap.db.engine import make_engine
+from tests.conftest import make_key
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    base = tmp_path / "private"
+    base.mkdir(mode=0o700)
+    cluster = EmbeddedCluster(base / ".gridmap")
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def _wait_for(client: TestClient, path: str, status: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    got = -1
+    while time.monotonic() < deadline:
+        got = client.get(path).status_code
+        if got == status:
+            return got
+        time.sleep(0.3)
+    return got
+
+
+def test_api_survives_a_postgres_restart(own_cluster: EmbeddedCluster) -> None:
+    from api.main import create_app
+
+    url = own_cluster.up()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with TestClient(create_app(engine)) as client:
+            client.headers["Authorization"] = f"Bearer {make_key(engine, 'admin')}"
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/api/v1/audit").status_code == 200
+            own_cluster.down()
+            down = client.get("/healthz")
+            assert down.status_code == 503 and down.json()["status"] == "degraded"
+            client.app.state.principals.invalidate()  # type: ignore[attr-defined]
+            during = client.get("/api/v1/audit")
+            assert during.status_code == 503, during.text
+            assert during.json()["error"] == "DatabaseUnavailableError"
+            own_cluster.up()
+            assert _wait_for(client, "/healthz", 200) == 200
+            assert client.get("/api/v1/audit").status_code == 200
+    finally:
+        engine.dispose()

@@ -1,0 +1,236 @@
+"""Building, facility and worker imports (checks, grid assignment, upsert by code) and the
+reader gaps: missing .dbf, M values, mojibake that decodes without error."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import pyogrio
+import pytest
+import shapely
+
+from gridmap.errors import InvalidInputError
+from gridmap.ingest.bulk import load_city
+from gridmap.ingest.publish import import_file
+from gridmap.ingest.reader import ReadOptions, read_layer
+from sample_data.city import SampleCity
+
+FAR = shapely.box(100.0, 20.0, 100.001, 20.001)  # far outside the sample city
+
+
+@pytest.fixture
+def city_conn(database_factory: Callable[..., str], sample_city: SampleCity
+              ) -> Iterator[psycopg.Connection]:  # fmt: skip
+    """A connection to a fresh database holding the sample city (writable)."""
+    with psycopg.connect(database_factory()) as conn:
+        load_city(conn, sample_city)
+        yield conn
+
+
+def _rows(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[tuple]:
+    return conn.execute(query, params).fetchall()  # type: ignore[call-overload]
+
+
+def _lookup(conn: psycopg.Connection, point_sql: str, table: str, code: str) -> str | None:
+    """The grid by ST_Covers + lowest code, computed by PostGIS (the reference)."""
+    rows = _rows(conn, f"SELECT a.code FROM {table} t JOIN areas a ON a.level = 'grid' AND "
+                 f"a.generation_high IS NULL AND ST_Covers(a.geom, {point_sql}) "
+                 "WHERE t.code = %s ORDER BY a.code LIMIT 1", (code,))  # fmt: skip
+    return rows[0][0] if rows else None
+
+
+def _gdf(frame: pd.DataFrame) -> gpd.GeoDataFrame:
+    geoms = list(frame["geometry"])
+    plain = pd.DataFrame(frame.drop(columns="geometry"))
+    return gpd.GeoDataFrame(plain, geometry=gpd.GeoSeries(geoms, index=plain.index), crs=4326)
+
+
+def _checks(report: object) -> set[tuple[str, int | None]]:
+    return {(f.check, f.index) for f in report.findings}  # type: ignore[attr-defined]
+
+
+# --- buildings -----------------------------------------------------------------------------
+
+
+def _buildings(city: SampleCity, n: int = 30) -> gpd.GeoDataFrame:
+    frame = city.buildings.iloc[:n][["code", "address", "floors", "use", "geometry"]]
+    frame = frame.reset_index(drop=True).rename(columns={"code": "BM", "address": "地址",
+                                                         "floors": "FLOORS", "use": "USE"})
+    return _gdf(frame)
+
+
+def test_building_import_checks_then_upserts(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _buildings(sample_city)
+    new_geom = shapely.affinity.translate(frame.geometry[1], 1e-5, 1e-5)
+    frame.loc[0, "地址"] = "新地址 1 号"
+    extra = pd.DataFrame({"BM": ["NEW-1", frame.BM[2], "FAR-1", "TWO-1"],
+                          "地址": ["新楼", "重复", "远处", "两块"], "FLOORS": [7, 1, 1, 1],
+                          "USE": ["office", "residential", "residential", "residential"],
+                          "geometry": [new_geom, new_geom, FAR, shapely.MultiPolygon(
+                              [shapely.box(106.5, 29.5, 106.5001, 29.5001),
+                               shapely.box(106.6, 29.6, 106.6001, 29.6001)])]})  # fmt: skip
+    bad = _gdf(pd.concat([frame, extra], ignore_index=True))
+    path = tmp_path / "buildings.shp"
+    pyogrio.write_dataframe(bad, path, encoding="GBK")
+    report = import_file(city_conn, path, "building")
+    found = _checks(report)
+    n = len(frame)
+    assert {("duplicate_code", n + 1), ("outside_grid", n + 2), ("wrong_geometry", n + 3)} <= found
+    assert report.fields["address"] == "地址" and report.encoding == "GBK"
+    before = _rows(city_conn, "SELECT count(*) FROM buildings")[0][0]
+    with pytest.raises(InvalidInputError, match="block --commit"):
+        import_file(city_conn, path, "building", commit=True)
+    city_conn.rollback()
+    assert _rows(city_conn, "SELECT count(*) FROM buildings")[0][0] == before
+
+    good = _gdf(pd.concat([frame, extra.iloc[:1]], ignore_index=True))
+    pyogrio.write_dataframe(good, path, encoding="GBK")
+    households = _rows(city_conn, "SELECT count(*) FROM households")[0][0]
+    done = import_file(city_conn, path, "building", commit=True)
+    assert done.committed and done.diff == {"inserted": 1, "updated": n}
+    assert _rows(city_conn, "SELECT count(*) FROM buildings")[0][0] == before + 1
+    row = _rows(city_conn, "SELECT address, floors, use, grid_code FROM buildings"
+                " WHERE code = 'NEW-1'")[0]  # fmt: skip
+    assert row[:3] == ("新楼", 7, "office")
+    assert row[3] is not None
+    assert row[3] == _lookup(city_conn, "ST_PointOnSurface(t.geom)", "buildings", "NEW-1")
+    assert _rows(city_conn, "SELECT address FROM buildings WHERE code = %s",
+                 (frame.BM[0],))[0][0] == "新地址 1 号"  # fmt: skip
+    assert _rows(city_conn, "SELECT count(*) FROM households")[0][0] == households
+
+
+# --- facilities ----------------------------------------------------------------------------
+
+
+def _facilities(city: SampleCity, n: int = 20) -> gpd.GeoDataFrame:
+    frame = city.facilities.iloc[:n][["code", "name", "state", "geometry"]]
+    return _gdf(frame.reset_index(drop=True))
+
+
+def test_facility_import_validates_codes_and_assigns_grids(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _facilities(sample_city)
+    code = frame.code[0]
+    inside = frame.geometry[1]
+    crafted = pd.DataFrame({
+        "code": ["12345", code[:6] + "0901" + "000001", "999999" + code[6:],
+                 code[:10] + "999998", code[:10] + "999999", code[:10] + "999997"],
+        "name": ["短码", "无此类", "无此区", "远处", "坏状态", "新井盖"],
+        "state": ["intact", "intact", "intact", "intact", "broken", "damaged"],
+        "geometry": [inside, inside, inside, FAR.centroid, inside, inside],
+    })  # fmt: skip
+    n = len(frame)
+    bad = _gdf(pd.concat([frame, crafted], ignore_index=True))
+    path = tmp_path / "facilities.gpkg"
+    pyogrio.write_dataframe(bad, path, driver="GPKG")
+    report = import_file(city_conn, path, "facility")
+    assert {("malformed_code", n), ("unknown_class", n + 1), ("unknown_area", n + 2),
+            ("outside_grid", n + 3), ("bad_value", n + 4)} <= _checks(report)  # fmt: skip
+    assert report.errors == 5
+    with pytest.raises(InvalidInputError, match="block --commit"):
+        import_file(city_conn, path, "facility", commit=True)
+    city_conn.rollback()
+
+    good = _gdf(pd.concat([frame, crafted.iloc[5:]], ignore_index=True))
+    pyogrio.write_dataframe(good, path, driver="GPKG")
+    done = import_file(city_conn, path, "facility", commit=True)
+    assert done.diff == {"inserted": 1, "updated": n}
+    new = code[:10] + "999997"
+    row = _rows(city_conn, "SELECT major_code, minor_code, state, grid_code,"
+                " owner_department_code FROM facilities WHERE code = %s", (new,))[0]  # fmt: skip
+    assert row[:3] == (code[6:8], code[8:10], "damaged")
+    assert row[3] == _lookup(city_conn, "t.geom", "facilities", new) and row[3] is not None
+    assert row[4] is not None
+
+
+# --- workers -------------------------------------------------------------------------------
+
+
+def test_worker_import_from_gbk_csv(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grids = sample_city.level("grid").code.tolist()
+    csv = tmp_path / "workers.csv"
+    lines = ["工号,name,电话,岗位,网格代码",
+             f"W-NEW-1,张三,13800000000,网格长,{grids[0]};{grids[1]}",
+             f"W-NEW-2,李四,,兼职,{grids[2]}",
+             f"W-NEW-2,王五,,专职,{grids[3]}",
+             f"W-NEW-3,赵六,,司机,{grids[3]}",
+             "W-NEW-4,钱七,,专职,500199999999999"]  # fmt: skip
+    csv.write_bytes("\n".join(lines).encode("gbk"))
+    report = import_file(city_conn, csv, "worker", options=ReadOptions(code_field="工号"))
+    assert report.encoding == "GBK"
+    assert {("duplicate_code", 2), ("bad_value", 3), ("unknown_grid", 4)} <= _checks(report)
+    csv.write_bytes("\n".join(lines[:3]).encode("gbk"))
+    done = import_file(city_conn, csv, "worker", commit=True,
+                       options=ReadOptions(code_field="工号"))  # fmt: skip
+    assert done.diff == {"inserted": 2, "updated": 0}
+    rows = _rows(city_conn, "SELECT w.code, w.name, w.role, array_agg(a.grid_code ORDER BY"
+                 " a.grid_code) FROM workers w JOIN worker_assignments a ON a.worker_id = w.id"
+                 " WHERE w.code LIKE 'W-NEW-%%' GROUP BY 1, 2, 3 ORDER BY 1")  # fmt: skip
+    assert rows == [("W-NEW-1", "张三", "grid_leader", sorted(grids[:2])),
+                    ("W-NEW-2", "李四", "part_time", [grids[2]])]  # fmt: skip
+    csv.write_bytes("\n".join([lines[0], f"W-NEW-2,李四,,专职,{grids[4]}"]).encode("gbk"))
+    again = import_file(city_conn, csv, "worker", commit=True,
+                        options=ReadOptions(code_field="工号"))  # fmt: skip
+    assert again.diff == {"inserted": 0, "updated": 1}
+    assert _rows(city_conn, "SELECT a.grid_code, w.role FROM workers w JOIN worker_assignments"
+                 " a ON a.worker_id = w.id WHERE w.code = 'W-NEW-2'") == [(grids[4], "full_time")]
+
+
+# --- reader gaps ---------------------------------------------------------------------------
+
+
+def _grid_file(city: SampleCity, path: Path, encoding: str = "UTF-8") -> Path:
+    frame = city.level("grid")[["code", "name", "parent_code", "geometry"]].reset_index(drop=True)
+    pyogrio.write_dataframe(frame, path, encoding=encoding)
+    return path
+
+
+def test_missing_dbf_is_refused(tmp_path: Path, sample_city: SampleCity) -> None:
+    shp = _grid_file(sample_city, tmp_path / "grid.shp")
+    (tmp_path / "grid.dbf").unlink()
+    with pytest.raises(InvalidInputError, match=r"grid.shp has no \.dbf") as info:
+        read_layer(shp, "grid")
+    assert info.value.details[0]["missing"] == [".dbf"]
+
+
+def test_m_values_are_dropped_and_reported(tmp_path: Path, city_conn: psycopg.Connection,
+                                           sample_city: SampleCity) -> None:  # fmt: skip
+    grid = sample_city.level("grid").iloc[0]
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(shapely.get_parts(grid.geometry)[0]))
+    points = ", ".join(f"{float(x)!r} {float(y)!r} {k}" for k, (x, y) in enumerate(ring))
+    wkt = f"POLYGON M (({points}))"
+    csv = tmp_path / "m.csv"
+    csv.write_text(f'WKT,CODE,NAME,PARENT\n"{wkt}",{grid.code},{grid["name"]},'
+                   f"{grid.parent_code}\n")  # fmt: skip
+    gpkg = tmp_path / "m.gpkg"
+    subprocess.run(["ogr2ogr", "-f", "GPKG", str(gpkg), str(csv), "-a_srs", "EPSG:4326",
+                    "-nlt", "POLYGONM", "-oo", "GEOM_POSSIBLE_NAMES=WKT"], check=True)  # fmt: skip
+    read = read_layer(gpkg, "grid")
+    assert read.m_dropped == [0] and read.z_dropped == []
+    assert not shapely.has_m(read.frame.geometry[0])
+    report = import_file(city_conn, gpkg, "grid")
+    assert any(f.check == "z_m_dropped" and f.message == "M values dropped"
+               for f in report.findings)  # fmt: skip
+
+
+def test_mojibake_that_decodes_is_warned(tmp_path: Path, city_conn: psycopg.Connection,
+                                         sample_city: SampleCity) -> None:  # fmt: skip
+    shp = _grid_file(sample_city, tmp_path / "grid.shp", "GBK")
+    (tmp_path / "grid.cpg").write_text("ISO-8859-1")  # wrong, but every byte decodes
+    read = read_layer(shp, "grid")
+    assert read.encoding_used == "ISO-8859-1"
+    assert read.warnings and "--encoding" in read.warnings[0]
+    report = import_file(city_conn, shp, "grid")
+    assert any(f.check == "encoding" and f.severity == "warning" for f in report.findings)
+    right = read_layer(shp, "grid", ReadOptions(encoding="GBK"))
+    assert right.warnings == [] and right.frame.name[0] == sample_city.level("grid").name.iloc[0]
