@@ -30,6 +30,8 @@ import httpx
 import orjson
 import psycopg
 
+from benchmarks.common import bench_api_key
+
 REPO = Path(__file__).resolve().parents[1]
 DB_NAME = "gm_bench_events"
 CATEGORIES = [
@@ -128,10 +130,14 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
+API_KEY = ""  # set in main(): reports come from other systems with a key
+
+
 def _request(port: int, i: int, lon: float, lat: float) -> bytes:
     body = orjson.dumps({"source": "resident", "category": CATEGORIES[i % len(CATEGORIES)],
                          "lon": lon, "lat": lat, "description": f"bench {i}"})
     head = (f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"X-API-Key: {API_KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
@@ -244,9 +250,11 @@ def main() -> None:
                              "lookup index at start-up, and /healthz answers from the first")
     args = parser.parse_args()
 
+    global API_KEY
     url = prepare(args.grids)
     points = sample_points(url, 20000)
     reset(url)
+    API_KEY = bench_api_key(url, "system")
     server = start_server(url, args.port, args.workers)
     try:
         asyncio.run(http_load(args.port, points[::-1], args.warmup, args.concurrency))
