@@ -103,12 +103,11 @@ class EventIntakeFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and scope["path"] == INTAKE_PATH
-                and scope["method"] == "POST" and _plain_json(scope)
-                and self._allowed(scope)):
+                and scope["method"] == "POST" and _plain_json(scope)):
             body = await _read_body(receive)
             if body is None:
                 return
-            answer = await _intake(scope["app"], body)
+            answer = await _intake(scope, body, self.roles)
             if answer is not None:
                 status, payload = answer
                 await _send_json(send, status, payload)
@@ -117,11 +116,13 @@ class EventIntakeFastPath:
         await self.app(scope, receive, send)
 
 
-    def _allowed(self, scope: Scope) -> bool:
-        try:
-            return authenticate(HTTPConnection(scope)).role in self.roles
-        except GridmapError:
-            return False
+def _may_report(scope: Scope, roles: frozenset[Any]) -> bool:
+    """The route's access check. Called in the worker thread: the principal cache may
+    reload from the database, which must not block the event loop."""
+    try:
+        return authenticate(HTTPConnection(scope)).role in roles
+    except GridmapError:
+        return False
 
 
 def _plain_json(scope: Scope) -> bool:
@@ -166,7 +167,7 @@ async def _send_json(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _intake(app: Any, body: bytes) -> tuple[int, Any] | None:
+async def _intake(scope: Scope, body: bytes, roles: frozenset[Any]) -> tuple[int, Any] | None:
     """(status, JSON) of the stored report, or None to let the FastAPI route answer."""
     from pydantic import ValidationError
 
@@ -176,18 +177,21 @@ async def _intake(app: Any, body: bytes) -> tuple[int, Any] | None:
         payload = EventIn.model_validate_json(body)
     except ValidationError:
         return None
-    state = app.state
+    state = scope["app"].state
     if payload.photos or not isinstance(getattr(state, "lookup", None), LookupService):
         return None
-    return await anyio.to_thread.run_sync(_store, state, payload)
+    return await anyio.to_thread.run_sync(_store, scope, roles, payload)
 
 
-def _store(state: Any, payload: Any) -> tuple[int, Any] | None:
+def _store(scope: Scope, roles: frozenset[Any], payload: Any) -> tuple[int, Any] | None:
     from api.errors import error_response
     from gridmap.db.engine import session_factory
     from gridmap.errors import DatabaseUnavailableError
     from gridmap.events import intake, queries
 
+    if not _may_report(scope, roles):
+        return None
+    state = scope["app"].state
     session = session_factory(state.engine)()
     try:
         now = state.clock.now()
