@@ -53,6 +53,11 @@ def _body(error: str, message: str, details: list[dict[str, object]] | None = No
     return {"error": error, "message": message, "details": details or []}
 
 
+def error_response(exc: GridmapError) -> tuple[int, dict]:
+    """(status, JSON body) of a core error, for ASGI fast paths that bypass the handlers."""
+    return status_for(exc), _body(type(exc).__name__, exc.message, exc.details)
+
+
 OPEN311_PREFIX = "/open311/"
 
 

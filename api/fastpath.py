@@ -1,4 +1,4 @@
-"""ASGI fast path for the hottest endpoint: single point lookups.
+"""ASGI fast paths for the hottest endpoints: single point lookups and event intake.
 
 ``GET /api/v1/lookup?lon=&lat=[&crs=]`` is what other systems call thousands of times a
 second. FastAPI's routing, parameter validation and dependency solving cost several
@@ -11,9 +11,11 @@ values, errors — falls through to the FastAPI route, which stays the reference
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -23,6 +25,7 @@ from api.security import LOOKUP_ROLES, authenticate
 from gridmap.errors import GridmapError
 from gridmap.lookup.service import LookupService
 
+log = logging.getLogger("gridmap.api.fastpath")
 PATH = "/api/v1/lookup"
 SIMPLE_PARAMS = frozenset({"lon", "lat", "crs"})
 HEADERS = [(b"content-type", b"application/json")]
@@ -75,3 +78,137 @@ def _answer(scope: Scope) -> bytes | None:
     if res.errors:
         return None
     return orjson.dumps(single_answer(service, res, crs))
+
+
+INTAKE_PATH = "/api/v1/events"
+
+
+class EventIntakeFastPath:
+    """Middleware: store plain JSON event reports without FastAPI's request machinery.
+
+    ``POST /api/v1/events`` with a JSON body, no photos and no Idempotency-Key is
+    validated with the route's own model (:class:`api.event_schemas.EventIn`), stored by
+    the same core call (:func:`gridmap.events.intake.store_report`) and answered with the
+    route's JSON, after the commit. The caller is authenticated like the route
+    (:func:`api.security.authenticate`, ``roles`` = the events router's ``Allow``).
+    Anything else — unauthenticated or other callers, other headers, invalid bodies,
+    core errors before the commit — is replayed to the FastAPI route, which stays the
+    reference for access, validation, error bodies and OpenAPI; nothing of a replayed
+    attempt is kept.
+    """
+
+    def __init__(self, app: ASGIApp, roles: tuple[Any, ...]) -> None:
+        self.app = app
+        self.roles = frozenset(roles)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] == INTAKE_PATH
+                and scope["method"] == "POST" and _plain_json(scope)):
+            body = await _read_body(receive)
+            if body is None:
+                return
+            answer = await _intake(scope, body, self.roles)
+            if answer is not None:
+                status, payload = answer
+                await _send_json(send, status, payload)
+                return
+            receive = _replay(body)
+        await self.app(scope, receive, send)
+
+
+def _may_report(scope: Scope, roles: frozenset[Any]) -> bool:
+    """The route's access check. Called in the worker thread: the principal cache may
+    reload from the database, which must not block the event loop."""
+    try:
+        return authenticate(HTTPConnection(scope)).role in roles
+    except GridmapError:
+        return False
+
+
+def _plain_json(scope: Scope) -> bool:
+    kind = b""
+    for name, value in scope["headers"]:
+        if name == b"idempotency-key":
+            return False
+        if name == b"content-type":
+            kind = value
+    return kind.split(b";")[0].strip() == b"application/json"
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client went away."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    body = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*HEADERS, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _intake(scope: Scope, body: bytes, roles: frozenset[Any]) -> tuple[int, Any] | None:
+    """(status, JSON) of the stored report, or None to let the FastAPI route answer."""
+    from pydantic import ValidationError
+
+    from api.event_schemas import EventIn
+
+    try:
+        payload = EventIn.model_validate_json(body)
+    except ValidationError:
+        return None
+    state = scope["app"].state
+    if payload.photos or not isinstance(getattr(state, "lookup", None), LookupService):
+        return None
+    return await anyio.to_thread.run_sync(_store, scope, roles, payload)
+
+
+def _store(scope: Scope, roles: frozenset[Any], payload: Any) -> tuple[int, Any] | None:
+    from api.errors import error_response
+    from gridmap.db.engine import session_factory
+    from gridmap.errors import DatabaseUnavailableError
+    from gridmap.events import intake, queries
+
+    if not _may_report(scope, roles):
+        return None
+    state = scope["app"].state
+    session = session_factory(state.engine)()
+    try:
+        now = state.clock.now()
+        report = intake.Report(**payload.model_dump(exclude={"photos"}))
+        result = intake.store_report(session, report, now=now, lookup=state.lookup)
+        original = queries.describe(session, result.original, now) if result.original else None
+        answer = {"event": queries.describe(session, result.event, now),
+                  "created": result.created, "original": original}
+    except Exception:  # noqa: BLE001 - the route redoes the report and maps the error
+        session.close()  # rolls back
+        return None
+    try:
+        session.commit()  # acknowledged means stored: commit before the response is sent
+    except Exception as exc:  # noqa: BLE001 - never acknowledge what may not be stored
+        log.warning("event commit failed: %s", exc)
+        return error_response(DatabaseUnavailableError(
+            "the database is unavailable; try again shortly"))
+    finally:
+        session.close()
+    return 201, answer

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from api.background import event_tasks
 from api.errors import install_error_handlers
-from api.fastpath import LookupFastPath
+from api.fastpath import EventIntakeFastPath, LookupFastPath
 from api.limits import LimitsMiddleware
 from api.routers import (
     areas,
@@ -112,6 +112,7 @@ def create_app(
     # middleware is outermost: address rate limit and body size before anything else.
     app.add_middleware(LookupFastPath)
     app.add_middleware(TileFastPath)
+    app.add_middleware(EventIntakeFastPath, roles=EVENT_ROLES)
     app.add_middleware(LimitsMiddleware)
     # Access: one line per router. Area scope is applied inside the queries themselves.
     app.include_router(health.router)

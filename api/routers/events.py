@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.dependencies import SessionDep
+from api.dependencies import LookupDep, SessionDep
 from api.event_deps import ClockDep
 from api.event_schemas import (
     ActionIn,
@@ -50,6 +50,7 @@ def report_event(
     body: EventIn,
     session: SessionDep,
     clock: ClockDep,
+    lookup: LookupDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
@@ -57,10 +58,10 @@ def report_event(
     fields = body.model_dump(exclude={"photos"})
     report = intake.Report(**fields, photos=intake.decode_photos(body.photos))
     now = clock.now()
-    result = intake.create_event(session, report, now=now, idempotency_key=idempotency_key)
+    result = intake.store_report(session, report, now=now, idempotency_key=idempotency_key,
+                                 lookup=lookup)
     if not result.created:
         response.status_code = 200
-    session.flush()
     original = queries.describe(session, result.original, now) if result.original else None
     answer = {"event": queries.describe(session, result.event, now),
               "created": result.created, "original": original}

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.dependencies import SessionDep
+from api.dependencies import LookupDep, SessionDep
 from api.event_deps import ClockDep
 from gridmap.events import open311
 
@@ -46,10 +46,10 @@ def get_service(service_code: str, fmt: Fmt, session: SessionDep,
 @router.post("/requests.{fmt}", operation_id="open311_post_request", response_class=Response,
              responses=BOTH)
 async def post_request(fmt: Fmt, request: Request, session: SessionDep,
-                       clock: ClockDep) -> Response:
+                       clock: ClockDep, lookup: LookupDep) -> Response:
     """GeoReport POST service request (form-encoded fields as in the spec)."""
     form = {k: str(v) for k, v in (await request.form()).items()}
-    created = open311.post_request(session, form, clock.now())
+    created = open311.post_request(session, form, clock.now(), lookup)
     session.commit()
     return _render(fmt, created, "service_requests", "request")
 

@@ -56,8 +56,7 @@ def default_engine() -> Engine:
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
-    factory = sessionmaker(bind=engine or default_engine(), expire_on_commit=False)
-    session = factory()
+    session = session_factory(engine or default_engine())()
     try:
         yield session
         session.commit()
@@ -66,3 +65,13 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@lru_cache(maxsize=16)
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """The sessionmaker of ``engine`` (``expire_on_commit=False``), one per engine.
+
+    Building a sessionmaker builds a Session subclass whose event dispatch setup cost
+    ~0.5 ms of CPU — on every request when it was done per session.
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False)

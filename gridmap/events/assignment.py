@@ -1,9 +1,12 @@
 """Automatic assignment: location → grid → worker, and category (or facility) → department.
 
 Rules (the data they read is in tables, not here):
-- grid: ``locate_grid`` — ST_Covers(grid.geom, point), the lowest code when several cover it;
+- grid: the grid covering the point, the lowest code when several cover it — answered by
+  the in-memory lookup engine (:class:`~gridmap.lookup.service.LookupService`) when one is
+  given, else by PostGIS (``locate_grid``: ST_Covers + the same rule; CLI, scripts);
 - worker: an on-duty grid worker of the grid (full-time before part-time, then by code),
-  else the community's grid leader, else the community itself;
+  else the community's grid leader (on duty first, then by code), else the community
+  itself — from the lookup snapshot's workers when a service is given, else from SQL;
 - official affairs go to a department: a component event tied to a facility goes to the
   facility's maintainer, otherwise the category's ``department_code``;
   family affairs stay with the grid worker (helping the household); collaborative affairs
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from gridmap.generations import valid_in
+from gridmap.lookup.service import DivisionSnapshot, LookupService
 from gridmap.models import Area, EventCategory, Facility
 
 COMMAND_CENTER = "command_center"
@@ -43,7 +48,8 @@ class Assignment:
 def locate_grid(session: Session, lon: float, lat: float, generation: int) -> str | None:
     """The grid covering WGS84 (lon, lat) in ``generation``; lowest code on shared edges.
 
-    The one point-to-grid call of the events core (to be served by gridmap.lookup later).
+    The PostGIS path, for callers without a lookup service (CLI, scripts); the API
+    assigns through :func:`locate_in_memory`, which gives the same answer.
     """
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
     # psycopg prepares repeated statements, and PostgreSQL's generic plan must not lean on
@@ -60,15 +66,61 @@ def locate_grid(session: Session, lon: float, lat: float, generation: int) -> st
     )
 
 
+def locate_in_memory(service: LookupService, lon: float, lat: float
+                     ) -> tuple[str | None, DivisionSnapshot]:
+    """(grid code or None, snapshot) for WGS84 (lon, lat) from the in-memory lookup engine."""
+    res = service.locate_one(lon, lat, "4326")
+    index = int(res.index[0])
+    return (res.snapshot.index.codes[index] if index >= 0 else None), res.snapshot
+
+
+def _worker_reason(worker: tuple[str, str] | None, leader: tuple[str, str] | None,
+                   grid_code: str) -> tuple[str | None, str]:
+    if worker:
+        return worker[0], f"worker {worker[1]} ({worker[0]}) on duty"
+    if leader:
+        return leader[0], f"no worker on duty; grid leader {leader[1]} ({leader[0]})"
+    return None, f"no worker or leader; community {grid_code[:12]}"
+
+
 def pick_worker(session: Session, grid_code: str) -> tuple[str | None, str]:
     """(worker code, reason) for a grid: on-duty worker, else the community's leader."""
     row = session.execute(_PICK_WORKER, {"grid": grid_code}).one()
-    if row.worker_code:
-        return row.worker_code, f"worker {row.worker_name} ({row.worker_code}) on duty"
-    if row.leader_code:
-        return row.leader_code, (
-            f"no worker on duty; grid leader {row.leader_name} ({row.leader_code})")
-    return None, f"no worker or leader; community {grid_code[:12]}"
+    worker = (row.worker_code, row.worker_name) if row.worker_code else None
+    leader = (row.leader_code, row.leader_name) if row.leader_code else None
+    return _worker_reason(worker, leader, grid_code)
+
+
+# (the snapshot's workers dict it was built from, community code → best leader)
+_leaders_cache: tuple[object, dict[str, tuple[str, str]]] | None = None
+
+
+def _community_leaders(workers: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, str]]:
+    """Community code → (code, name) of its grid leader: on duty first, then by code."""
+    global _leaders_cache
+    cached = _leaders_cache
+    if cached is not None and cached[0] is workers:
+        return cached[1]
+    best: dict[str, tuple[bool, str, str]] = {}
+    for grid, people in workers.items():
+        for w in people:
+            if w["role"] != "grid_leader":
+                continue
+            rank = (not w["on_duty"], w["code"], w["name"])
+            if grid[:12] not in best or rank < best[grid[:12]]:
+                best[grid[:12]] = rank
+    leaders = {community: (r[1], r[2]) for community, r in best.items()}
+    _leaders_cache = (workers, leaders)
+    return leaders
+
+
+def pick_worker_in_memory(snap: DivisionSnapshot, grid_code: str) -> tuple[str | None, str]:
+    """:func:`pick_worker` from the lookup snapshot (workers reloaded on every change)."""
+    # The snapshot lists a grid's workers on duty first, full-time before part-time, by code.
+    worker = next(((w["code"], w["name"]) for w in snap.workers.get(grid_code, ())
+                   if w["on_duty"] and w["role"] in ("full_time", "part_time")), None)
+    leader = None if worker else _community_leaders(snap.workers).get(grid_code[:12])
+    return _worker_reason(worker, leader, grid_code)
 
 
 def pick_department(
@@ -97,16 +149,30 @@ def assign(
     category: EventCategory,
     affair_class: str,
     facility_code: str | None = None,
+    lookup: LookupService | None = None,
 ) -> Assignment:
-    """Decide grid, worker, department and queue for an event at WGS84 (lon, lat)."""
-    grid = locate_grid(session, lon, lat, generation)
+    """Decide grid, worker, department and queue for an event at WGS84 (lon, lat).
+
+    With ``lookup`` the grid and worker come from memory and ``generation`` is the
+    snapshot's (the active one); without it, from PostGIS in ``generation``.
+    """
+    snap = None
+    if lookup is not None:
+        grid, snap = locate_in_memory(lookup, lon, lat)
+        generation = snap.generation
+    else:
+        grid = locate_grid(session, lon, lat, generation)
     if grid is None:
         return Assignment(None, generation, None, None, COMMAND_CENTER, COMMAND_CENTER, True,
                           f"({lon:.6f}, {lat:.6f}) is outside every grid of generation "
                           f"{generation}: command-center queue")
     reasons = [f"grid {grid} by location"]
-    worker, why = (None, "collaborative affair: community") if affair_class == "collaborative" \
-        else pick_worker(session, grid)
+    if affair_class == "collaborative":
+        worker, why = None, "collaborative affair: community"
+    elif snap is not None:
+        worker, why = pick_worker_in_memory(snap, grid)
+    else:
+        worker, why = pick_worker(session, grid)
     reasons.append(why)
     department = None
     level = "community" if affair_class == "collaborative" or worker is None else "grid"

@@ -21,13 +21,14 @@ from gridmap.models import EventCategory, Webhook
 TTL_S = 5.0
 T = TypeVar("T")
 _lock = threading.Lock()
-_entries: dict[tuple[str, str], tuple[float, object]] = {}
+_entries: dict[tuple[object, str], tuple[float, object]] = {}
 
 
-def _bind_key(session: Session) -> str:
+def _bind_key(session: Session) -> object:
+    # The URL object itself (hashable): rendering it as text cost more than the lookup.
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
-    return engine.url.render_as_string(hide_password=True)
+    return engine.url
 
 
 def cached(session: Session, name: str, load: Callable[[Session], T]) -> T:

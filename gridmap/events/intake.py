@@ -9,17 +9,22 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
+from types import SimpleNamespace
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+import orjson
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from gridmap.errors import InvalidInputError
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
-from gridmap.events.crs import to_wgs84
-from gridmap.events.duplicates import find_original
+from gridmap.events.deadlines import Calendar, deadline_for
+from gridmap.events.duplicates import find_original_row
 from gridmap.generations import active_generation_id
+from gridmap.lookup import crs as lookup_crs
+from gridmap.lookup.service import LookupService
 from gridmap.models import Event, EventCategory, EventPhoto, Facility
 from gridmap.models.events import EVENT_SOURCES
 
@@ -71,6 +76,20 @@ class IntakeResult:
     event: Event
     created: bool
     original: Event | None = None
+
+
+# Report CRS names → gridmap.lookup.crs names (the one converter of the codebase).
+_CRS_NAMES = {"wgs84": "4326", "cgcs2000": "4490"}
+_AS_IS = frozenset({"4326", "4490", "epsg:4326", "epsg:4490"})
+
+
+def to_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float]:
+    """Report coordinates in ``crs`` (wgs84, cgcs2000, gcj02, bd09, EPSG codes) as WGS84."""
+    name = _CRS_NAMES.get(crs.lower(), crs.lower())
+    if name in _AS_IS:
+        return lon, lat
+    x, y = lookup_crs.to_wgs84(lon, lat, name)
+    return float(x), float(y)
 
 
 def _bad(field_name: str, message: str) -> InvalidInputError:
@@ -130,93 +149,127 @@ def _photo_types(photos: list[bytes]) -> list[str]:
     return types
 
 
-def _existing(session: Session, key: str | None) -> Event | None:
+_INSERT = text(resources.files("gridmap.events").joinpath("intake.sql").read_text())
+_NONE_AT_INTAKE = ("suspended_from", "satisfaction", "resolved_at", "closed_at")
+
+
+@dataclass
+class Intake:
+    """A stored report as plain rows (attribute access like :class:`Event`, no ORM)."""
+
+    event: Any
+    created: bool
+    original: Any | None = None
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and not 1 <= len(key) <= 128:
+        raise _bad("Idempotency-Key", "Idempotency-Key must be 1 to 128 characters")
+
+
+def _existing_row(session: Session, key: str | None) -> Any | None:
     if key is None:
         return None
-    return session.scalar(select(Event).where(Event.idempotency_key == key))
+    return session.execute(
+        select(Event.__table__).where(Event.idempotency_key == key)).first()
+
+
+def store_report(
+    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
+    lookup: LookupService | None = None,
+) -> Intake:
+    """Validate, assign, link, audit and store a report with Core statements, no ORM objects.
+
+    The event row and its audit rows go in one statement; a repeated idempotency key
+    (also one racing in from another request) returns the stored event, ``created=False``.
+    ``lookup`` (the API's in-memory lookup service) assigns from memory; without it the
+    grid and worker come from PostGIS (same rule, same answer). Nothing is committed here.
+    """
+    _check_key(idempotency_key)
+    existing = _existing_row(session, idempotency_key)
+    if existing is not None:
+        return Intake(existing, created=False)
+    category, photo_types = validate(session, report)
+    lon, lat = to_wgs84(report.lon, report.lat, report.crs)
+    values = _event_values(session, report, category, lon, lat, now, idempotency_key, lookup)
+    original = find_original_row(session, category, lon, lat, now)
+    values["duplicate_of"] = original.id if original is not None else None
+    audit = _intake_audit(session, values, category, original is not None, report, now)
+    event_id = session.execute(_INSERT, {**values, **audit,
+                                         "media_urls": orjson.dumps(values["media_urls"]).decode()}
+                               ).scalar()
+    if event_id is None:  # a concurrent report with the same key was stored first
+        return Intake(_existing_row(session, idempotency_key), created=False)
+    event = SimpleNamespace(id=event_id, **values, **dict.fromkeys(_NONE_AT_INTAKE))
+    if report.photos:
+        session.execute(insert(EventPhoto), [
+            {"event_id": event_id, "stage": "report", "content_type": media_type, "data": data}
+            for data, media_type in zip(report.photos, photo_types, strict=True)])
+    notify.publish(session, event, "created", now)  # type: ignore[arg-type]
+    return Intake(event, created=True, original=original)
 
 
 def create_event(
-    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None
+    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
+    lookup: LookupService | None = None,
 ) -> IntakeResult:
-    """Store, assign and announce a report; a repeated idempotency key returns the original."""
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
-        raise _bad("Idempotency-Key", "Idempotency-Key must be 1 to 128 characters")
-    original = _existing(session, idempotency_key)
-    if original is not None:
-        return IntakeResult(original, created=False)
-    category, photo_types = validate(session, report)
-    lon, lat = to_wgs84(report.lon, report.lat, report.crs)
-    event = _new_event(session, report, category, lon, lat, now, idempotency_key)
-    duplicate = find_original(session, category, lon, lat, now)
-    event.duplicate_of = duplicate.id if duplicate else None
-    if idempotency_key is None:
-        session.add(event)
-        session.flush()
-    else:
-        winner = _insert_once(session, event, idempotency_key)
-        if winner is not None:
-            return IntakeResult(winner, created=False)
-    for data, media_type in zip(report.photos, photo_types, strict=True):
-        session.add(EventPhoto(event_id=event.id, stage="report", content_type=media_type,
-                               data=data))
-    _audit_intake(session, event, category, duplicate, now, report)
-    notify.publish(session, event, "created", now)
-    return IntakeResult(event, created=True, original=duplicate)
+    """:func:`store_report`, answered with ORM objects (for callers that go on changing them)."""
+    stored = store_report(session, report, now=now, idempotency_key=idempotency_key,
+                          lookup=lookup)
+    event = session.get(Event, stored.event.id)
+    assert event is not None
+    original = session.get(Event, stored.original.id) if stored.original is not None else None
+    return IntakeResult(event, created=stored.created, original=original)
 
 
-def _insert_once(session: Session, event: Event, key: str) -> Event | None:
-    """Insert ``event``; if a concurrent request with the same key won, return its event."""
-    try:
-        with session.begin_nested():
-            session.add(event)
-            session.flush()
-    except IntegrityError:
-        winner = _existing(session, key)
-        if winner is None:
-            raise
-        return winner
-    return None
-
-
-def _new_event(session: Session, report: Report, category: EventCategory, lon: float,
-               lat: float, now: datetime, key: str | None) -> Event:
+def _event_values(session: Session, report: Report, category: EventCategory, lon: float,
+                  lat: float, now: datetime, key: str | None,
+                  lookup: LookupService | None) -> dict[str, Any]:
     affair = report.affair_class or category.affair_class
-    generation = cache.cached(session, "generation", active_generation_id)
+    generation = 0 if lookup else cache.cached(session, "generation", active_generation_id)
     where = assign(session, lon=lon, lat=lat, generation=generation, category=category,
-                   affair_class=affair, facility_code=report.facility_code)
-    return Event(
-        source=report.source, category_code=category.code, affair_class=affair,
-        priority=report.priority or category.priority, status="reported", lon=lon, lat=lat,
-        geom=func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326), address=report.address,
-        description=report.description, reporter_name=report.reporter_name,
-        reporter_phone=report.reporter_phone, reporter_email=report.reporter_email,
-        facility_code=report.facility_code, device_id=report.device_id,
-        household_id=report.household_id, media_urls=list(report.media_urls),
-        grid_code=where.grid_code, generation=where.generation, worker_code=where.worker_code,
-        department_code=where.department_code, handler_level=where.handler_level,
-        queue=where.queue, flagged=where.flagged, assignment_reason=where.reason,
-        escalation_level="grid", rework_count=0, idempotency_key=key,
-        token=secrets.token_hex(8), created_at=now, updated_at=now, assigned_at=now,
-    )
+                   affair_class=affair, facility_code=report.facility_code, lookup=lookup)
+    return {
+        "source": report.source, "category_code": category.code, "affair_class": affair,
+        "priority": report.priority or category.priority, "status": "reported",
+        "lon": lon, "lat": lat, "address": report.address,
+        "description": report.description, "reporter_name": report.reporter_name,
+        "reporter_phone": report.reporter_phone, "reporter_email": report.reporter_email,
+        "facility_code": report.facility_code, "device_id": report.device_id,
+        "household_id": report.household_id, "media_urls": list(report.media_urls),
+        "grid_code": where.grid_code, "generation": where.generation,
+        "worker_code": where.worker_code, "department_code": where.department_code,
+        "handler_level": where.handler_level, "queue": where.queue, "flagged": where.flagged,
+        "assignment_reason": where.reason, "escalation_level": "grid", "deadline": None,
+        "rework_count": 0, "idempotency_key": key, "token": secrets.token_hex(8),
+        "created_at": now, "updated_at": now, "assigned_at": now, "accepted_at": None,
+    }
 
 
-def _audit_intake(session: Session, event: Event, category: EventCategory,
-                  duplicate: Event | None, now: datetime, report: Report) -> None:
-    role = ROLE_OF_SOURCE[report.source]
-    lifecycle.record(session, event, "report", None, now=now, actor=report.source, role=role,
-                     note=f"reported via {report.source}")
-    lifecycle.record(session, event, "assign", "reported", now=now, actor="assignment",
-                     role="system", note=event.assignment_reason)
-    if duplicate is not None:
-        lifecycle.record(session, event, "link_duplicate", "reported", now=now,
-                         actor="duplicates", role="system",
-                         note=f"duplicate of event {duplicate.id}")
-    elif category.auto_accept and not event.flagged:
-        lifecycle.apply(session, event, "accept", now=now, actor="auto", role="system",
-                        note=f"category {category.code} is accepted automatically")
-        lifecycle.apply(session, event, "dispatch", now=now, actor="auto", role="system",
-                        note=event.assignment_reason)
+def _intake_audit(session: Session, values: dict[str, Any], category: EventCategory,
+                  duplicate: bool, report: Report, now: datetime) -> dict[str, list[Any]]:
+    """The audit rows of intake as column arrays; auto-accept moves ``values`` on."""
+    rows: list[tuple[str, str | None, str | None, str, str, str]] = [
+        ("report", None, "reported", report.source, ROLE_OF_SOURCE[report.source],
+         f"reported via {report.source}"),
+        ("assign", "reported", "reported", "assignment", "system", values["assignment_reason"]),
+    ]
+    if duplicate:
+        rows.append(("link_duplicate", "reported", "reported", "duplicates", "system",
+                     f"duplicate of event {values['duplicate_of']}"))
+    elif category.auto_accept and not values["flagged"]:
+        accepted = lifecycle.ACTIONS["accept"].target
+        dispatched = lifecycle.ACTIONS["dispatch"].target
+        rows.append(("accept", "reported", accepted, "auto", "system",
+                     f"category {category.code} is accepted automatically"))
+        rows.append(("dispatch", accepted, dispatched, "auto", "system",
+                     values["assignment_reason"]))
+        calendar = cache.cached(session, "calendar", Calendar.load)
+        values.update(status=dispatched, accepted_at=now,
+                      deadline=deadline_for(calendar, category, now))
+    names = ("t_action", "t_from", "t_to", "t_actor", "t_role", "t_note")
+    return {name: list(column) for name, column in zip(names, zip(*rows, strict=True),
+                                                        strict=True)}
 
 
 def decode_photos(encoded: list[str], field_name: str = "photos") -> list[bytes]:

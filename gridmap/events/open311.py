@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from gridmap.errors import InvalidInputError, NotFoundError
 from gridmap.events import intake
 from gridmap.events.queries import categories
+from gridmap.lookup.service import LookupService
 from gridmap.models import Department, Event, EventCategory
 
 CLOSED = ("closed", "rejected")
@@ -154,8 +155,9 @@ def _float(form: dict[str, str], name: str) -> float:
                                 details=[{"field": name, "problem": "required number"}]) from None
 
 
-def post_request(session: Session, form: dict[str, str], now: datetime) -> list[dict[str, Any]]:
-    """POST requests: create an event from GeoReport form fields."""
+def post_request(session: Session, form: dict[str, str], now: datetime,
+                 lookup: LookupService | None = None) -> list[dict[str, Any]]:
+    """POST requests: create an event from GeoReport form fields (assigned via ``lookup``)."""
     code = form.get("service_code") or ""
     cat = session.get(EventCategory, code)
     if cat is None or not cat.leaf:
@@ -170,7 +172,7 @@ def post_request(session: Session, form: dict[str, str], now: datetime) -> list[
         facility_code=form.get("attribute[facility_code]") or None,
         media_urls=[form["media_url"]] if form.get("media_url") else [],
     )
-    result = intake.create_event(session, report, now=now)
+    result = intake.create_event(session, report, now=now, lookup=lookup)
     event = result.event
     notice = event.assignment_reason
     if result.original is not None:

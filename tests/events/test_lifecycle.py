@@ -13,9 +13,9 @@ from gridmap.errors import ConflictError, InvalidInputError
 from gridmap.events import lifecycle
 from gridmap.events.assignment import locate_grid
 from gridmap.events.clock import FixedClock
-from gridmap.events.crs import wgs84_to_gcj02
 from gridmap.events.deadlines import Calendar, escalate_overdue, traffic_light
 from gridmap.events.intake import Report, create_event
+from gridmap.lookup.crs import wgs84_to_gcj02
 from gridmap.models import Event, EventCategory, EventTransition
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -109,7 +109,7 @@ def test_outside_every_grid_is_flagged_for_command_center(session: Session, cloc
 
 def test_gcj02_input_is_converted_before_assignment(session: Session, clock, grid_points) -> None:
     code, lon, lat = grid_points[30]
-    glon, glat = wgs84_to_gcj02(lon, lat)
+    glon, glat = map(float, wgs84_to_gcj02(lon, lat))
     event = create_event(session, _report(glon, glat, crs="gcj02"), now=clock.now()).event
     assert event.grid_code == code
     assert abs(event.lon - lon) < 1e-6 and abs(event.lat - lat) < 1e-6
