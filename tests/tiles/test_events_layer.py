@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from gridmap.db.engine import make_engine
 from gridmap.events.clock import FixedClock
+from tests.conftest import make_key
 from tests.events.conftest import MONDAY_10
 from tests.tiles.test_tiles import tile_of
 
@@ -40,7 +41,9 @@ def api(map_db: str) -> Iterator[TestClient]:
     from api.main import create_app
 
     engine = make_engine(map_db)
-    with TestClient(create_app(engine, FixedClock(MONDAY_10), background=False)) as client:
+    key = make_key(engine, "admin")
+    app = create_app(engine, FixedClock(MONDAY_10), background=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         client.app.state.tile_cache.version_ttl_s = 0.0  # see every version bump at once
         yield client
     engine.dispose()
