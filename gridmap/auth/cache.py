@@ -33,6 +33,7 @@ class PrincipalCache:
         self._loaded_at = float("-inf")
         self._used: dict[int, datetime] = {}
         self._lock = threading.Lock()
+        self._invalidated = True  # load synchronously before the first answer
 
     def by_key(self, secret: str) -> Principal | None:
         """The principal of an API key, or None if unknown or revoked."""
@@ -49,7 +50,7 @@ class PrincipalCache:
 
     def invalidate(self) -> None:
         """Reload on the next lookup (after a change made by this process)."""
-        self._loaded_at = float("-inf")
+        self._invalidated = True
 
     def _refresh_if_stale(self) -> None:
         """Reload synchronously when empty or invalidated; else in the background.
@@ -58,13 +59,15 @@ class PrincipalCache:
         done inline it stalled every request behind it every ``ttl_s`` seconds (p99 of
         lookups ~350 ms), so a stale cache keeps answering while a thread reloads it.
         """
-        age = time.monotonic() - self._loaded_at
-        if age <= self.ttl_s:
-            return
-        if self._loaded_at == float("-inf"):
+        if self._invalidated:
+            # Under the lock, so a background reload that started before the change
+            # finishes first and this one reads the change.
             with self._lock:
-                if self._loaded_at == float("-inf"):
+                if self._invalidated:
                     self._reload()
+                    self._invalidated = False
+            return
+        if time.monotonic() - self._loaded_at <= self.ttl_s:
             return
         if self._lock.acquire(blocking=False):
             threading.Thread(target=self._reload_and_release, daemon=True).start()
