@@ -113,10 +113,11 @@ def grid_residents(
 def _grid_visible(session: Session, principal: Principal, code: str) -> bool:
     from gridmap.models import Area
 
-    return session.scalar(
+    count = session.scalar(
         select(func.count()).select_from(Area)
         .where(Area.code == code, area_filter(principal, Area.code))
-    ) > 0  # fmt: skip
+    )  # fmt: skip
+    return bool(count)
 
 
 def get_person(session: Session, principal: Principal, person_id: int) -> PersonRecord:

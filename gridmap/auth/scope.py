@@ -8,7 +8,10 @@ roles get no condition. Codes are digits only (validated), so a prefix is a safe
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy.orm import QueryableAttribute
 
 from gridmap.auth.principal import Principal, Role
 from gridmap.errors import NotFoundError, PermissionDeniedError
@@ -43,7 +46,9 @@ def scope_patterns(principal: Principal) -> list[str] | None:
     return None if prefixes is None else [f"{p}%" for p in prefixes]
 
 
-def area_filter(principal: Principal, code_column: ColumnElement[str]) -> ColumnElement[bool]:
+def area_filter(
+    principal: Principal, code_column: ColumnElement[Any] | QueryableAttribute[Any]
+) -> ColumnElement[bool]:
     """A SQL condition true for the rows of ``code_column`` inside the caller's area."""
     prefixes = scope_prefixes(principal)
     if prefixes is None:

@@ -57,7 +57,7 @@ def read_export_frame(
     kind = "area" if level in AREA_LEVELS else level
     table = {"area": "areas", "building": "buildings", "facility": "facilities"}[kind]
     columns = EXPORT_COLUMNS[kind]
-    where = [sql.SQL("TRUE")]
+    where: list[sql.Composable] = [sql.SQL("TRUE")]
     params: dict[str, object] = {"level": level}
     if kind == "area":
         params["g"] = _generation(conn, generation)
