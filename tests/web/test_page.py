@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
+
+from tests.web.pages import open_closed_page, sign_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -44,31 +45,13 @@ def _operator_login(city_engine) -> tuple[str, str]:  # type: ignore[no-untyped-
 
 def test_page_renders_grids_and_opens_a_profile(browser, live_server: str, city_engine) -> None:  # type: ignore[no-untyped-def]
     username, password = _operator_login(city_engine)
-    own = urlparse(live_server).netloc
-    foreign: list[str] = []
-    page = browser.new_page(viewport={"width": 1200, "height": 800})
-
-    def only_own_server(route) -> None:  # type: ignore[no-untyped-def]
-        if urlparse(route.request.url).netloc == own:
-            route.continue_()
-        else:
-            foreign.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_own_server)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(live_server + "/", wait_until="load")
-    # Without a session the page sends us to the login form, which brings us back.
-    page.wait_for_url("**/login", timeout=30_000)
+    closed = open_closed_page(browser, live_server)
+    page, foreign, errors = closed.page, closed.foreign, closed.errors
     page.fill("#login-user", username)
     page.fill("#login-password", "wrong password")
     page.click("#login-submit")
     page.wait_for_selector("#login-error", state="visible", timeout=30_000)
-    page.fill("#login-password", password)
-    page.click("#login-submit")
-    page.wait_for_url(live_server + "/", timeout=30_000)
-    page.wait_for_function("window.gridmap && window.gridmap.ready === true", timeout=60_000)
+    sign_in(page, live_server, username, password)
     # Zoom to the grid level around the city centre, wait for the tiles to be drawn.
     page.evaluate("gridmap.map.jumpTo({center: gridmap.map.getCenter(), zoom: 13.5})")
     page.wait_for_function(

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import psycopg
 import pytest
 
 from tests.conftest import serve_api
+from tests.web.pages import open_closed_page, sign_in
 from tests.web.test_page import ARTIFACTS, browser  # noqa: F401  (the Chromium fixture)
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
@@ -103,27 +103,9 @@ def test_live_event_appears_and_panels_show_figures(browser, events_server) -> N
     report(url, lon + 0.0002, lat)
     close(url, first["id"])
 
-    own = urlparse(url).netloc
-    foreign: list[str] = []
-    page = browser.new_page(viewport={"width": 1200, "height": 800})
-
-    def only_own_server(route) -> None:  # type: ignore[no-untyped-def]
-        if urlparse(route.request.url).netloc == own:
-            route.continue_()
-        else:
-            foreign.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_own_server)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url + "/", wait_until="load")
-    page.wait_for_url("**/login", timeout=30_000)
-    page.fill("#login-user", CREDENTIALS["user"])
-    page.fill("#login-password", CREDENTIALS["password"])
-    page.click("#login-submit")
-    page.wait_for_url(url + "/", timeout=30_000)
-    page.wait_for_function("window.gridmap && window.gridmap.ready === true", timeout=60_000)
+    closed = open_closed_page(browser, url)
+    page, foreign, errors = closed.page, closed.foreign, closed.errors
+    sign_in(page, url, CREDENTIALS["user"], CREDENTIALS["password"])
     page.evaluate(f"gridmap.map.jumpTo({{center: [{lon}, {lat}], zoom: 16}})")
     page.evaluate("window.notReloaded = true")
     page.wait_for_function(
