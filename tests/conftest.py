@@ -48,12 +48,15 @@ def database_factory(server_url: str) -> Iterator[Callable[..., str]]:
     """Creates empty (or migrated) throwaway databases; drops them at the end."""
     created: list[str] = []
 
-    def create(*, migrated: bool = True) -> str:
+    def create(*, migrated: bool = True, template: str | None = None) -> str:
         name = f"gm_test_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"{copy}')
         created.append(name)
         url = _with_database(server_url, name)
+        if template:
+            return url
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         if migrated:
@@ -75,14 +78,25 @@ def sample_city():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def city_db(database_factory: Callable[..., str], sample_city) -> str:  # type: ignore[no-untyped-def]
-    """URL of a migrated database with the sample city loaded (treat as read-only)."""
+def city_factory(database_factory: Callable[..., str], sample_city) -> Callable[[], str]:  # type: ignore[no-untyped-def]
+    """Makes fresh, writable databases holding the sample city.
+
+    The city is loaded once into a template database; each copy is a
+    ``CREATE DATABASE … TEMPLATE`` (nothing may stay connected to the template).
+    """
     from gridmap.ingest.bulk import load_city
 
-    url = database_factory()
-    with psycopg.connect(url) as conn:
+    template = database_factory()
+    with psycopg.connect(template) as conn:
         load_city(conn, sample_city)
-    return url
+    name = make_url(template).database
+    return lambda: database_factory(template=name)
+
+
+@pytest.fixture(scope="session")
+def city_db(city_factory: Callable[[], str]) -> str:
+    """URL of a migrated database with the sample city loaded (treat as read-only)."""
+    return city_factory()
 
 
 @pytest.fixture(scope="session")

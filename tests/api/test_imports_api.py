@@ -7,20 +7,16 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from gridmap.db.engine import make_engine
-from gridmap.ingest.bulk import load_city
-from sample_data.city import SampleCity
 from tests.conftest import make_key
 
 
 @pytest.fixture
 def writable_client(
-    database_factory: Callable[..., str],
-    sample_city: SampleCity,
+    city_factory: Callable[[], str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[TestClient]:
@@ -30,10 +26,7 @@ def writable_client(
 
     monkeypatch.setenv("GRIDMAP_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
-    engine = make_engine(url)
+    engine = make_engine(city_factory())
     with TestClient(create_app(engine)) as client:
         client.headers["Authorization"] = f"Bearer {make_key(engine, 'admin')}"
         yield client

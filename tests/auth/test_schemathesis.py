@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -26,15 +25,12 @@ SENT: dict[str, int] = {"requests": 0, "5xx": 0}
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(database_factory: Callable[..., str], sample_city: Any) -> Iterator[tuple[Any, str]]:
+def fuzz_app(city_factory: Callable[[], str]) -> Iterator[tuple[Any, str]]:
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from gridmap.ingest.bulk import load_city
 
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
+    url = city_factory()
     engine = make_engine(url)
     key = make_key(engine, "admin")
     s = get_settings()

@@ -19,14 +19,9 @@ MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=LOCAL_TZ)
 
 
 @pytest.fixture(scope="module")
-def events_db(database_factory: Callable[..., str], sample_city) -> str:  # type: ignore[no-untyped-def]
+def events_db(city_factory: Callable[[], str]) -> str:
     """A migrated database with the sample city, private to the test module (writable)."""
-    from gridmap.ingest.bulk import load_city
-
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
-    return url
+    return city_factory()
 
 
 @pytest.fixture(scope="module")

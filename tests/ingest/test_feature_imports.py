@@ -15,7 +15,6 @@ import pytest
 import shapely
 
 from gridmap.errors import InvalidInputError
-from gridmap.ingest.bulk import load_city
 from gridmap.ingest.publish import import_file
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
@@ -24,11 +23,9 @@ FAR = shapely.box(100.0, 20.0, 100.001, 20.001)  # far outside the sample city
 
 
 @pytest.fixture
-def city_conn(database_factory: Callable[..., str], sample_city: SampleCity
-              ) -> Iterator[psycopg.Connection]:  # fmt: skip
+def city_conn(city_factory: Callable[[], str]) -> Iterator[psycopg.Connection]:
     """A connection to a fresh database holding the sample city (writable)."""
-    with psycopg.connect(database_factory()) as conn:
-        load_city(conn, sample_city)
+    with psycopg.connect(city_factory()) as conn:
         yield conn
 
 

@@ -16,7 +16,6 @@ import pytest
 import shapely
 
 from gridmap.errors import ConflictError, InvalidInputError
-from gridmap.ingest.bulk import load_city
 from gridmap.ingest.checks import Thresholds
 from gridmap.ingest.export import export_layer
 from gridmap.ingest.publish import commit_plan, import_file, prepare_import
@@ -27,12 +26,9 @@ Connect = Callable[[], psycopg.Connection]
 
 
 @pytest.fixture
-def city_conn(database_factory: Callable[..., str], sample_city: SampleCity
-              ) -> Iterator[psycopg.Connection]:  # fmt: skip
+def city_conn(city_factory: Callable[[], str]) -> Iterator[psycopg.Connection]:
     """A connection to a fresh database holding the sample city (writable)."""
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
+    with psycopg.connect(city_factory()) as conn:
         yield conn
 
 
@@ -264,11 +260,9 @@ def test_failure_mid_commit_leaves_active_generation(
 
 
 def test_killed_mid_commit_leaves_active_generation(
-    tmp_path: Path, database_factory: Callable[..., str], sample_city: SampleCity
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
 ) -> None:
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
+    url = city_factory()
     frame, *_ = _redivide(sample_city)
     path = _write(frame, tmp_path / "grid.shp")
     blocker = psycopg.connect(url)

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from gridmap.db.engine import make_engine
-from gridmap.ingest.bulk import load_city
 from tests.conftest import make_key
 
 NEIGHBOURS_SQL = """
@@ -45,11 +44,8 @@ def _run(conn: psycopg.Connection, statements: list[str], **params: object) -> N
 
 
 @pytest.fixture()
-def city(database_factory, sample_city) -> str:  # type: ignore[no-untyped-def]
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
-    return url
+def city(city_factory) -> str:  # type: ignore[no-untyped-def]
+    return str(city_factory())
 
 
 @pytest.fixture()

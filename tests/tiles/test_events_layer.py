@@ -26,14 +26,9 @@ CLOSE_STEPS = [("accept", "operator"), ("dispatch", "operator"), ("start", "grid
 
 
 @pytest.fixture(scope="module")
-def map_db(database_factory, sample_city) -> str:  # type: ignore[no-untyped-def]
+def map_db(city_factory) -> str:  # type: ignore[no-untyped-def]
     """A private copy of the sample city (these tests add events)."""
-    from gridmap.ingest.bulk import load_city
-
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
-    return url
+    return str(city_factory())
 
 
 @pytest.fixture(scope="module")

@@ -144,13 +144,9 @@ def test_tilejson(client: TestClient) -> None:
 
 
 @pytest.fixture()
-def own_city(database_factory, sample_city) -> Iterator[tuple[str, Engine]]:  # type: ignore[no-untyped-def]
+def own_city(city_factory) -> Iterator[tuple[str, Engine]]:  # type: ignore[no-untyped-def]
     """A private copy of the sample city (these tests change it)."""
-    from gridmap.ingest.bulk import load_city
-
-    url = database_factory()
-    with psycopg.connect(url) as conn:
-        load_city(conn, sample_city)
+    url = city_factory()
     engine = make_engine(url)
     yield url, engine
     engine.dispose()

@@ -23,13 +23,9 @@ EVENT_LAYERS = ["events-reported", "events-handling", "events-resolved", "events
 
 
 @pytest.fixture(scope="module")
-def events_server(database_factory, sample_city) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def events_server(city_factory) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """The API on a private copy of the sample city (the test adds events): (url, db url)."""
-    from gridmap.ingest.bulk import load_city
-
-    db = database_factory()
-    with psycopg.connect(db) as conn:
-        load_city(conn, sample_city)
+    db = city_factory()
     _create_credentials(db)
     with serve_api(db) as url:
         yield url, db
