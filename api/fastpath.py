@@ -48,12 +48,13 @@ class LookupFastPath:
         await self.app(scope, receive, send)
 
 
-def _allowed(scope: Scope) -> bool:
+def _caller(scope: Scope) -> Any | None:
     """The same check as the route's dependencies: a known caller with a lookup role."""
     try:
-        return authenticate(HTTPConnection(scope)).role in LOOKUP_ROLES
+        principal = authenticate(HTTPConnection(scope))
     except GridmapError:
-        return False
+        return None
+    return principal if principal.role in LOOKUP_ROLES else None
 
 
 def _answer(scope: Scope) -> bytes | None:
@@ -61,7 +62,8 @@ def _answer(scope: Scope) -> bytes | None:
     params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
     if not params.keys() <= SIMPLE_PARAMS:
         return None
-    if not _allowed(scope):
+    principal = _caller(scope)
+    if principal is None:
         return None  # the route answers 401/403/429 with the usual error body
     try:
         lon, lat = float(params["lon"]), float(params["lat"])
@@ -77,7 +79,7 @@ def _answer(scope: Scope) -> bytes | None:
         return None
     if res.errors:
         return None
-    return orjson.dumps(single_answer(service, res, crs))
+    return orjson.dumps(single_answer(service, res, crs, principal))
 
 
 INTAKE_PATH = "/api/v1/events"
