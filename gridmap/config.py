@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """At most this many features per layer in one tile."""
     tile_version_ttl_s: float = 1.0
     """How long a process trusts its snapshot of ``layer_versions`` (0: check every tile)."""
+    tile_pool_size: int = 4
+    """Connections per process that build missing tiles on the event loop (0: misses go
+    through the FastAPI route and its thread pool instead)."""
     tile_max_age_s: int = 60
     """``Cache-Control: max-age`` of tiles (clients revalidate with the ETag after that)."""
     basemap_url: str | None = None
