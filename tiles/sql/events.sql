@@ -4,7 +4,9 @@
 -- traffic_light: red past the deadline, yellow after 80% of the accepted → deadline span,
 -- else green; absent until the event is accepted (no deadline yet). The span is wall-clock
 -- time, an approximation of the working-hours light of GET /api/v1/events/{id}.
--- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap.
+-- Area scope as everywhere else: a scoped caller sees the events of their grids only
+-- (none outside every grid).
+-- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap, scopes.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
@@ -22,6 +24,7 @@ features AS MATERIALIZED (
   FROM events e, bounds
   WHERE e.geom && bounds.search
     AND e.status NOT IN ('closed', 'rejected')
+    AND (CAST(:scopes AS text[]) IS NULL OR e.grid_code LIKE ANY(CAST(:scopes AS text[])))
     AND CAST(:tolerance AS float8) >= 0
   ORDER BY CASE e.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2
                            ELSE 3 END, e.id DESC
