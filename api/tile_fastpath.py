@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -74,7 +75,7 @@ class TileFastPath:
             return False
         try:  # the same check as the route's dependencies; failures go to the route
             principal = authenticate(HTTPConnection(scope))
-        except GridmapError:
+        except (GridmapError, SQLAlchemyError):  # e.g. the key cache reloading, database down
             return False
         # The route reuses it (api.security.get_principal): one authentication and one
         # rate-limit count per request even when the fast path passes it on.

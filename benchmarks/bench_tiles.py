@@ -168,7 +168,11 @@ def warm(base: str, paths: list[str]) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds of ``pid`` and all its descendants (Linux /proc)."""
+    """User+system CPU seconds of ``pid`` and all its descendants (Linux /proc).
+
+    Exited, reaped children count through their parent's cutime/cstime (PostgreSQL
+    backends of connections that a pool closed during the run).
+    """
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     stack = [pid]
@@ -179,7 +183,7 @@ def cpu_seconds(pid: int) -> float:
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
+        total += sum(int(v) for v in fields[11:15]) / tick
         stack += [int(c) for c in children]
     return total
 

@@ -29,6 +29,8 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from tiles.layers import Layer, load_sql, sql_ref, tile_query
 
 log = logging.getLogger("gridmap.tiles")
+APPLICATION_NAME = "gridmap-tiles"
+"""``application_name`` of the pool's connections (pg_stat_activity)."""
 
 
 @cache
@@ -51,6 +53,7 @@ class AsyncTileBuilder:
         self.pool = AsyncConnectionPool(
             url, min_size=1, max_size=max(1, size), open=False, timeout=wait_s,
             kwargs={"autocommit": True, "prepare_threshold": 0,
+                    "application_name": APPLICATION_NAME,
                     "options": f"-c statement_timeout={int(statement_timeout_ms)}"},
         )  # fmt: skip
         self.cooldown_s = cooldown_s
