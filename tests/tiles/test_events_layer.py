@@ -234,8 +234,9 @@ def test_a_light_turning_with_time_invalidates_the_events_tiles(api, grid_points
     act(api, event["id"], CLOSE_STEPS[:2])
     due = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     with psycopg.connect(map_db) as conn:  # yellow at 11:12, red at 12:00
-        conn.execute("UPDATE events SET accepted_at = %s, deadline = %s WHERE id = %s",
-                     (due - timedelta(hours=4), due, event["id"]))
+        conn.execute("UPDATE events SET accepted_at = %s, deadline = %s, yellow_at = %s "
+                     "WHERE id = %s", (due - timedelta(hours=4), due,
+                                       due - timedelta(minutes=48), event["id"]))
     engine = make_engine(map_db)
     try:
         with Session(engine) as session:
@@ -259,3 +260,46 @@ def test_event_outside_every_grid_invalidates_only_the_events_layer(api, map_db)
     with psycopg.connect(map_db) as conn:
         after = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
     assert after["events"] > before["events"] and after["grids"] == before["grids"]
+
+
+def test_the_tile_light_is_the_api_light_in_working_hours(api, grid_points, map_db) -> None:
+    """Tiles and API agree where working hours and wall-clock time disagree."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from gridmap.events.deadlines import Calendar
+
+    engine = make_engine(map_db)
+    try:
+        with Session(engine) as session:
+            calendar = Calendar.load(session)
+    finally:
+        engine.dispose()
+    now = datetime.now(UTC)
+    limit = 8  # working hours of urban.appearance.exposed_garbage
+    margin = timedelta(minutes=10)  # no light turns while the test runs
+
+    def lights(accepted: datetime) -> tuple[str, str] | None:
+        deadline = calendar.add_working_hours(accepted, limit)
+        working = calendar.add_working_hours(accepted, 0.8 * limit)
+        wall = accepted + 0.8 * (deadline - accepted)
+        if any(abs(now - t) < margin for t in (deadline, working, wall)) or now > deadline:
+            return None
+        return ("green" if now < working else "yellow"), ("green" if now < wall else "yellow")
+
+    candidates = (now - timedelta(hours=h, minutes=7) for h in range(1, 24 * 8))
+    accepted = next(t for t in candidates if (pair := lights(t)) and pair[0] != pair[1])
+    expected = lights(accepted)[0]  # type: ignore[index]
+    clock = api.app.state.clock
+    try:
+        clock.set(accepted)
+        event = report(api, grid_points[90])
+        act(api, event["id"], CLOSE_STEPS[:1])
+    finally:
+        clock.set(now)
+    assert api.get(f"/api/v1/events/{event['id']}").json()["traffic_light"] == expected
+    _, lon, lat = grid_points[90]
+    found, _, _ = features(api, "events", 15, lon, lat)
+    light = {f["properties"]["id"]: f["properties"].get("traffic_light") for f in found}
+    assert light[event["id"]] == expected, "the tile shows the API's working-hours light"

@@ -1,9 +1,10 @@
 -- Open events (neither closed nor rejected) as points, most urgent first when capped.
 -- Only what the map needs: id, category, status, priority and the traffic light — no
 -- reporter, address, description or other personal data.
--- traffic_light: red past the deadline, yellow after 80% of the accepted → deadline span,
--- else green; absent until the event is accepted (no deadline yet). The span is wall-clock
--- time, an approximation of the working-hours light of GET /api/v1/events/{id}.
+-- traffic_light: red past the deadline, yellow from yellow_at (80% of the time limit used,
+-- in working hours: gridmap.events.deadlines.yellow_from, stored when the event is
+-- accepted), else green; absent until the event is accepted (no deadline yet). The same
+-- rule as gridmap.events.deadlines.traffic_light (GET /api/v1/events/{id}).
 -- Area scope as everywhere else: a scoped caller sees the events of their grids only
 -- (none outside every grid).
 -- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap, scopes.
@@ -17,8 +18,7 @@ features AS MATERIALIZED (
          CASE
            WHEN e.deadline IS NULL OR e.accepted_at IS NULL THEN NULL
            WHEN COALESCE(e.resolved_at, now()) > e.deadline THEN 'red'
-           WHEN COALESCE(e.resolved_at, now()) - e.accepted_at
-                < 0.8 * (e.deadline - e.accepted_at) THEN 'green'
+           WHEN COALESCE(e.resolved_at, now()) < e.yellow_at THEN 'green'
            ELSE 'yellow'
          END AS traffic_light
   FROM events e, bounds
