@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from gridmap.layers import VERSIONS_SQL
 from tiles.layers import Layer, load_sql, sql_ref, tile_query
 
 log = logging.getLogger("gridmap.tiles")
@@ -83,6 +84,7 @@ class AsyncTileBuilder:
         """The tile's bytes, as :func:`tiles.layers.build_tile`; None if it could not."""
         query = tile_query(layer, z, x, y, cap, scopes)
         if query is None:
+            self.built += 1
             return b""
         if not self.available:
             return None
@@ -93,6 +95,19 @@ class AsyncTileBuilder:
             return None
         self.built += 1
         return bytes(data or b"")
+
+    async def layer_versions(self) -> dict[str, int] | None:
+        """Every layer's version (:func:`gridmap.layers.layer_versions`); None on failure."""
+        if not self.available:
+            return None
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(VERSIONS_SQL, prepare=True)
+                rows = await cur.fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            self._stand_aside(exc)
+            return None
+        return {str(layer): int(version) for layer, version in rows}
 
     async def _fetch(self, statement: sql.SQL, params: dict[str, Any]) -> Any:
         async with self.pool.connection() as conn:

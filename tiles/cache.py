@@ -104,18 +104,24 @@ class TileCache:
     ) -> Tile | None:
         """A missing tile built on ``builder`` (and cached); None when :meth:`get` must.
 
-        Only the plain case is handled here, with no database round trip besides the
-        tile itself: a known layer, z/x/y inside the matrix, a version snapshot younger
-        than ``version_ttl_s`` and no older entry of the tile (which :meth:`get` may keep
-        after checking ``layer_changes``). Errors and the rest are left to :meth:`get`.
+        Only the plain case is handled here: a known layer, z/x/y inside the matrix and
+        no older entry of the tile (which :meth:`get` may keep after checking
+        ``layer_changes``); a stale version snapshot is reloaded on ``builder`` too.
+        Errors and the rest are left to :meth:`get`.
         """
         spec = LAYERS.get(layer)
-        if spec is None or time.monotonic() - self._versions_at > self.version_ttl_s:
+        if spec is None:
             return None
         try:
             check_tile(z, x, y)
         except GridmapError:
             return None
+        if time.monotonic() - self._versions_at > self.version_ttl_s:
+            asked = time.monotonic()
+            versions = await builder.layer_versions()
+            if versions is None:
+                return None
+            self._versions, self._versions_at = versions, asked
         key: TileKey = (layer, z, x, y, scopes)
         with self._lock:
             if key in self._tiles:
