@@ -5,6 +5,8 @@ deadline span) while the API counted working hours, so the map and the API disag
 (e.g. over a weekend). The moment is now computed once, in Python, by
 ``gridmap.events.deadlines.yellow_from`` when an event is accepted, and stored; the tile
 SQL and the light-turn invalidation read it. Existing accepted events are backfilled.
+``gridmap_traffic_light`` is the rule in SQL (the events tiles and OGC items call it),
+the same as ``gridmap.events.deadlines.traffic_light``.
 
 Revision ID: 0008_event_light
 Revises: 0006_mapevents
@@ -25,8 +27,23 @@ branch_labels = None
 depends_on = None
 
 
+LIGHT = """
+CREATE FUNCTION gridmap_traffic_light(deadline timestamptz, accepted_at timestamptz,
+                                      yellow_at timestamptz, at timestamptz)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE
+    WHEN deadline IS NULL OR accepted_at IS NULL THEN NULL
+    WHEN at > deadline THEN 'red'
+    WHEN at < yellow_at THEN 'green'
+    ELSE 'yellow'
+  END
+$$
+"""
+
+
 def upgrade() -> None:
     op.add_column("events", sa.Column("yellow_at", sa.DateTime(timezone=True)))
+    op.execute(LIGHT)
     _backfill()
 
 
@@ -57,4 +74,6 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS "
+               "gridmap_traffic_light(timestamptz, timestamptz, timestamptz, timestamptz)")
     op.drop_column("events", "yellow_at")

@@ -303,3 +303,50 @@ def test_the_tile_light_is_the_api_light_in_working_hours(api, grid_points, map_
     found, _, _ = features(api, "events", 15, lon, lat)
     light = {f["properties"]["id"]: f["properties"].get("traffic_light") for f in found}
     assert light[event["id"]] == expected, "the tile shows the API's working-hours light"
+
+
+def test_open_events_are_an_ogc_collection(api, grid_points, map_db) -> None:
+    """QGIS/GDAL read open events like any layer: same properties and light as the tiles."""
+    from tests.conftest import make_key as key_for
+
+    ids = {c["id"] for c in api.get("/ogc/collections").json()["collections"]}
+    assert "events" in ids
+    code, lon, lat = grid_points[100]
+    opened = report(api, grid_points[100])
+    act(api, opened["id"], CLOSE_STEPS[:1])
+    closed = report(api, grid_points[100], description="closed one")
+    act(api, closed["id"], CLOSE_STEPS)
+    body = api.get("/ogc/collections/events/items",
+                   params={"bbox": f"{lon - 0.001},{lat - 0.001},{lon + 0.001},{lat + 0.001}",
+                           "limit": 1000}).json()
+    by_id = {f["id"]: f for f in body["features"]}
+    assert str(opened["id"]) in by_id and str(closed["id"]) not in by_id
+    feature = by_id[str(opened["id"])]
+    assert feature["geometry"]["type"] == "Point"
+    assert set(feature["properties"]) == EVENT_FIELDS
+    api_light = api.get(f"/api/v1/events/{opened['id']}").json()["traffic_light"]
+    found, _, body_bytes = features(api, "events", 15, lon, lat)
+    tile_light = {f["properties"]["id"]: f["properties"].get("traffic_light") for f in found}
+    assert feature["properties"]["traffic_light"] == api_light == tile_light[opened["id"]]
+    assert PHONE not in str(by_id) and "张三" not in str(by_id)
+    one = api.get(f"/ogc/collections/events/items/{opened['id']}")
+    assert one.status_code == 200 and one.json()["properties"]["id"] == opened["id"]
+    for missing in (str(closed["id"]), "12x", "99999999999999999999"):
+        assert api.get(f"/ogc/collections/events/items/{missing}").status_code == 404
+    with psycopg.connect(map_db) as conn:
+        total = conn.execute("SELECT count(*) FROM events WHERE status NOT IN "
+                             "('closed', 'rejected')").fetchone()[0]
+        other = conn.execute("SELECT count(*) FROM events WHERE status NOT IN "
+                             "('closed', 'rejected') AND grid_code LIKE %s",
+                             (code[:12] + "%",)).fetchone()[0]
+    assert api.get("/ogc/collections/events/items").json()["numberMatched"] == total
+    engine = make_engine(map_db)
+    try:
+        key = key_for(engine, "operator", code[:12])
+    finally:
+        engine.dispose()
+    api.app.state.principals.invalidate()
+    scoped = api.get("/ogc/collections/events/items",
+                     headers={"Authorization": f"Bearer {key}"}).json()
+    assert scoped["numberMatched"] == other < total
+    assert all(f["properties"]["id"] for f in scoped["features"])
