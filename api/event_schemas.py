@@ -82,8 +82,11 @@ class ActionIn(BaseModel):
     action: str = Field(description="accept, reject, dispatch, start, resolve, verify, "
                         "fail_verification, close, escalate, request_extension, extend, "
                         "suspend, resume, rate")
-    role: Role
-    actor: str = Field(min_length=1, max_length=200)
+    role: Role | None = Field(None, description="act in this role (default: the caller's "
+                              "own; admins may name any, system keys also department)")
+    actor: str | None = Field(None, min_length=1, max_length=200,
+                              description="the person a system or admin key acts for; "
+                              "the audit records the caller, then this name")
     note: str = Field("", max_length=4000)
     hours: float | None = Field(None, description="extend: working hours to add")
     rating: int | None = Field(None, description="rate: 1 to 5")

@@ -48,12 +48,13 @@ class LookupFastPath:
         await self.app(scope, receive, send)
 
 
-def _allowed(scope: Scope) -> bool:
+def _caller(scope: Scope) -> Any | None:
     """The same check as the route's dependencies: a known caller with a lookup role."""
     try:
-        return authenticate(HTTPConnection(scope)).role in LOOKUP_ROLES
+        principal = authenticate(HTTPConnection(scope))
     except GridmapError:
-        return False
+        return None
+    return principal if principal.role in LOOKUP_ROLES else None
 
 
 def _answer(scope: Scope) -> bytes | None:
@@ -61,7 +62,8 @@ def _answer(scope: Scope) -> bytes | None:
     params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
     if not params.keys() <= SIMPLE_PARAMS:
         return None
-    if not _allowed(scope):
+    principal = _caller(scope)
+    if principal is None:
         return None  # the route answers 401/403/429 with the usual error body
     try:
         lon, lat = float(params["lon"]), float(params["lat"])
@@ -77,7 +79,7 @@ def _answer(scope: Scope) -> bytes | None:
         return None
     if res.errors:
         return None
-    return orjson.dumps(single_answer(service, res, crs))
+    return orjson.dumps(single_answer(service, res, crs, principal))
 
 
 INTAKE_PATH = "/api/v1/events"
@@ -116,13 +118,14 @@ class EventIntakeFastPath:
         await self.app(scope, receive, send)
 
 
-def _may_report(scope: Scope, roles: frozenset[Any]) -> bool:
-    """The route's access check. Called in the worker thread: the principal cache may
-    reload from the database, which must not block the event loop."""
+def _reporter(scope: Scope, roles: frozenset[Any]) -> Any | None:
+    """The caller if the route would admit them, else None. Called in the worker thread:
+    the principal cache may reload from the database, which must not block the loop."""
     try:
-        return authenticate(HTTPConnection(scope)).role in roles
+        principal = authenticate(HTTPConnection(scope))
     except GridmapError:
-        return False
+        return None
+    return principal if principal.role in roles else None
 
 
 def _plain_json(scope: Scope) -> bool:
@@ -189,17 +192,17 @@ def _store(scope: Scope, roles: frozenset[Any], payload: Any) -> tuple[int, Any]
     from gridmap.errors import DatabaseUnavailableError
     from gridmap.events import intake, queries
 
-    if not _may_report(scope, roles):
+    principal = _reporter(scope, roles)
+    if principal is None:
         return None
     state = scope["app"].state
     session = session_factory(state.engine)()
     try:
         now = state.clock.now()
         report = intake.Report(**payload.model_dump(exclude={"photos"}))
-        result = intake.store_report(session, report, now=now, lookup=state.lookup)
-        original = queries.describe(session, result.original, now) if result.original else None
-        answer = {"event": queries.describe(session, result.event, now),
-                  "created": result.created, "original": original}
+        result = intake.store_report(session, report, now=now, lookup=state.lookup,
+                                     principal=principal)
+        answer = queries.intake_view(session, result, now, principal)
     except Exception:  # noqa: BLE001 - the route redoes the report and maps the error
         session.close()  # rolls back
         return None

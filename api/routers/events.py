@@ -51,20 +51,23 @@ def report_event(
     session: SessionDep,
     clock: ClockDep,
     lookup: LookupDep,
+    principal: PrincipalDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
-    """Report an event; it is assigned at once. A repeated Idempotency-Key returns the original."""
+    """Report an event; it is assigned at once. A repeated Idempotency-Key returns the original.
+
+    Keys are per caller; a reporter may file only as a resident, a grid worker as a grid
+    worker or resident.
+    """
     fields = body.model_dump(exclude={"photos"})
     report = intake.Report(**fields, photos=intake.decode_photos(body.photos))
     now = clock.now()
     result = intake.store_report(session, report, now=now, idempotency_key=idempotency_key,
-                                 lookup=lookup)
+                                 lookup=lookup, principal=principal)
     if not result.created:
         response.status_code = 200
-    original = queries.describe(session, result.original, now) if result.original else None
-    answer = {"event": queries.describe(session, result.event, now),
-              "created": result.created, "original": original}
+    answer = queries.intake_view(session, result, now, principal)
     session.commit()  # acknowledged means stored: commit before the response is sent
     return answer
 
@@ -150,12 +153,17 @@ def get_event(event_id: EventId, session: SessionDep, clock: ClockDep,
              response_model=EventOut, responses=ERRORS)
 def act_on_event(event_id: EventId, body: ActionIn, session: SessionDep,
                  clock: ClockDep, principal: PrincipalDep) -> Any:
-    """Apply a lifecycle action as ``role`` (409 lists the actions allowed from this state)."""
+    """Apply a lifecycle action as the caller (409 lists the actions allowed from this state).
+
+    The role is the caller's own; ``role`` may name another only where the caller may act
+    in it (an admin as anyone, a department's system key as ``department``).
+    """
     queries.visible_event(session, event_id, principal)  # 404 outside the caller's area
+    acting = lifecycle.acting_as(principal, body.role, body.actor)
     now = clock.now()
     photos = intake.decode_photos(body.photos)
-    event = lifecycle.transition(session, event_id, body.action, now=now, actor=body.actor,
-                                 role=body.role, note=body.note, hours=body.hours,
+    event = lifecycle.transition(session, event_id, body.action, now=now, actor=acting.actor,
+                                 role=acting.role, note=body.note, hours=body.hours,
                                  rating=body.rating)
     if photos:
         intake.attach_photos(session, event, photos, stage="feedback")

@@ -16,7 +16,10 @@ from starlette.concurrency import iterate_in_threadpool
 
 from api.dependencies import LookupDep
 from api.schemas import ErrorOut, LookupBatchOut, LookupOut
-from gridmap.errors import InvalidInputError
+from api.security import PrincipalDep
+from gridmap.auth.principal import Principal
+from gridmap.auth.scope import covers
+from gridmap.errors import InvalidInputError, PermissionDeniedError
 from gridmap.lookup.service import LookupService, PointResults
 from gridmap.lookup.tabular import CsvLookup
 
@@ -44,10 +47,18 @@ def _json(body: Any) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def single_answer(service: LookupService, res: PointResults, crs: str) -> dict[str, Any]:
-    """The JSON answer for one looked-up point."""
+def single_answer(service: LookupService, res: PointResults, crs: str,
+                  principal: Principal | None = None) -> dict[str, Any]:
+    """The JSON answer for one looked-up point.
+
+    An area-scoped caller (operator of a street, grid worker) learns only grids of their
+    own area: a point elsewhere is answered like a point outside every grid.
+    """
     grid = int(res.index[0])
     described = service.describe(res.snapshot, grid) or NO_GRID
+    if principal is not None and not principal.city_wide and described["grid"] is not None \
+            and not covers(principal, described["grid"]["code"]):
+        described = NO_GRID
     answer: dict[str, Any] = {
         "query": {"crs": crs, "lon": float(res.lon[0]), "lat": float(res.lat[0])},
         "generation": res.generation,
@@ -64,18 +75,22 @@ def single_answer(service: LookupService, res: PointResults, crs: str) -> dict[s
 )
 async def lookup_point(
     service: LookupDep,
+    principal: PrincipalDep,
     lon: Annotated[float, Query(description="longitude (or easting for projected CRSs)")],
     lat: Annotated[float, Query(description="latitude (or northing)")],
     crs: CrsQuery = "4326",
     as_of: AsOfQuery = None,
     snap: SnapQuery = None,
 ) -> Response:
-    """Which grid is this point in? With the grid's ancestors and workers (on duty first)."""
+    """Which grid is this point in? With the grid's ancestors and workers (on duty first).
+
+    Area-scoped callers get ``grid: null`` for points outside their own area.
+    """
     res = service.locate_one(lon, lat, crs, as_of, snap)
     if res.errors:
         message = res.errors[0]
         raise InvalidInputError(message, details=[{"field": message.split(":")[0]}])
-    return _json(single_answer(service, res, crs))
+    return _json(single_answer(service, res, crs, principal))
 
 
 @router.post(
@@ -121,6 +136,7 @@ async def lookup_point(
 async def lookup_batch(
     request: Request,
     service: LookupDep,
+    principal: PrincipalDep,
     crs: CrsQuery = "4326",
     as_of: AsOfQuery = None,
     snap: SnapQuery = None,
@@ -128,8 +144,12 @@ async def lookup_batch(
     """Many points at once: JSON ``{"points": [[lon, lat], …]}``, CSV or GeoJSON.
 
     CSV is streamed: lines in, lines out with ``grid_code`` and ``error`` columns.
-    Bad rows are reported per row; the good ones are answered.
+    Bad rows are reported per row; the good ones are answered. For city-wide callers
+    (systems, admins, GIS editors, city operators); area-scoped callers ask point by point.
     """
+    if not principal.city_wide:
+        raise PermissionDeniedError("batch lookups are for city-wide callers; "
+                                    "an area-scoped caller looks up one point at a time")
     media = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if media == "text/csv":
         return await _csv_response(request, service, crs, as_of, snap)

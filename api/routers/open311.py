@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.dependencies import LookupDep, SessionDep
 from api.event_deps import ClockDep
+from api.security import PrincipalDep
 from gridmap.events import open311
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -46,10 +47,10 @@ def get_service(service_code: str, fmt: Fmt, session: SessionDep,
 @router.post("/requests.{fmt}", operation_id="open311_post_request", response_class=Response,
              responses=BOTH)
 async def post_request(fmt: Fmt, request: Request, session: SessionDep,
-                       clock: ClockDep, lookup: LookupDep) -> Response:
+                       clock: ClockDep, lookup: LookupDep, principal: PrincipalDep) -> Response:
     """GeoReport POST service request (form-encoded fields as in the spec)."""
     form = {k: str(v) for k, v in (await request.form()).items()}
-    created = open311.post_request(session, form, clock.now(), lookup)
+    created = open311.post_request(session, form, clock.now(), lookup, principal)
     session.commit()
     return _render(fmt, created, "service_requests", "request")
 
@@ -57,7 +58,8 @@ async def post_request(fmt: Fmt, request: Request, session: SessionDep,
 @router.get("/requests.{fmt}", operation_id="open311_get_requests", response_class=Response,
             responses=BOTH)
 def get_requests(
-    fmt: Fmt, session: SessionDep, clock: ClockDep, service_request_id: str | None = None,
+    fmt: Fmt, session: SessionDep, clock: ClockDep, principal: PrincipalDep,
+    service_request_id: str | None = None,
     service_code: str | None = None, start_date: str | None = None,
     end_date: str | None = None, status: str | None = None,
     jurisdiction_id: str | None = None,
@@ -65,21 +67,23 @@ def get_requests(
     """GeoReport GET service requests with its filters."""
     found = open311.find_requests(session, clock.now(), service_request_id=service_request_id,
                                   service_code=service_code, start_date=start_date,
-                                  end_date=end_date, status=status)
+                                  end_date=end_date, status=status, principal=principal)
     return _render(fmt, found, "service_requests", "request")
 
 
 @router.get("/requests/{request_id}.{fmt}", operation_id="open311_get_request",
             response_class=Response, responses=BOTH)
-def get_request(request_id: str, fmt: Fmt, session: SessionDep,
+def get_request(request_id: str, fmt: Fmt, session: SessionDep, principal: PrincipalDep,
                 jurisdiction_id: str | None = None) -> Response:
-    """GeoReport GET service request."""
-    return _render(fmt, open311.get_request(session, request_id), "service_requests", "request")
+    """GeoReport GET service request (404 outside the caller's area)."""
+    return _render(fmt, open311.get_request(session, request_id, principal),
+                   "service_requests", "request")
 
 
 @router.get("/tokens/{token_id}.{fmt}", operation_id="open311_get_token",
             response_class=Response, responses=BOTH)
-def get_token(token_id: str, fmt: Fmt, session: SessionDep,
+def get_token(token_id: str, fmt: Fmt, session: SessionDep, principal: PrincipalDep,
               jurisdiction_id: str | None = None) -> Response:
-    """GeoReport GET service_request_id from a token."""
-    return _render(fmt, open311.token(session, token_id), "service_requests", "request")
+    """GeoReport GET service_request_id from a token (404 outside the caller's area)."""
+    return _render(fmt, open311.token(session, token_id, principal), "service_requests",
+                   "request")

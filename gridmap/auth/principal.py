@@ -39,6 +39,11 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
     @property
+    def identity(self) -> str:
+        """A stable id of this caller (``user:12``, ``key:3``): what events record as reporter."""
+        return f"{self.kind}:{self.id}"
+
+    @property
     def city_wide(self) -> bool:
         """True when no area restriction applies."""
         return self.role not in (Role.operator, Role.grid_worker) or (

@@ -58,6 +58,24 @@ def area_filter(
     return or_(*(code_column.startswith(p, autoescape=True) for p in prefixes))
 
 
+def event_filter(principal: Principal, grid_code: Any, reported_by: Any) -> ColumnElement[bool]:
+    """A SQL condition true for the events the caller may see.
+
+    A reporter sees the events they reported (``reported_by`` = their identity); everyone
+    else sees the events whose grid lies in their area (:func:`area_filter`).
+    """
+    if principal.role is Role.reporter:
+        return reported_by == principal.identity  # type: ignore[no-any-return]
+    return area_filter(principal, grid_code)
+
+
+def sees_event(principal: Principal, grid_code: str | None, reported_by: str | None) -> bool:
+    """The Python twin of :func:`event_filter` for one event already loaded."""
+    if principal.role is Role.reporter:
+        return reported_by == principal.identity
+    return covers(principal, grid_code)
+
+
 def covers(principal: Principal, code: str | None) -> bool:
     """True when the caller's area contains the record with this (grid/area) code."""
     prefixes = scope_prefixes(principal)

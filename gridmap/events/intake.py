@@ -17,7 +17,8 @@ import orjson
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from gridmap.errors import InvalidInputError
+from gridmap.auth.principal import Principal, Role
+from gridmap.errors import InvalidInputError, PermissionDeniedError
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
 from gridmap.events.deadlines import Calendar, start_clock
@@ -37,6 +38,11 @@ ROLE_OF_SOURCE = {
     "sensor": "system",
     "hotline": "operator",
     "external": "system",
+}
+# Sources a role may file under; roles not listed may use every source.
+SOURCES_OF_ROLE = {
+    Role.reporter: ("resident",),
+    Role.grid_worker: ("grid_worker", "resident"),
 }
 _SIGNATURES = {
     b"\xff\xd8\xff": "image/jpeg",
@@ -167,39 +173,57 @@ def _check_key(key: str | None) -> None:
         raise _bad("Idempotency-Key", "Idempotency-Key must be 1 to 128 characters")
 
 
-def _existing_row(session: Session, key: str | None) -> Any | None:
+def _existing_row(session: Session, key: str | None, reported_by: str) -> Any | None:
     if key is None:
         return None
-    return session.execute(
-        select(Event.__table__).where(Event.idempotency_key == key)).first()
+    return session.execute(select(Event.__table__).where(
+        Event.idempotency_key == key, Event.reported_by == reported_by)).first()
+
+
+def check_source(principal: Principal | None, source: str) -> None:
+    """PermissionDeniedError when the caller's role may not report under ``source``."""
+    if principal is None:
+        return
+    allowed = SOURCES_OF_ROLE.get(principal.role)
+    if allowed is not None and source not in allowed:
+        raise PermissionDeniedError(
+            f"a {principal.role.value} may not report with source {source!r}; "
+            f"allowed: {', '.join(allowed)}",
+            details=[{"field": "source", "problem": "not allowed for this role"}])
 
 
 def store_report(
     session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
-    lookup: LookupService | None = None,
+    lookup: LookupService | None = None, principal: Principal | None = None,
 ) -> Intake:
     """Validate, assign, link, audit and store a report with Core statements, no ORM objects.
 
-    The event row and its audit rows go in one statement; a repeated idempotency key
-    (also one racing in from another request) returns the stored event, ``created=False``.
-    ``lookup`` (the API's in-memory lookup service) assigns from memory; without it the
-    grid and worker come from PostGIS (same rule, same answer). Nothing is committed here.
+    The event row and its audit rows go in one statement; a repeated idempotency key of
+    the same caller (also one racing in from another request) returns the stored event,
+    ``created=False``. ``lookup`` (the API's in-memory lookup service) assigns from
+    memory; without it the grid and worker come from PostGIS (same rule, same answer).
+    ``principal`` is the caller: recorded as reporter and in the audit trail (None for
+    reports made inside the system). Nothing is committed here.
     """
     _check_key(idempotency_key)
-    existing = _existing_row(session, idempotency_key)
+    check_source(principal, report.source)
+    reported_by = principal.identity if principal is not None else ""
+    existing = _existing_row(session, idempotency_key, reported_by)
     if existing is not None:
         return Intake(existing, created=False)
     category, photo_types = validate(session, report)
     lon, lat = to_wgs84(report.lon, report.lat, report.crs)
     values = _event_values(session, report, category, lon, lat, now, idempotency_key, lookup)
+    values["reported_by"] = reported_by
     original = find_original_row(session, category, lon, lat, now)
     values["duplicate_of"] = original.id if original is not None else None
-    audit = _intake_audit(session, values, category, original is not None, report, now)
+    actor = principal.actor if principal is not None else report.source
+    audit = _intake_audit(session, values, category, original is not None, report, now, actor)
     event_id = session.execute(_INSERT, {**values, **audit,
                                          "media_urls": orjson.dumps(values["media_urls"]).decode()}
                                ).scalar()
     if event_id is None:  # a concurrent report with the same key was stored first
-        return Intake(_existing_row(session, idempotency_key), created=False)
+        return Intake(_existing_row(session, idempotency_key, reported_by), created=False)
     event = SimpleNamespace(id=event_id, **values, **dict.fromkeys(_NONE_AT_INTAKE))
     if report.photos:
         session.execute(insert(EventPhoto), [
@@ -211,11 +235,11 @@ def store_report(
 
 def create_event(
     session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
-    lookup: LookupService | None = None,
+    lookup: LookupService | None = None, principal: Principal | None = None,
 ) -> IntakeResult:
     """:func:`store_report`, answered with ORM objects (for callers that go on changing them)."""
     stored = store_report(session, report, now=now, idempotency_key=idempotency_key,
-                          lookup=lookup)
+                          lookup=lookup, principal=principal)
     event = session.get(Event, stored.event.id)
     assert event is not None
     original = session.get(Event, stored.original.id) if stored.original is not None else None
@@ -248,10 +272,11 @@ def _event_values(session: Session, report: Report, category: EventCategory, lon
 
 
 def _intake_audit(session: Session, values: dict[str, Any], category: EventCategory,
-                  duplicate: bool, report: Report, now: datetime) -> dict[str, list[Any]]:
+                  duplicate: bool, report: Report, now: datetime,
+                  actor: str) -> dict[str, list[Any]]:
     """The audit rows of intake as column arrays; auto-accept moves ``values`` on."""
     rows: list[tuple[str, str | None, str | None, str, str, str]] = [
-        ("report", None, "reported", report.source, ROLE_OF_SOURCE[report.source],
+        ("report", None, "reported", actor, ROLE_OF_SOURCE[report.source],
          f"reported via {report.source}"),
         ("assign", "reported", "reported", "assignment", "system", values["assignment_reason"]),
     ]

@@ -7,7 +7,7 @@ WITH e AS (
         description, reporter_name, reporter_phone, reporter_email, facility_code, device_id,
         household_id, media_urls, grid_code, generation, worker_code, department_code,
         handler_level, assignment_reason, flagged, queue, escalation_level, deadline,
-        rework_count, duplicate_of, idempotency_key, token, created_at, updated_at,
+        rework_count, duplicate_of, idempotency_key, reported_by, token, created_at, updated_at,
         assigned_at, accepted_at, yellow_at)
     VALUES (
         :source, :category_code, :affair_class, :priority, :status, :lon, :lat,
@@ -15,9 +15,10 @@ WITH e AS (
         :description, :reporter_name, :reporter_phone, :reporter_email, :facility_code,
         :device_id, :household_id, CAST(:media_urls AS jsonb), :grid_code, :generation,
         :worker_code, :department_code, :handler_level, :assignment_reason, :flagged, :queue,
-        :escalation_level, :deadline, :rework_count, :duplicate_of, :idempotency_key, :token,
+        :escalation_level, :deadline, :rework_count, :duplicate_of, :idempotency_key, :reported_by,
+        :token,
         :created_at, :updated_at, :assigned_at, :accepted_at, :yellow_at)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (reported_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
 INSERT INTO event_transitions (event_id, action, from_status, to_status, actor, role, note, at)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
+from gridmap.auth.principal import Principal, Role
+from gridmap.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from gridmap.models import Event, EventCategory, EventTransition
 
 if TYPE_CHECKING:
@@ -51,6 +52,46 @@ ACTIONS: dict[str, Action] = {
     "resume": Action(("suspended",), None, ("operator", "admin")),
     "rate": Action(("closed",), None, ("reporter", "operator", "admin")),
 }
+
+
+# Lifecycle roles a caller may act in besides their own: an admin any (e.g. recording a
+# department's feedback by hand), a system key also a department (a department's own
+# case system reporting its handling).
+EXTRA_ROLES: dict[Role, tuple[str, ...]] = {
+    Role.admin: ROLES,
+    Role.system: ("department",),
+}
+# Callers who may name the person they act for (``actor``); others are that person.
+PROXIES = (Role.admin, Role.system)
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who an action is recorded as: audit name and lifecycle role."""
+
+    actor: str
+    role: str
+
+
+def acting_as(principal: Principal, role: str | None = None,
+              on_behalf_of: str | None = None) -> Acting:
+    """The role and audit name of ``principal`` for a lifecycle action.
+
+    The role is the caller's own unless ``role`` names one the caller may act in; a
+    request to act otherwise is refused (PermissionDeniedError), never trusted.
+    """
+    own = principal.role.value
+    chosen = role or own
+    if chosen != own and chosen not in EXTRA_ROLES.get(principal.role, ()):
+        raise PermissionDeniedError(f"a {own} caller may not act as {chosen}")
+    if chosen not in ROLES:
+        raise PermissionDeniedError(f"a {own} caller may not act on events")
+    actor = principal.actor
+    if on_behalf_of and on_behalf_of != principal.name:
+        if principal.role not in PROXIES:
+            raise PermissionDeniedError(f"a {own} caller acts as themself; drop 'actor'")
+        actor = f"{actor} for {on_behalf_of}"
+    return Acting(actor=actor, role=chosen)
 
 
 def allowed_actions(status: str) -> list[str]:

@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, literal, select, true
 from sqlalchemy.orm import Session
 
 from gridmap.auth.principal import Principal
-from gridmap.auth.scope import area_filter
+from gridmap.auth.scope import event_filter
 from gridmap.models import Event, EventTransition, Webhook, WebhookDelivery
 
 log = logging.getLogger("gridmap.events.notify")
@@ -74,9 +74,10 @@ def changes_since(session: Session, after_id: int, limit: int = 200,
                   principal: Principal | None = None) -> list[dict[str, Any]]:
     """Changes after audit row ``after_id``, oldest first: the action and the event's summary.
 
-    With ``principal``, only events inside the caller's area (filtered in the query).
+    With ``principal``, only the events the caller may see (filtered in the query).
     """
-    scope = area_filter(principal, Event.grid_code) if principal is not None else true()
+    scope = (event_filter(principal, Event.grid_code, Event.reported_by)
+             if principal is not None else true())
     rows = session.execute(
         select(EventTransition, Event)
         .join(Event, Event.id == EventTransition.event_id)

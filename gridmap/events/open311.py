@@ -10,9 +10,11 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
+from gridmap.auth.principal import Principal
+from gridmap.auth.scope import event_filter
 from gridmap.errors import InvalidInputError, NotFoundError
 from gridmap.events import intake
 from gridmap.events.queries import categories
@@ -97,11 +99,20 @@ def _requests(session: Session, stmt: Any) -> list[dict[str, Any]]:
     return out
 
 
-def get_request(session: Session, request_id: str) -> list[dict[str, Any]]:
-    """GET requests/{id}: a list of one."""
+def _visible(principal: Principal | None) -> Any:
+    """The caller's events (all of them without a principal: the CLI, tests of the core)."""
+    if principal is None:
+        return true()
+    return event_filter(principal, Event.grid_code, Event.reported_by)
+
+
+def get_request(session: Session, request_id: str,
+                principal: Principal | None = None) -> list[dict[str, Any]]:
+    """GET requests/{id}: a list of one (not found outside the caller's area)."""
     if not request_id.isdigit():
         raise NotFoundError(f"service_request_id {request_id!r} does not exist")
-    found = _requests(session, select(Event).where(Event.id == int(request_id)))
+    found = _requests(session, select(Event).where(Event.id == int(request_id),
+                                                   _visible(principal)))
     if not found:
         raise NotFoundError(f"service_request_id {request_id!r} does not exist")
     return found
@@ -119,10 +130,11 @@ def _date(value: str | None, name: str) -> datetime | None:
 
 def find_requests(session: Session, now: datetime, *, service_request_id: str | None = None,
                   service_code: str | None = None, start_date: str | None = None,
-                  end_date: str | None = None, status: str | None = None
-                  ) -> list[dict[str, Any]]:
-    """GET requests with the spec's filters (default: the last 90 days, at most 1000)."""
-    stmt = select(Event).order_by(Event.id.desc()).limit(MAX_REQUESTS)
+                  end_date: str | None = None, status: str | None = None,
+                  principal: Principal | None = None) -> list[dict[str, Any]]:
+    """GET requests with the spec's filters (default: the last 90 days, at most 1000),
+    only those the caller may see."""
+    stmt = select(Event).where(_visible(principal)).order_by(Event.id.desc()).limit(MAX_REQUESTS)
     if service_request_id:
         ids = [p.strip() for p in service_request_id.split(",") if p.strip()]
         if not all(i.isdigit() for i in ids):
@@ -155,8 +167,19 @@ def _float(form: dict[str, str], name: str) -> float:
                                 details=[{"field": name, "problem": "required number"}]) from None
 
 
+def _source(form: dict[str, str], principal: Principal | None) -> str:
+    """``external`` for a system posting with an ``api_key`` field, else ``resident``."""
+    if not form.get("api_key"):
+        return "resident"
+    if principal is not None and "external" not in intake.SOURCES_OF_ROLE.get(
+            principal.role, ("external",)):
+        return "resident"
+    return "external"
+
+
 def post_request(session: Session, form: dict[str, str], now: datetime,
-                 lookup: LookupService | None = None) -> list[dict[str, Any]]:
+                 lookup: LookupService | None = None,
+                 principal: Principal | None = None) -> list[dict[str, Any]]:
     """POST requests: create an event from GeoReport form fields (assigned via ``lookup``)."""
     code = form.get("service_code") or ""
     cat = session.get(EventCategory, code)
@@ -165,14 +188,14 @@ def post_request(session: Session, form: dict[str, str], now: datetime,
                                 details=[{"field": "service_code", "problem": "unknown"}])
     name = " ".join(filter(None, [form.get("last_name"), form.get("first_name")])) or None
     report = intake.Report(
-        source="external" if form.get("api_key") else "resident", category=code,
+        source=_source(form, principal), category=code,
         lon=_float(form, "long"), lat=_float(form, "lat"),
         description=form.get("description", ""), address=form.get("address_string"),
         reporter_name=name, reporter_phone=form.get("phone"), reporter_email=form.get("email"),
         facility_code=form.get("attribute[facility_code]") or None,
         media_urls=[form["media_url"]] if form.get("media_url") else [],
     )
-    result = intake.create_event(session, report, now=now, lookup=lookup)
+    result = intake.create_event(session, report, now=now, lookup=lookup, principal=principal)
     event = result.event
     notice = event.assignment_reason
     if result.original is not None:
@@ -181,9 +204,11 @@ def post_request(session: Session, form: dict[str, str], now: datetime,
              "account_id": form.get("account_id")}]
 
 
-def token(session: Session, token_id: str) -> list[dict[str, Any]]:
-    """GET tokens/{id}: the request created under a token."""
-    event_id = session.scalar(select(Event.id).where(Event.token == token_id))
+def token(session: Session, token_id: str,
+          principal: Principal | None = None) -> list[dict[str, Any]]:
+    """GET tokens/{id}: the request created under a token (if the caller may see it)."""
+    event_id = session.scalar(select(Event.id).where(Event.token == token_id,
+                                                     _visible(principal)))
     if event_id is None:
         raise NotFoundError(f"token {token_id!r} does not exist")
     return [{"service_request_id": str(event_id), "token": token_id}]

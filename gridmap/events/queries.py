@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridmap.auth.principal import Principal
-from gridmap.auth.scope import area_filter, covers
+from gridmap.auth.scope import event_filter, sees_event
 from gridmap.errors import NotFoundError
 from gridmap.events import cache
 from gridmap.events.deadlines import Calendar, traffic_light
@@ -39,9 +39,24 @@ def describe(session: Session, event: Event, now: datetime,
 def visible_event(session: Session, event_id: int, principal: Principal | None) -> Event:
     """The event, or NotFoundError — the same one — when it lies outside the caller's area."""
     event = get_event(session, event_id)
-    if principal is not None and not covers(principal, event.grid_code):
+    if principal is not None and not sees_event(principal, event.grid_code, event.reported_by):
         raise NotFoundError(f"event {event_id} does not exist")
     return event
+
+
+def intake_view(session: Session, stored: Any, now: datetime,
+                principal: Principal | None = None) -> dict[str, Any]:
+    """The answer to a report: the event, whether it is new, and the open event it repeats.
+
+    The original is shown only when the caller may see it (a reporter learns the id of
+    someone else's report through ``duplicate_of``, nothing more).
+    """
+    original = stored.original
+    if original is not None and principal is not None and not sees_event(
+            principal, original.grid_code, original.reported_by):
+        original = None
+    return {"event": describe(session, stored.event, now), "created": stored.created,
+            "original": describe(session, original, now) if original is not None else None}
 
 
 def event_view(session: Session, event_id: int, now: datetime,
@@ -57,7 +72,7 @@ def list_events(session: Session, now: datetime, *, status: str | None = None,
     """Events, newest first, filtered by status, area code prefix, queue and category."""
     stmt = select(Event).order_by(Event.id.desc()).limit(limit).offset(offset)
     if principal is not None:
-        stmt = stmt.where(area_filter(principal, Event.grid_code))
+        stmt = stmt.where(event_filter(principal, Event.grid_code, Event.reported_by))
     if status:
         stmt = stmt.where(Event.status == status)
     if grid_prefix:

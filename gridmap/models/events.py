@@ -135,7 +135,9 @@ class Event(Base):
     deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rework_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # The reporting principal (``user:12``, ``key:3``); '' for reports from inside the system.
+    reported_by: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     token: Mapped[str | None] = mapped_column(String(64), unique=True)
     satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(
@@ -172,6 +174,11 @@ class Event(Base):
         Index("ix_events_open_grid", "grid_code", postgresql_where=text(OPEN_EVENTS_SQL)),
         Index("ix_events_open_geom", "geom", postgresql_using="gist",
               postgresql_where=text(OPEN_EVENTS_SQL)),
+        # Migration 0008_reporter: keys are unique per caller; a reporter's own events.
+        Index("ux_events_caller_idempotency_key", "reported_by", "idempotency_key",
+              unique=True, postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index("ix_events_reported_by", "reported_by", "id",
+              postgresql_where=text("reported_by <> ''")),
     )
 
 

@@ -192,6 +192,39 @@ def test_lookup_fast_path_authenticates_like_the_route(
     assert system.status_code == 200 and "query" in system.json()
 
 
+def _interior_point(engine: Engine, grid: str) -> tuple[float, float]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p "
+                                "FROM areas WHERE code = :c AND level = 'grid') g"),
+                           {"c": grid}).one()
+    return float(row[0]), float(row[1])
+
+
+def test_lookup_answers_an_operator_only_inside_their_street(
+    anon_client: TestClient, city_engine: Engine, as_role, street_a: Street,  # type: ignore[no-untyped-def]
+    street_b: Street
+) -> None:
+    h = as_role("operator", street_a.code)
+    for grid, visible in ((street_a.grid, True), (street_b.grid, False)):
+        lon, lat = _interior_point(city_engine, grid)
+        # The plain query takes the fast path; ``snap`` sends it through the FastAPI route.
+        for extra in ({}, {"snap": 1}):
+            body = anon_client.get("/api/v1/lookup", headers=h,
+                                   params={"lon": lon, "lat": lat, **extra}).json()
+            if visible:
+                assert body["grid"]["code"] == grid, extra
+            else:
+                assert body["grid"] is None and body["workers"] == [], (extra, body)
+                assert street_b.code not in str(body)
+        system = anon_client.get("/api/v1/lookup", headers=as_role("system"),
+                                 params={"lon": lon, "lat": lat}).json()
+        assert system["grid"]["code"] == grid  # city-wide callers see every grid
+    batch = anon_client.post("/api/v1/lookup", headers=h, json={"points": [[lon, lat]]})
+    assert batch.status_code == 403 and "city-wide" in batch.json()["message"]
+
+
 def test_tile_fast_path_never_serves_a_cached_tile_without_auth_or_across_scopes(
     anon_client: TestClient, client: TestClient, as_role, street_a: Street,  # type: ignore[no-untyped-def]
     street_b: Street,

@@ -115,7 +115,9 @@ def test_actions_enforce_state_and_role(api: TestClient, grid_points, api_clock)
     assert resp.json()["traffic_light"] == "green"
     history = api.get(f"/api/v1/events/{eid}/history").json()
     assert [h["action"] for h in history][-6:] == [s[0] for s in steps]
-    assert history[-1]["actor"] == "operator-7" and history[-1]["role"] == "operator"
+    # An admin key acting for a named person: the audit names both, the key first.
+    assert history[-1]["actor"] == "key:test-admin for operator-7"
+    assert history[-1]["role"] == "operator"
 
 
 def test_unknown_event_is_404(api: TestClient) -> None:

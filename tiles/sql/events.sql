@@ -1,7 +1,7 @@
 -- Open events (neither closed nor rejected) as points, most urgent first when capped.
 -- Only what the map needs: id, category, status, priority and the traffic light — no
 -- reporter, address, description or other personal data.
--- traffic_light (SQL function gridmap_traffic_light, migration 0008): red past the
+-- traffic_light (SQL function gridmap_traffic_light, migration 0010_event_light): red past the
 -- deadline, yellow from yellow_at (80% of the time limit used, in working hours:
 -- gridmap.events.deadlines.yellow_from, stored when the event is accepted), else green;
 -- absent until the event is accepted. The same rule as

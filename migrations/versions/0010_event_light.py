@@ -8,8 +8,8 @@ SQL and the light-turn invalidation read it. Existing accepted events are backfi
 ``gridmap_traffic_light`` is the rule in SQL (the events tiles and OGC items call it),
 the same as ``gridmap.events.deadlines.traffic_light``.
 
-Revision ID: 0008_event_light
-Revises: 0006_mapevents
+Revision ID: 0010_event_light
+Revises: 0009_authversion
 Create Date: 2026-11-22
 """
 
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.orm import Session
 
-revision = "0008_event_light"
-down_revision = "0006_mapevents"
+revision = "0010_event_light"
+down_revision = "0009_authversion"
 branch_labels = None
 depends_on = None
 
