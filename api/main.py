@@ -45,6 +45,7 @@ from gridmap.errors import NotFoundError
 from gridmap.events.clock import Clock, SystemClock
 from gridmap.lookup.service import LookupService
 from gridmap.mapview import vendor_dir
+from tiles.async_build import AsyncTileBuilder
 from tiles.cache import TileCache
 
 log = logging.getLogger("gridmap.api")
@@ -77,6 +78,14 @@ def _tile_cache(engine: Engine) -> TileCache:
     )
 
 
+def _tile_builder(url: str) -> AsyncTileBuilder | None:
+    settings = get_settings()
+    if settings.tile_pool_size <= 0:
+        return None
+    return AsyncTileBuilder(url, size=settings.tile_pool_size,
+                            statement_timeout_ms=settings.statement_timeout_ms)
+
+
 def create_app(
     engine: Engine | None = None, clock: Clock | None = None, *, background: bool = True
 ) -> FastAPI:
@@ -97,7 +106,11 @@ def create_app(
         app.state.principals = PrincipalCache(app.state.engine, settings.auth_cache_ttl_s)
         app.state.session_secret = session_secret(settings)
         app.state.tile_cache = _tile_cache(app.state.engine)
+        app.state.tile_builder = builder = _tile_builder(url)
         async with AsyncExitStack() as stack:
+            if builder is not None:
+                await builder.open()
+                stack.push_async_callback(builder.close)
             if background:
                 await stack.enter_async_context(event_tasks(app))
             yield

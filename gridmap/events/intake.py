@@ -21,7 +21,7 @@ from gridmap.auth.principal import Principal, Role
 from gridmap.errors import InvalidInputError, PermissionDeniedError
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
-from gridmap.events.deadlines import Calendar, deadline_for
+from gridmap.events.deadlines import Calendar, start_clock
 from gridmap.events.duplicates import find_original_row
 from gridmap.generations import active_generation_id
 from gridmap.lookup import crs as lookup_crs
@@ -267,6 +267,7 @@ def _event_values(session: Session, report: Report, category: EventCategory, lon
         "assignment_reason": where.reason, "escalation_level": "grid", "deadline": None,
         "rework_count": 0, "idempotency_key": key, "token": secrets.token_hex(8),
         "created_at": now, "updated_at": now, "assigned_at": now, "accepted_at": None,
+        "yellow_at": None,
     }
 
 
@@ -290,8 +291,7 @@ def _intake_audit(session: Session, values: dict[str, Any], category: EventCateg
         rows.append(("dispatch", accepted, dispatched, "auto", "system",
                      values["assignment_reason"]))
         calendar = cache.cached(session, "calendar", Calendar.load)
-        values.update(status=dispatched, accepted_at=now,
-                      deadline=deadline_for(calendar, category, now))
+        values.update(status=dispatched, **start_clock(calendar, category, now))
     names = ("t_action", "t_from", "t_to", "t_actor", "t_role", "t_note")
     return {name: list(column) for name, column in zip(names, zip(*rows, strict=True),
                                                         strict=True)}

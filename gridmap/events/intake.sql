@@ -8,7 +8,7 @@ WITH e AS (
         household_id, media_urls, grid_code, generation, worker_code, department_code,
         handler_level, assignment_reason, flagged, queue, escalation_level, deadline,
         rework_count, duplicate_of, idempotency_key, reported_by, token, created_at, updated_at,
-        assigned_at, accepted_at)
+        assigned_at, accepted_at, yellow_at)
     VALUES (
         :source, :category_code, :affair_class, :priority, :status, :lon, :lat,
         ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :address,
@@ -17,7 +17,7 @@ WITH e AS (
         :worker_code, :department_code, :handler_level, :assignment_reason, :flagged, :queue,
         :escalation_level, :deadline, :rework_count, :duplicate_of, :idempotency_key, :reported_by,
         :token,
-        :created_at, :updated_at, :assigned_at, :accepted_at)
+        :created_at, :updated_at, :assigned_at, :accepted_at, :yellow_at)
     ON CONFLICT (reported_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
