@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.security import authenticate
 from gridmap.auth.principal import Principal
-from gridmap.auth.scope import scope_patterns
+from gridmap.auth.scope import layer_patterns
 from gridmap.config import get_settings
 from gridmap.errors import GridmapError
 from tiles.async_build import AsyncTileBuilder
@@ -48,9 +48,9 @@ def tile_headers(tile: Tile, max_age: int) -> dict[str, str]:
     return {"ETag": tile.etag, "Cache-Control": f"private, max-age={max_age}"}
 
 
-def scopes_of(principal: Principal) -> tuple[str, ...] | None:
-    """The caller's area patterns as a tile-cache key part (None: everything)."""
-    patterns = scope_patterns(principal)
+def scopes_of(principal: Principal, layer: str) -> tuple[str, ...] | None:
+    """The caller's area patterns for ``layer`` as a tile-cache key part (None: everything)."""
+    patterns = layer_patterns(principal, layer)
     return tuple(patterns) if patterns is not None else None
 
 
@@ -81,7 +81,7 @@ class TileFastPath:
         # rate-limit count per request even when the fast path passes it on.
         scope.setdefault("state", {})["principal"] = principal
         layer, z, x, y = match.group(1), int(match[2]), int(match[3]), int(match[4])
-        scopes = scopes_of(principal)
+        scopes = scopes_of(principal, layer)
         tile = cache.peek(layer, z, x, y, scopes)
         builder: AsyncTileBuilder | None = getattr(state, "tile_builder", None)
         if tile is None and builder is not None:

@@ -48,7 +48,7 @@ async def get_tile(
     # api.tile_fastpath normally answers fresh hits and builds plain misses on the async
     # pool before routing; this route is the reference for the rest: stale entries (it
     # checks layer_changes), database trouble (mapped to 503), bad z/x/y, unknown layers.
-    scopes = scopes_of(principal)
+    scopes = scopes_of(principal, layer)
     tile = cache.peek(layer, z, x, y, scopes)
     if tile is None:
         tile = await run_in_threadpool(cache.get, layer, z, x, y, scopes)

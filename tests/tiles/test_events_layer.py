@@ -316,6 +316,7 @@ def test_open_events_are_an_ogc_collection(api, grid_points, map_db) -> None:
     act(api, opened["id"], CLOSE_STEPS[:1])
     closed = report(api, grid_points[100], description="closed one")
     act(api, closed["id"], CLOSE_STEPS)
+    report(api, next(p for p in grid_points if not p[0].startswith(code[:12])))  # elsewhere
     body = api.get("/ogc/collections/events/items",
                    params={"bbox": f"{lon - 0.001},{lat - 0.001},{lon + 0.001},{lat + 0.001}",
                            "limit": 1000}).json()
@@ -350,3 +351,31 @@ def test_open_events_are_an_ogc_collection(api, grid_points, map_db) -> None:
                      headers={"Authorization": f"Bearer {key}"}).json()
     assert scoped["numberMatched"] == other < total
     assert all(f["properties"]["id"] for f in scoped["features"])
+
+
+def test_reporters_see_no_events_in_shared_layers(api, grid_points, map_db) -> None:
+    """A reporter sees their own events through the events API, none on the map layers."""
+    from tests.conftest import make_key as key_for
+
+    code, lon, lat = grid_points[120]
+    opened = report(api, grid_points[120])
+    engine = make_engine(map_db)
+    try:
+        reporter = {"Authorization": f"Bearer {key_for(engine, 'reporter')}"}
+    finally:
+        engine.dispose()
+    api.app.state.principals.invalidate()
+    x, y = tile_of(lon, lat, 15)
+    admin_tile = mapbox_vector_tile.decode(api.get(f"/tiles/events/15/{x}/{y}.mvt").content)
+    assert opened["id"] in {f["properties"]["id"] for f in admin_tile["events"]["features"]}
+    tile = api.get(f"/tiles/events/15/{x}/{y}.mvt", headers=reporter)
+    assert tile.status_code == 200
+    assert not mapbox_vector_tile.decode(tile.content).get("events", {}).get("features")
+    items = api.get("/ogc/collections/events/items", headers=reporter).json()
+    assert items["numberMatched"] == 0 and items["features"] == []
+    assert api.get(f"/ogc/collections/events/items/{opened['id']}",
+                   headers=reporter).status_code == 404
+    grids = api.get(f"/tiles/grids/15/{x}/{y}.mvt", headers=reporter)
+    codes = {f["properties"]["code"]
+             for f in mapbox_vector_tile.decode(grids.content)["grids"]["features"]}
+    assert code in codes  # the division itself is not hidden from reporters
