@@ -77,6 +77,14 @@ def test_api_survives_a_postgres_restart(own_cluster: EmbeddedCluster) -> None:
             tile = client.get("/tiles/grids/14/13000/6000.mvt")  # a miss: needs the database
             assert tile.status_code == 503, tile.text
             assert tile.json()["error"] == "DatabaseUnavailableError"
+            # The fast paths authenticate through the reloading key cache too: a clear 503
+            # from the route, never a 500 escaping the middleware.
+            report = {"category": "urban.appearance.exposed_garbage", "lon": 106.5, "lat": 29.5}
+            for method, path, body in (("GET", "/api/v1/lookup?lon=106.5&lat=29.5", None),
+                                       ("POST", "/api/v1/events", report)):
+                client.app.state.principals.invalidate()  # type: ignore[attr-defined]
+                fast = client.request(method, path, json=body)
+                assert fast.status_code == 503, (path, fast.text)
             own_cluster.up()
             assert _wait_for(client, "/healthz", 200) == 200
             assert client.get("/api/v1/audit").status_code == 200
