@@ -5,6 +5,13 @@ Every finding names the feature index (file order), the code and a location
 vectorised: sibling overlaps come from STRtree candidate pairs (only around polygons
 that ``shapely.coverage_invalid_edges`` flags), gaps from one union difference per
 layer — no O(n²) loops.
+
+When the published generation's areas of the level passed these checks (a clean
+coverage, each area covered by its parent), the caller passes which features are
+unchanged from it; the coverage and containment tests then run only on the changed
+features and the features whose envelopes touch theirs. Unchanged pairs were verified
+when published, so the findings are the same as a full check's; if anything is
+flagged around the changes, the overlap check runs in full.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ class Report:
     encoding: str
     fields: dict[str, str | None]
     findings: list[Finding] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    """How the coverage checks ran: ``clean`` (no invalid edges), ``inside_parents``
+    (every area covered by its parent), ``scope`` (``full`` or ``changed``) and
+    ``features_checked`` (by the overlap check)."""
     diff: dict[str, Any] | None = None
     reassignment: dict[str, Any] | None = None
     generation_id: int | None = None
@@ -93,6 +104,10 @@ class Report:
         ]
         if self.bounds:
             lines.append("  bounds: " + ", ".join(f"{v:.6f}" for v in self.bounds))
+        if self.coverage.get("scope") == "changed":
+            lines.append(f"  overlaps and containment checked around the changes "
+                         f"({self.coverage['features_checked']:,} features); the rest "
+                         "passed them when published")  # fmt: skip
         lines.append(f"  {self.errors} error(s), {self.warnings} warning(s)")
         for f in self.findings[:limit]:
             where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
@@ -156,12 +171,16 @@ def _where(geoms: np.ndarray) -> list[tuple[float, float] | None]:
 
 
 def check_layer(
-    read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None
+    read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None,
+    *, unchanged: np.ndarray | None = None,
 ) -> tuple[Report, gpd.GeoDataFrame]:
     """Run every check on ``read``; return the report and the frame to publish.
 
     With ``thresholds.fix`` invalid geometries are repaired with ``make_valid`` (a
-    warning each) instead of being errors.
+    warning each) instead of being errors. ``unchanged`` (a mask over the features)
+    says which features are identical — code, geometry, parent — to areas of a
+    published generation that passed these checks; overlaps and containment are then
+    tested around the others only (None: everything is tested).
     """
     t = thresholds or Thresholds()
     frame = read.frame.copy()
@@ -180,20 +199,27 @@ def check_layer(
         add(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
-    geoms, usable = _geometry_checks(geoms, codes, t, add)
+    geoms, usable, valid_as_read = _geometry_checks(geoms, codes, t, add)
     frame["geometry"] = geoms
     _code_checks(frame, level, parents, add)
+    parent_codes = frame.parent_code.to_numpy(dtype=object)
+    # Features repaired by --fix are never taken as unchanged.
+    changed = None if unchanged is None else ~(unchanged & valid_as_read)
     # The two heaviest checks run side by side: GEOS releases the GIL.
     with ThreadPoolExecutor(max_workers=2) as pool:
         containment = pool.submit(
-            _parent_containment, geoms, frame.parent_code.to_numpy(dtype=object), codes,
-            usable, parents, t, add,
+            _parent_containment, geoms, parent_codes, codes,
+            usable if changed is None else usable & changed, parents, t, add,
         )  # fmt: skip
-        clean = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
-        containment.result()
+        clean, checked = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add,
+                                   None if changed is None else changed[usable])  # fmt: skip
+        inside = containment.result()
+    report.coverage = {"clean": clean, "inside_parents": inside,
+                       "scope": "full" if changed is None else "changed",
+                       "features_checked": checked}  # fmt: skip
     contained = clean and not any(f.check in ("outside_parent", "missing_parent")
                                   for f in report.findings)  # fmt: skip
-    _gaps(geoms[usable], frame.parent_code.to_numpy(dtype=object)[usable], parents, t, add,
+    _gaps(geoms[usable], parent_codes[usable], parents, t, add,
           coverage_clean=clean, contained=contained)  # fmt: skip
     _slivers(geoms, codes, usable, t, add)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
@@ -202,8 +228,8 @@ def check_layer(
 
 def _geometry_checks(
     geoms: np.ndarray, codes: np.ndarray, t: Thresholds, add: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """Empty, non-polygon and invalid geometries; returns (geoms, usable mask)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty, non-polygon and invalid geometries; returns (geoms, usable, valid as read)."""
     geoms = geoms.copy()
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     for i in np.flatnonzero(missing):
@@ -227,11 +253,12 @@ def _geometry_checks(
         else:
             add(Finding("error", "invalid_geometry", f"{reason} (use --fix to repair)",
                         int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+    valid_as_read = valid.copy()
     fixed = np.flatnonzero(invalid)
     if t.fix and fixed.size:  # only repaired geometries need validating again
         valid[fixed] = shapely.is_valid(geoms[fixed])
     usable = polygonal & valid & np.isin(shapely.get_type_id(geoms), (3, 6))
-    return geoms, usable
+    return geoms, usable, valid_as_read
 
 
 def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any) -> None:
@@ -289,18 +316,23 @@ def _parent_findings(
 def _parent_containment(
     geoms: np.ndarray, parent_codes: np.ndarray, codes: np.ndarray, usable: np.ndarray,
     parents: Parents, t: Thresholds, add: Any,
-) -> None:
-    """Fraction of each child's area outside its parent (only where covers() fails)."""
-    position = {c: i for i, c in enumerate(parents.codes.tolist())}
-    shapely.prepare(parents.geoms)  # each parent is tested against all its children
-    idx = np.array([i for i in np.flatnonzero(usable) if parent_codes[i] in position], dtype=int)
+) -> bool:
+    """Fraction of each child's area outside its parent (only where covers() fails).
+
+    Only the features selected by ``usable`` are tested; returns whether each of
+    them is covered by its parent.
+    """
+    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
+    idx = np.flatnonzero(usable & (slot >= 0))
     if idx.size == 0:
-        return
-    parent_geoms = parents.geoms[[position[parent_codes[i]] for i in idx]]
+        return True
+    parent_geoms = parents.geoms[slot[idx]]
+    if idx.size > parents.geoms.size:  # each parent is tested against several children
+        shapely.prepare(parents.geoms)
     uncovered = ~shapely.covers(parent_geoms, geoms[idx])
     idx, parent_geoms = idx[uncovered], parent_geoms[uncovered]
     if idx.size == 0:
-        return
+        return True
     outside = shapely.difference(geoms[idx], parent_geoms)
     fraction = m2(outside) / np.maximum(m2(geoms[idx]), 1e-12)
     places = _where(outside)
@@ -309,28 +341,38 @@ def _parent_containment(
         add(Finding("error", "outside_parent",
                     f"{fraction[k]:.1%} of the area lies outside parent {parent_codes[i]}",
                     i, codes[i], places[k], float(m2(outside[k:k + 1])[0])))  # fmt: skip
+    return False
 
 
 def _overlaps(
-    geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any
-) -> bool:
+    geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any,
+    changed: np.ndarray | None = None,
+) -> tuple[bool, int]:
     """Overlapping pairs, looked for only around polygons the coverage check flags.
 
-    Returns whether the layer is a clean coverage (then unions can take the fast path).
+    With ``changed`` (the rest being a checked clean coverage) the coverage check runs
+    on the changed polygons and those whose envelopes touch theirs — the polygons
+    GEOS would compare them with — and in full only if that flags anything.
+    Returns whether the layer is a clean coverage (then unions can take the fast
+    path) and how many polygons the coverage check looked at.
     """
     if geoms.size < 2:
-        return True
+        return True, int(geoms.size)
+    if changed is not None:
+        near = _around(geoms, changed)
+        if near.size == 0 or _clean_coverage(geoms[near]):
+            return True, int(near.size)
     edges = shapely.coverage_invalid_edges(geoms)
     suspects = np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
     if suspects.size == 0:
-        return True
+        return True, int(geoms.size)
     tree = shapely.STRtree(geoms)
     left, right = tree.query(geoms[suspects], predicate="intersects")
     left = suspects[left]
     keep = left < right
     left, right = left[keep], right[keep]
     if left.size == 0:
-        return False
+        return False, int(geoms.size)
     shared = shapely.intersection(geoms[left], geoms[right])
     area = m2(shared)
     places = _where(shared)
@@ -339,7 +381,20 @@ def _overlaps(
         add(Finding("error", "overlap",
                     f"overlaps feature #{index[b]} ({codes[b]}) by {area[k]:,.1f} m²",
                     int(index[a]), codes[a], places[k], float(area[k])))  # fmt: skip
-    return False
+    return False, int(geoms.size)
+
+
+def _around(geoms: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """Indexes of the changed polygons and of every polygon whose envelope touches one."""
+    if not changed.any():
+        return np.array([], dtype=int)
+    tree = shapely.STRtree(geoms)
+    return np.unique(tree.query(geoms[changed])[1])
+
+
+def _clean_coverage(geoms: np.ndarray) -> bool:
+    edges = shapely.coverage_invalid_edges(geoms)
+    return bool(np.all(shapely.is_empty(edges) | shapely.is_missing(edges)))
 
 
 def _gaps(

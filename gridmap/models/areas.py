@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridmap.models.base import Base
@@ -66,6 +67,11 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Levels whose areas in this generation passed the import's coverage checks (clean
+    # coverage inside their parents); imports of those levels then re-check only changes.
+    checked_levels: Mapped[list[str]] = mapped_column(
+        ARRAY(String(12)), default=list, server_default=text("'{}'::varchar[]")
+    )
 
     __table_args__ = (
         Index("uq_generations_one_active", "active", unique=True, postgresql_where=text("active")),
