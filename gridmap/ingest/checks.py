@@ -10,8 +10,8 @@ When the published generation's areas of the level passed these checks (a clean
 coverage, each area covered by its parent), the caller passes which features are
 unchanged from it; the coverage and containment tests then run only on the changed
 features and the features whose envelopes touch theirs. Unchanged pairs were verified
-when published, so the findings are the same as a full check's; if anything is
-flagged around the changes, the overlap check runs in full.
+when published, so the findings are the same as a full check's (the tests compare
+them finding by finding).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def check_layer(
         add(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
-    geoms, usable, valid_as_read = _geometry_checks(geoms, codes, t, add)
+    geoms, usable, valid_as_read = _geometry_checks(geoms, codes, t, add, unchanged)
     frame["geometry"] = geoms
     _code_checks(frame, level, parents, add)
     parent_codes = frame.parent_code.to_numpy(dtype=object)
@@ -227,9 +227,14 @@ def check_layer(
 
 
 def _geometry_checks(
-    geoms: np.ndarray, codes: np.ndarray, t: Thresholds, add: Any
+    geoms: np.ndarray, codes: np.ndarray, t: Thresholds, add: Any,
+    known_valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Empty, non-polygon and invalid geometries; returns (geoms, usable, valid as read)."""
+    """Empty, non-polygon and invalid geometries; returns (geoms, usable, valid as read).
+
+    ``known_valid`` marks geometries byte-identical to ones a checked import already
+    found valid: they are not validated again.
+    """
     geoms = geoms.copy()
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     for i in np.flatnonzero(missing):
@@ -239,7 +244,9 @@ def _geometry_checks(
         add(Finding("error", "not_polygon",
                     f"{geoms[i].geom_type} is not a polygon",
                     int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
-    valid = np.asarray(shapely.is_valid(geoms), dtype=bool)
+    valid = np.ones(len(geoms), dtype=bool)
+    todo = np.flatnonzero(~known_valid) if known_valid is not None else slice(None)
+    valid[todo] = shapely.is_valid(geoms[todo])
     invalid = polygonal & ~valid
     for i in np.flatnonzero(invalid):
         reason = shapely.is_valid_reason(geoms[i])
@@ -277,7 +284,8 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any
     no_parent = well_formed & parent.isna().to_numpy()
     checked = well_formed & ~no_parent
     parent_text = parent.fillna("").astype(str)
-    unknown = checked & ~parent_text.isin(set(parents.codes.tolist())).to_numpy()
+    unknown = checked & (pd.Index(parents.codes, dtype=object)
+                         .get_indexer(parent.fillna("")) < 0)  # fmt: skip
     if level == "district":
         outside = checked & (text.str[:2] != parent_text.str[:2]).to_numpy()
     else:
@@ -350,29 +358,28 @@ def _overlaps(
 ) -> tuple[bool, int]:
     """Overlapping pairs, looked for only around polygons the coverage check flags.
 
-    With ``changed`` (the rest being a checked clean coverage) the coverage check runs
-    on the changed polygons and those whose envelopes touch theirs — the polygons
-    GEOS would compare them with — and in full only if that flags anything.
     Returns whether the layer is a clean coverage (then unions can take the fast
     path) and how many polygons the coverage check looked at.
     """
     if geoms.size < 2:
         return True, int(geoms.size)
-    if changed is not None:
-        near = _around(geoms, changed)
-        if near.size == 0 or _clean_coverage(geoms[near]):
-            return True, int(near.size)
-    edges = shapely.coverage_invalid_edges(geoms)
-    suspects = np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
+    tree = None
+    if changed is None:
+        suspects, looked = _flagged(geoms), geoms.size
+    elif not changed.any():
+        return True, 0
+    else:
+        tree = shapely.STRtree(geoms)
+        suspects, looked = _flagged_around(tree, geoms, changed)
     if suspects.size == 0:
-        return True, int(geoms.size)
-    tree = shapely.STRtree(geoms)
+        return True, int(looked)
+    tree = tree or shapely.STRtree(geoms)
     left, right = tree.query(geoms[suspects], predicate="intersects")
     left = suspects[left]
     keep = left < right
     left, right = left[keep], right[keep]
     if left.size == 0:
-        return False, int(geoms.size)
+        return False, int(looked)
     shared = shapely.intersection(geoms[left], geoms[right])
     area = m2(shared)
     places = _where(shared)
@@ -381,20 +388,31 @@ def _overlaps(
         add(Finding("error", "overlap",
                     f"overlaps feature #{index[b]} ({codes[b]}) by {area[k]:,.1f} m²",
                     int(index[a]), codes[a], places[k], float(area[k])))  # fmt: skip
-    return False, int(geoms.size)
+    return False, int(looked)
 
 
-def _around(geoms: np.ndarray, changed: np.ndarray) -> np.ndarray:
-    """Indexes of the changed polygons and of every polygon whose envelope touches one."""
-    if not changed.any():
-        return np.array([], dtype=int)
-    tree = shapely.STRtree(geoms)
-    return np.unique(tree.query(geoms[changed])[1])
-
-
-def _clean_coverage(geoms: np.ndarray) -> bool:
+def _flagged(geoms: np.ndarray) -> np.ndarray:
+    """Indexes of the polygons with invalid coverage edges (GEOS CoverageValidator)."""
     edges = shapely.coverage_invalid_edges(geoms)
-    return bool(np.all(shapely.is_empty(edges) | shapely.is_missing(edges)))
+    return np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
+
+
+def _flagged_around(
+    tree: shapely.STRtree, geoms: np.ndarray, changed: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The polygons a full coverage check would flag, when only ``changed`` ones differ
+    from a clean coverage; and how many polygons were looked at.
+
+    GEOS validates each polygon against the polygons whose envelopes touch its own.
+    A polygon whose envelope touches no changed one sees only unchanged neighbours,
+    as when the layer was found clean: it cannot be flagged. The others (``near``) are
+    validated with all their envelope neighbours present (``ring``), so their flags
+    are exactly a full check's.
+    """
+    near = np.unique(tree.query(geoms[changed])[1])
+    ring = np.unique(tree.query(geoms[near])[1])
+    flagged = ring[_flagged(geoms[ring])]
+    return flagged[np.isin(flagged, near)], int(ring.size)
 
 
 def _gaps(
