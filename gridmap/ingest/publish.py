@@ -68,7 +68,7 @@ class Published:
     checked_levels: list[str]
     parents: Parents
     old: pd.DataFrame
-    """One row per area: id, code, name, parent_code, cw and ccw (WKB digests)."""
+    """One row per area: id, code, name, parent_code, digest (``areas.geom_digest``)."""
 
 
 def _noop(_fraction: float, _message: str) -> None:
@@ -151,18 +151,9 @@ def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Paren
     )
 
 
-# Digests of the stored geometry as files usually hold it: a one-part MultiPolygon as a
-# Polygon, rings clockwise (shapefiles) or counter-clockwise (GeoJSON, GeoPackage).
 _OLD_AREAS = f"""
-WITH old AS (
-    SELECT id, code, name, parent_code,
-           CASE WHEN ST_NumGeometries(geom) = 1 THEN ST_GeometryN(geom, 1) ELSE geom END AS g
-    FROM areas WHERE level = %(level)s AND {_VALID}
-)
-SELECT id, code, name, parent_code,
-       decode(md5(ST_AsBinary(ST_ForcePolygonCW(g), 'NDR')), 'hex'),
-       decode(md5(ST_AsBinary(ST_ForcePolygonCCW(g), 'NDR')), 'hex')
-FROM old
+SELECT id, code, name, parent_code, geom_digest FROM areas
+WHERE level = %(level)s AND {_VALID}
 """
 
 
@@ -172,21 +163,25 @@ def fetch_published(conn: psycopg.Connection, level: str) -> Published:
     if row is None:
         raise NotFoundError("no active generation: load a division first (gridmap sample)")
     generation = int(row[0])
-    rows = conn.execute(_OLD_AREAS, {"level": level, "g": generation}).fetchall()
-    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "cw", "ccw"])
+    rows = conn.cursor(binary=True).execute(_OLD_AREAS, {"level": level, "g": generation}
+                                            ).fetchall()  # fmt: skip
+    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "digest"])
     parents = load_parents(conn, PARENT_LEVEL[level], generation)
     return Published(generation, list(row[1] or []), parents, old)
 
 
-def _wkb_digests(geoms: np.ndarray) -> np.ndarray:
-    """MD5 of the little-endian 2D WKB of each geometry, as read (as in _OLD_AREAS)."""
+def wkb_digests(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
+    """MD5 of each geometry's little-endian 2D WKB, exterior rings clockwise and holes
+    counter-clockwise as ``areas.geom_digest`` (``oriented=False``: as they are)."""
+    if oriented:
+        geoms = shapely.orient_polygons(geoms, exterior_cw=True)
     wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2)
     return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
 
 
 def _match(old: pd.DataFrame, frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per feature: the row of ``old`` with its code (-1: none), and whether the
-    geometry is byte-identical to that row's (either ring orientation)."""
+    geometry is byte-identical to that row's (up to ring orientation)."""
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     position = (pd.Index(old.code).get_indexer(codes) if len(old)
                 else np.full(len(codes), -1))  # fmt: skip
@@ -195,10 +190,14 @@ def _match(old: pd.DataFrame, frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.n
     if known.size:
         geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[known]
         missing = shapely.is_missing(geoms)
-        digests = _wkb_digests(np.where(missing, shapely.from_wkt("POLYGON EMPTY"), geoms))
-        rows = position[known]
-        identical[known] = ~missing & ((digests == old.cw.to_numpy()[rows])
-                                       | (digests == old.ccw.to_numpy()[rows]))  # fmt: skip
+        geoms = np.where(missing, shapely.from_wkt("POLYGON EMPTY"), geoms)
+        stored = old.digest.to_numpy()[position[known]]
+        # Shapefiles hold exterior rings clockwise already: orient only what differs.
+        same = ~missing & (wkb_digests(geoms, oriented=False) == stored)
+        other = np.flatnonzero(~same & ~missing)
+        if other.size:
+            same[other] = wkb_digests(geoms[other]) == stored[other]
+        identical[known] = same
     return position, identical
 
 
@@ -271,8 +270,10 @@ def _diff(
     old_geoms_changed = _old_geometries(conn, old_ids_changed)
     new_changed = bulk._as_multi(read_geoms[changed])
     ratios: Any = _symdiff_ratios(new_changed, old_geoms_changed) if changed.size else []
-    removed = sorted(set(old.code.tolist()) - set(codes.tolist()))
-    by_code = dict(zip(old.code.tolist(), old.id.tolist(), strict=True))
+    kept = np.zeros(len(old), dtype=bool)
+    kept[match[known]] = True
+    gone = old[~kept].sort_values("code")
+    removed = gone.code.tolist()
     report.diff = {
         "previous_generation": published.generation,
         "added": int(added.size),
@@ -289,7 +290,7 @@ def _diff(
     return Plan(
         report, frame, published.generation, added, changed,
         changed_ids=[int(i) for i in old_ids_changed],
-        removed_ids=[int(by_code[c]) for c in removed],
+        removed_ids=[int(i) for i in gone.id.tolist()],
     )  # fmt: skip
 
 

@@ -304,7 +304,6 @@ def _read_dataset(
         _check_shx_matches_shp(dataset, label)
     layer = options.layer if driver == "GPKG" else None
     try:
-        info = pyogrio.read_info(dataset, layer=layer)
         # Shapefile text is read as Latin-1 (byte-for-byte) and decoded here, so that a
         # wrong encoding is detected instead of silently turned into mojibake by GDAL.
         # Arrow batches: about 2× faster than GDAL's row-by-row path.
@@ -327,7 +326,8 @@ def _read_dataset(
     geoms, z_dropped, m_dropped = _clean_geometry(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
-    crs, note = _choose_crs(info.get("crs"), options.source_crs, geoms, label)
+    file_crs = raw.crs.srs if getattr(raw, "crs", None) is not None else None
+    crs, note = _choose_crs(file_crs, options.source_crs, geoms, label)
     frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):

@@ -1,4 +1,5 @@
-"""Generations remember which area levels passed the import's coverage checks.
+"""Generations remember which area levels passed the import's checks; areas carry a
+digest of their geometry.
 
 ``generations.checked_levels`` lists the levels whose areas, as valid in that
 generation, were verified by the checked import path to form a clean coverage (no
@@ -24,13 +25,24 @@ branch_labels = None
 depends_on = None
 
 
+GEOM_DIGEST = (
+    "decode(md5(ST_AsBinary(ST_ForcePolygonCW(CASE WHEN ST_NumGeometries(geom) = 1 "
+    "THEN ST_GeometryN(geom, 1) ELSE geom END), 'NDR')), 'hex')"
+)
+
+
 def upgrade() -> None:
     op.add_column(
         "generations",
         sa.Column("checked_levels", ARRAY(sa.String(12)), nullable=False,
                   server_default=sa.text("'{}'::varchar[]")),
     )
+    op.add_column(
+        "areas",
+        sa.Column("geom_digest", sa.LargeBinary, sa.Computed(GEOM_DIGEST, persisted=True)),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("areas", "geom_digest")
     op.drop_column("generations", "checked_levels")
