@@ -219,3 +219,30 @@ def test_new_communities_drop_the_grid_mark(
     assert _checked_levels(checked_conn) == ["community"]
     report = import_file(checked_conn, _write(_grids(sample_city), tmp_path / "g.shp"), "grid")
     assert report.coverage["scope"] == "full"
+
+
+def test_cli_commit_checks_once_and_reports_json(
+    city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from gridmap.cli import app
+    from gridmap.config import get_settings
+
+    url = city_factory()
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        path = _write(_grids(sample_city), tmp_path / "grid.shp")
+        result = CliRunner().invoke(app, ["import", "grid", str(path), "--commit", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["committed"] and report["coverage"]["scope"] == "full"
+    assert report["diff"]["unchanged"] == len(sample_city.level("grid"))
+    with psycopg.connect(url) as conn:
+        assert _checked_levels(conn) == ["grid"]
