@@ -33,6 +33,8 @@ CODE_LENGTH = {"district": 6, "street": 9, "community": 12, "grid": 15}
 PARENT_LEVEL = {"district": "city", "street": "district", "community": "street",
                 "grid": "community"}  # fmt: skip
 _M_PER_DEG = 111_320.0
+GAP_FREE_M2 = 0.01
+"""A layer is marked checked only if no parent has more than this uncovered (m²)."""
 
 
 @dataclass
@@ -172,7 +174,7 @@ def _where(geoms: np.ndarray) -> list[tuple[float, float] | None]:
 
 def check_layer(
     read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None,
-    *, unchanged: np.ndarray | None = None,
+    *, unchanged: np.ndarray | None = None, touched_parents: Sequence[str] = (),
 ) -> tuple[Report, gpd.GeoDataFrame]:
     """Run every check on ``read``; return the report and the frame to publish.
 
@@ -180,7 +182,10 @@ def check_layer(
     warning each) instead of being errors. ``unchanged`` (a mask over the features)
     says which features are identical — code, geometry, parent — to areas of a
     published generation that passed these checks; overlaps and containment are then
-    tested around the others only (None: everything is tested).
+    tested around the others only (None: everything is tested), and gaps, when the
+    layer is not a clean coverage inside its parents, are cut only in the parents
+    around them and ``touched_parents`` (the parents of published areas that changed
+    or went).
     """
     t = thresholds or Thresholds()
     frame = read.frame.copy()
@@ -214,13 +219,16 @@ def check_layer(
         clean, checked = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add,
                                    None if changed is None else changed[usable])  # fmt: skip
         inside = containment.result()
-    report.coverage = {"clean": clean, "inside_parents": inside,
-                       "scope": "full" if changed is None else "changed",
-                       "features_checked": checked}  # fmt: skip
     contained = clean and not any(f.check in ("outside_parent", "missing_parent")
                                   for f in report.findings)  # fmt: skip
-    _gaps(geoms[usable], parent_codes[usable], parents, t, add,
-          coverage_clean=clean, contained=contained)  # fmt: skip
+    uncovered = _gaps(geoms[usable], parent_codes[usable], parents, t, add,
+                      coverage_clean=clean, contained=contained,
+                      changed=None if changed is None else changed[usable],
+                      touched=touched_parents)  # fmt: skip
+    report.coverage = {"clean": clean, "inside_parents": inside,
+                       "gap_free": uncovered is not None and uncovered <= GAP_FREE_M2,
+                       "scope": "full" if changed is None else "changed",
+                       "features_checked": checked}  # fmt: skip
     _slivers(geoms, codes, usable, t, add)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     return report, frame
@@ -417,19 +425,26 @@ def _flagged_around(
 
 def _gaps(
     geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds, add: Any,
-    *, coverage_clean: bool, contained: bool,
-) -> None:
+    *, coverage_clean: bool, contained: bool, changed: np.ndarray | None = None,
+    touched: Sequence[str] = (),
+) -> float | None:
     """Parts of the parents' area that no child covers.
 
     When children neither overlap nor leave their parent, a parent's uncovered area is
     its area minus its children's areas: only parents where that exceeds the threshold
-    are cut exactly (difference with the union of their children). Otherwise one union
-    difference over the whole layer.
+    are cut exactly (difference with the union of their children); returns the largest
+    uncovered area of a parent (m²). Otherwise one union difference over the whole
+    layer — or, with ``changed`` (the rest as published by a checked import, which left
+    no parent with more than GAP_FREE_M2 uncovered), over the parents around the
+    changes only; returns None.
     """
     if parents.geoms.size == 0 or geoms.size == 0:
-        return
+        return None
+    largest = None
     if contained:
-        holes = _gaps_by_parent(geoms, parent_codes, parents, t)
+        holes, largest = _gaps_by_parent(geoms, parent_codes, parents, t)
+    elif changed is not None and t.gap_m2 >= GAP_FREE_M2:
+        holes = _gaps_around(geoms, changed, parent_codes, parents, touched)
     else:
         # coverage_union_all is linear-time but only correct on a clean coverage.
         children = (shapely.coverage_union_all(geoms) if coverage_clean
@@ -438,7 +453,7 @@ def _gaps(
         holes = shapely.get_parts(shapely.difference(parent_union, children))
     holes = holes[shapely.get_type_id(holes) == 3] if holes.size else holes
     if holes.size == 0:
-        return
+        return largest
     area = m2(holes)
     holes, area = holes[area > t.gap_m2], area[area > t.gap_m2]
     places = _where(holes)
@@ -448,26 +463,51 @@ def _gaps(
         parent = parents.codes[owner[0]] if owner.size else None
         add(Finding("error", "gap", f"{area[k]:,.1f} m² of parent {parent} covered by no "
                     "feature", None, parent, places[k], float(area[k])))  # fmt: skip
+    return largest
+
+
+def _gaps_around(
+    geoms: np.ndarray, changed: np.ndarray, parent_codes: np.ndarray, parents: Parents,
+    touched: Sequence[str],
+) -> np.ndarray:
+    """Holes in the parents a change can affect, and the parents touching those.
+
+    Elsewhere children and parents are as published, which left no parent with more
+    than GAP_FREE_M2 uncovered: a hole reaching out of this region loses at most that.
+    """
+    tree = shapely.STRtree(parents.geoms)
+    named = pd.Index(parents.codes).isin([*parent_codes[changed].tolist(), *touched])
+    reached = tree.query(geoms[changed], predicate="intersects")[1]
+    affected = np.union1d(np.flatnonzero(named), reached)
+    if affected.size == 0:
+        return np.array([], dtype=object)
+    region = np.unique(tree.query(parents.geoms[affected], predicate="intersects")[1])
+    area = shapely.union_all(parents.geoms[region])
+    children = shapely.STRtree(geoms).query(area, predicate="intersects")
+    return shapely.get_parts(shapely.difference(area, shapely.union_all(geoms[children])))
 
 
 def _gaps_by_parent(
     geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds
-) -> np.ndarray:
-    """Holes inside parents whose area is not accounted for by their children."""
+) -> tuple[np.ndarray, float]:
+    """Holes inside parents whose area is not accounted for by their children, and
+    the largest such area (m²)."""
     slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
     known = slot >= 0
     covered = np.bincount(slot[known], weights=shapely.area(geoms[known]),
                           minlength=parents.codes.size)  # fmt: skip
     missing_deg = shapely.area(parents.geoms) - covered
     scale = m2(parents.geoms) / np.maximum(shapely.area(parents.geoms), 1e-30)
-    suspects = np.flatnonzero(missing_deg * scale > t.gap_m2)
+    missing = missing_deg * scale
+    suspects = np.flatnonzero(missing > t.gap_m2)
     pieces = []
     for p in suspects:
         children = geoms[known][slot[known] == p]
         cover = shapely.union_all(children) if children.size else None
         hole = parents.geoms[p] if cover is None else shapely.difference(parents.geoms[p], cover)
         pieces.append(shapely.get_parts(hole))
-    return np.concatenate(pieces) if pieces else np.array([], dtype=object)
+    holes = np.concatenate(pieces) if pieces else np.array([], dtype=object)
+    return holes, float(missing.max(initial=0.0))
 
 
 def _slivers(

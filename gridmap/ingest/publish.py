@@ -113,9 +113,10 @@ def prepare_import(
         published = pending.result()
     report_progress(0.6, "checking")
     position, identical = _match(published.old, read.frame)
+    unchanged = _unchanged(published, read.frame, position, identical, level)
     report, frame = check_layer(
-        read, level, published.parents, thresholds,
-        unchanged=_unchanged(published, read.frame, position, identical, level),
+        read, level, published.parents, thresholds, unchanged=unchanged,
+        touched_parents=_touched_parents(published, position, unchanged),
     )  # fmt: skip
     report_progress(0.85, "comparing with the active generation")
     repaired = _repaired(read.frame, frame)
@@ -216,6 +217,17 @@ def _unchanged(
     old_parent = published.old.parent_code.to_numpy(dtype=object)[np.maximum(position, 0)]
     same_parent = old_parent == frame.parent_code.to_numpy(dtype=object)
     return identical & once & same_parent & (position >= 0)
+
+
+def _touched_parents(
+    published: Published, position: np.ndarray, unchanged: np.ndarray | None
+) -> list[str]:
+    """Parent codes of the published areas that are not in the file unchanged."""
+    if unchanged is None:
+        return []
+    kept = np.zeros(len(published.old), dtype=bool)
+    kept[position[unchanged]] = True
+    return sorted({c for c in published.old.parent_code[~kept].tolist() if c is not None})
 
 
 def _repaired(read: gpd.GeoDataFrame, checked: gpd.GeoDataFrame) -> np.ndarray:
@@ -381,7 +393,7 @@ def _mark_checked_levels(conn: psycopg.Connection, plan: Plan, generation: int) 
     if parents_changed and child in levels:
         levels.remove(child)
     coverage = plan.report.coverage
-    if coverage.get("clean") and coverage.get("inside_parents"):
+    if coverage.get("clean") and coverage.get("inside_parents") and coverage.get("gap_free"):
         levels.append(level)
     conn.execute("UPDATE generations SET checked_levels = %s WHERE id = %s",
                  (sorted(levels), generation))  # fmt: skip

@@ -3,10 +3,11 @@ digest of their geometry.
 
 ``generations.checked_levels`` lists the levels whose areas, as valid in that
 generation, were verified by the checked import path to form a clean coverage (no
-invalid edges between siblings) lying inside their parents. The next import of such a
-level re-runs the sibling-overlap and containment checks only around the areas it
-changes. Generations loaded any other way (``gridmap sample``) have none: their next
-import gets the full checks.
+invalid edges between siblings) lying inside their parents and leaving no parent with
+more than 0.01 m² uncovered. The next import of such a level re-runs the
+sibling-overlap, containment and gap checks only around the areas it changes.
+Generations loaded any other way (``gridmap sample``) have none: their next import
+gets the full checks.
 
 Revision ID: 0008_checked_levels
 Revises: 0006_mapevents

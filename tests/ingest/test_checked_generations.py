@@ -148,6 +148,33 @@ def test_gap_left_by_a_changed_grid_is_found(
     assert gaps and gaps[0].code == frame.PARENT[i] and gaps[0].area_m2 > 1
 
 
+def _nudge_vertex(geom: shapely.Geometry) -> shapely.Polygon:
+    """The polygon with one vertex moved outwards by a few millimetres."""
+    polygon = shapely.get_parts(geom)[0]
+    ring = list(polygon.exterior.coords)
+    x, y = ring[1]
+    centre = polygon.centroid
+    ring[1] = (x + (x - centre.x) * 1e-8, y + (y - centre.y) * 1e-8)
+    return shapely.Polygon(ring)
+
+
+def test_gap_in_an_unclean_coverage_is_found(
+    checked_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
+) -> None:
+    """Not a clean coverage any more (a vertex nudged): gaps are cut around the changes
+    instead of by parent areas, and still equal the full check's."""
+    frame = _grids(sample_city)
+    communities = _communities(sample_city)
+    i = _interior_grid(frame, communities, 0.0)
+    j = next(int(k) for k in frame.index if frame.PARENT[k] != frame.PARENT[i])
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(-0.002, join_style="mitre")
+    frame.loc[j, "geometry"] = _nudge_vertex(frame.geometry[j])
+    report = _restricted_equals_full(checked_conn, _write(frame, tmp_path / "grid.shp"))
+    assert report.coverage["clean"] is False
+    gaps = [f for f in report.findings if f.check == "gap"]
+    assert [g.code for g in gaps] == [frame.PARENT[i]] and gaps[0].area_m2 > 1
+
+
 def test_changed_grid_leaving_its_community_is_found(
     checked_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
 ) -> None:
@@ -165,8 +192,8 @@ def test_unchanged_file_over_a_checked_generation_checks_nothing_twice(
 ) -> None:
     path = _write(_grids(sample_city), tmp_path / "grid.shp")
     report = import_file(checked_conn, path, "grid", commit=True)
-    assert report.coverage == {"clean": True, "inside_parents": True, "scope": "changed",
-                               "features_checked": 0}  # fmt: skip
+    assert report.coverage == {"clean": True, "inside_parents": True, "gap_free": True,
+                               "scope": "changed", "features_checked": 0}  # fmt: skip
     assert "passed them when published" in report.to_text()
     assert _checked_levels(checked_conn) == ["grid"]
 
@@ -191,12 +218,7 @@ def test_layer_with_an_unclean_coverage_is_not_marked(
     but no longer a clean coverage, so the next import checks everything again."""
     frame = _grids(sample_city)
     i = _interior_grid(frame, _communities(sample_city), 0.002)
-    polygon = shapely.get_parts(frame.geometry[i])[0]
-    ring = list(polygon.exterior.coords)
-    x, y = ring[1]
-    centre = polygon.centroid
-    ring[1] = (x + (x - centre.x) * 1e-8, y + (y - centre.y) * 1e-8)
-    frame.loc[i, "geometry"] = shapely.Polygon(ring)
+    frame.loc[i, "geometry"] = _nudge_vertex(frame.geometry[i])
     report = import_file(checked_conn, _write(frame, tmp_path / "grid.shp"), "grid", commit=True)
     assert report.committed and report.coverage["clean"] is False
     assert _checked_levels(checked_conn) == []
