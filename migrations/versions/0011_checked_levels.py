@@ -9,8 +9,8 @@ sibling-overlap, containment and gap checks only around the areas it changes.
 Generations loaded any other way (``gridmap sample``) have none: their next import
 gets the full checks.
 
-Revision ID: 0008_checked_levels
-Revises: 0006_mapevents
+Revision ID: 0011_checked_levels
+Revises: 0010_event_light
 Create Date: 2026-11-24
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
-revision = "0008_checked_levels"
-down_revision = "0006_mapevents"
+revision = "0011_checked_levels"
+down_revision = "0010_event_light"
 branch_labels = None
 depends_on = None
 
