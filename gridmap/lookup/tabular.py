@@ -86,7 +86,10 @@ class CsvLookup:
         if first is None or not first.lines[0].strip():
             raise InvalidInputError("CSV is empty: expected a header line with lon,lat")
         self._header = first.lines[0]
-        header = next(csv.reader([_decode(self._header)]))
+        header = _fields(_decode(self._header))
+        if header is None:
+            raise InvalidInputError("line 1: the header is not valid CSV (a stray quote or "
+                                    "carriage return?)", details=[{"line": 1}])
         self._cols = find_columns(header)
         self._width = len(header)
         yield self._header + b",grid_code,error\n"
@@ -114,7 +117,7 @@ class CsvLookup:
 
     def _answer(self, lines: list[bytes], first_line: int, raw: bytes | None = None) -> bytes:
         """Output lines for ``lines`` (``raw``: the same lines joined, when at hand)."""
-        parsed = _parse_fast(self._header, raw if raw is not None else b"\n".join(lines),
+        parsed = _parse_fast(self._width, raw if raw is not None else b"\n".join(lines),
                              len(lines), self._cols)
         if parsed is None:  # something unusual in this block: parse it row by row
             xs, ys, errors = _parse_block([_decode(b) for b in lines], first_line, *self._cols)
@@ -209,11 +212,11 @@ def _chain(head: list[_Block], rest: Iterator[_Block]) -> Iterator[_Block]:
 
 
 def _parse_fast(
-    header: bytes, raw: bytes, rows: int, cols: tuple[int, int]
+    width: int, raw: bytes, rows: int, cols: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """lon/lat columns of ``rows`` lines via pyarrow's CSV reader; None when a row needs
-    a closer look."""
-    names = [f"c{i}" for i in range(len(next(csv.reader([_decode(header)]))))]
+    """lon/lat columns of ``rows`` lines of ``width`` fields via pyarrow's CSV reader;
+    None when a row needs a closer look."""
+    names = [f"c{i}" for i in range(width)]
     lon, lat = names[cols[0]], names[cols[1]]
     try:
         table = pa_csv.read_csv(
@@ -268,7 +271,11 @@ def _parse_block(
     ys = np.full(len(block), np.nan)
     errors: dict[int, str] = {}
     need = max(lon_col, lat_col) + 1
-    for row, fields in enumerate(csv.reader(block)):
+    for row, line in enumerate(block):
+        fields = _fields(line)
+        if fields is None:
+            errors[row] = f"line {first_line + row}: not valid CSV (stray quote or line break?)"
+            continue
         if len(fields) < need:
             errors[row] = f"line {first_line + row}: expected at least {need} fields"
             continue
@@ -282,9 +289,22 @@ def _parse_block(
 
 
 def _pad(line: str, width: int) -> str:
-    """``line`` with empty fields added so that the error columns stay aligned."""
-    fields = next(csv.reader([line]), [])
+    """``line`` with empty fields added so that the error columns stay aligned.
+
+    A line that is not CSV is kept, quoted, as the first field: the output stays CSV.
+    """
+    fields = _fields(line)
+    if fields is None:
+        return _quote(line) + "," * max(0, width - 1)
     return line + "," * max(0, width - max(len(fields), 1))
+
+
+def _fields(line: str) -> list[str] | None:
+    """The fields of one CSV line, or None if it is not valid CSV."""
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error:
+        return None
 
 
 def _quote(text: str) -> str:

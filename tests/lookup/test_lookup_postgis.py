@@ -245,6 +245,19 @@ def test_batch_reports_bad_rows_and_answers_good_ones(client, service, probe_poi
     assert "line 3" in rows[1]["error"] and "lon" in rows[1]["error"]
     assert "line 4" in rows[2]["error"]
 
+    # Stray carriage returns and quotes (found by schemathesis): per-row errors, not a 500.
+    text = "id,lon,lat\n1,106.5,29.5\n2,\r106.5,29.5\n3,\"106.5,29.5\n4,106.5,29.5\n"
+    resp = client.post("/api/v1/lookup", content=text, headers={"content-type": "text/csv"})
+    assert resp.status_code == 200, resp.text
+    rows = list(csv.reader(io.StringIO(resp.text, newline=""), strict=True))[1:]
+    assert [len(r) for r in rows] == [5, 5, 5, 5]  # still CSV, columns aligned
+    assert [r[0] for r in rows] == ["1", "2,\r106.5,29.5", '3,"106.5,29.5', "4"]
+    assert rows[0][-1] == "" and rows[3][-1] == "" and rows[0][-2] == rows[3][-2] != ""
+    assert "line 3" in rows[1][-1] and "line 4" in rows[2][-1]
+    bad_header = client.post("/api/v1/lookup", content=b"\r0",
+                             headers={"content-type": "text/csv"})
+    assert bad_header.status_code == 422 and "line 1" in bad_header.json()["message"]
+
     missing = client.post(
         "/api/v1/lookup", content="a,b\n1,2\n", headers={"content-type": "text/csv"}
     )
