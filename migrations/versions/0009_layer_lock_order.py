@@ -1,0 +1,62 @@
+"""Map-layer invalidation takes its row locks in one order (no deadlocks under intake).
+
+``gridmap_invalidate_layers`` bumped ``layer_versions`` with one
+``INSERT … ON CONFLICT DO UPDATE`` of several rows. Two transactions doing that at the
+same time (two API processes storing events: the events trigger bumps ``events`` and
+``grids``) deadlocked inside the speculative insertion — PostgreSQL's detector broke the
+cycle after ``deadlock_timeout`` (1 s), a 1 s stall and a failed statement each time.
+Now missing rows are inserted only when missing, the rows are locked in layer order
+(``SELECT … ORDER BY layer FOR UPDATE``) and then updated.
+
+Revision ID: 0009_layer_lock_order
+Revises: 0008_reporter
+Create Date: 2026-11-22
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0009_layer_lock_order"
+down_revision = "0008_reporter"
+branch_labels = None
+depends_on = None
+
+ORDERED = """
+CREATE OR REPLACE FUNCTION gridmap_invalidate_layers(p_layers text[], p_bbox geometry DEFAULT NULL)
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO layer_versions (layer, version, changed_at)
+  SELECT DISTINCT l, 1, now() FROM unnest(p_layers) AS l
+  WHERE NOT EXISTS (SELECT 1 FROM layer_versions v WHERE v.layer = l)
+  ON CONFLICT (layer) DO NOTHING;
+  SELECT 1 FROM layer_versions WHERE layer = ANY (p_layers) ORDER BY layer FOR UPDATE;
+  UPDATE layer_versions SET version = version + 1, changed_at = now()
+  WHERE layer = ANY (p_layers);
+  INSERT INTO layer_changes (layer, version, bbox)
+  SELECT layer, version, p_bbox FROM layer_versions WHERE layer = ANY (p_layers);
+  DELETE FROM layer_changes c USING layer_versions v
+  WHERE c.layer = v.layer AND v.layer = ANY (p_layers) AND c.version < v.version - 1000;
+$$
+"""
+
+UPSERT = """
+CREATE OR REPLACE FUNCTION gridmap_invalidate_layers(p_layers text[], p_bbox geometry DEFAULT NULL)
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO layer_versions (layer, version, changed_at)
+  SELECT DISTINCT l, 2, now() FROM unnest(p_layers) AS l
+  ON CONFLICT (layer) DO UPDATE
+    SET version = layer_versions.version + 1, changed_at = now();
+  INSERT INTO layer_changes (layer, version, bbox)
+  SELECT layer, version, p_bbox FROM layer_versions WHERE layer = ANY (p_layers);
+  DELETE FROM layer_changes c USING layer_versions v
+  WHERE c.layer = v.layer AND v.layer = ANY (p_layers) AND c.version < v.version - 1000;
+$$
+"""
+
+
+def upgrade() -> None:
+    op.execute(ORDERED)
+
+
+def downgrade() -> None:
+    op.execute(UPSERT)
