@@ -11,11 +11,13 @@ values, errors — falls through to the FastAPI route, which stays the reference
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import anyio
 import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -90,9 +92,11 @@ class EventIntakeFastPath:
 
     ``POST /api/v1/events`` with a JSON body, no photos and no Idempotency-Key is
     validated with the route's own model (:class:`api.event_schemas.EventIn`), stored by
-    the same core call (:func:`gridmap.events.intake.store_report`) and answered with the
-    route's JSON, after the commit. The caller is authenticated like the route
-    (:func:`api.security.authenticate`, ``roles`` = the events router's ``Allow``).
+    the same core code as the route (:mod:`gridmap.events.intake`), together with the
+    reports arriving at the same time (:class:`gridmap.events.batch.IntakeBatcher`: one
+    transaction per batch), and answered with the route's JSON after the commit. The
+    caller is authenticated like the route (:func:`api.security.authenticate`, ``roles``
+    = the events router's ``Allow``).
     Anything else — unauthenticated or other callers, other headers, invalid bodies,
     core errors before the commit — is replayed to the FastAPI route, which stays the
     reference for access, validation, error bodies and OpenAPI; nothing of a replayed
@@ -119,8 +123,7 @@ class EventIntakeFastPath:
 
 
 def _reporter(scope: Scope, roles: frozenset[Any]) -> Any | None:
-    """The caller if the route would admit them, else None. Called in the worker thread:
-    the principal cache may reload from the database, which must not block the loop."""
+    """The caller if the route would admit them, else None (from the in-memory cache)."""
     try:
         principal = authenticate(HTTPConnection(scope))
     except GridmapError:
@@ -171,47 +174,46 @@ async def _send_json(send: Send, status: int, payload: Any) -> None:
 
 
 async def _intake(scope: Scope, body: bytes, roles: frozenset[Any]) -> tuple[int, Any] | None:
-    """(status, JSON) of the stored report, or None to let the FastAPI route answer."""
+    """(status, JSON) of the stored report, or None to let the FastAPI route answer.
+
+    The report goes to the process's :class:`~gridmap.events.batch.IntakeBatcher` (group
+    commit) and is answered after its batch commits. Whatever was not stored (invalid,
+    or in a batch that failed) is replayed to the route, which stores it on its own.
+    """
     from pydantic import ValidationError
 
+    from api.errors import error_response
     from api.event_schemas import EventIn
+    from gridmap.errors import DatabaseUnavailableError
+    from gridmap.events import batch, intake
 
     try:
         payload = EventIn.model_validate_json(body)
     except ValidationError:
         return None
     state = scope["app"].state
-    if payload.photos or not isinstance(getattr(state, "lookup", None), LookupService):
+    batcher = getattr(state, "intake", None)
+    if payload.photos or not isinstance(batcher, batch.IntakeBatcher):
         return None
-    return await anyio.to_thread.run_sync(_store, scope, roles, payload)
-
-
-def _store(scope: Scope, roles: frozenset[Any], payload: Any) -> tuple[int, Any] | None:
-    from api.errors import error_response
-    from gridmap.db.engine import session_factory
-    from gridmap.errors import DatabaseUnavailableError
-    from gridmap.events import intake, queries
-
     principal = _reporter(scope, roles)
     if principal is None:
         return None
-    state = scope["app"].state
-    session = session_factory(state.engine)()
+    now = state.clock.now()
+    future = batcher.submit(intake.Report(**payload.model_dump(exclude={"photos"})), now=now,
+                            answer=_intake_answer(now, principal), principal=principal)
     try:
-        now = state.clock.now()
-        report = intake.Report(**payload.model_dump(exclude={"photos"}))
-        result = intake.store_report(session, report, now=now, lookup=state.lookup,
-                                     principal=principal)
-        answer = queries.intake_view(session, result, now, principal)
-    except Exception:  # noqa: BLE001 - the route redoes the report and maps the error
-        session.close()  # rolls back
-        return None
-    try:
-        session.commit()  # acknowledged means stored: commit before the response is sent
-    except Exception as exc:  # noqa: BLE001 - never acknowledge what may not be stored
+        return 201, await asyncio.wrap_future(future)
+    except batch.CommitFailedError as exc:  # never acknowledge what may not be stored
         log.warning("event commit failed: %s", exc)
         return error_response(DatabaseUnavailableError(
             "the database is unavailable; try again shortly"))
-    finally:
-        session.close()
-    return 201, answer
+    except batch.AnswerFailedError:
+        raise  # stored: replaying it would store it twice
+    except Exception:  # noqa: BLE001 - not stored: the route redoes it and maps the error
+        return None
+
+
+def _intake_answer(now: datetime, principal: Any) -> Callable[[Any, Any], Any]:
+    from gridmap.events import queries
+
+    return lambda session, stored: queries.intake_view(session, stored, now, principal)

@@ -41,6 +41,7 @@ from gridmap.auth.principal import Role
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
+from gridmap.events.batch import IntakeBatcher
 from gridmap.events.clock import Clock, SystemClock
 from gridmap.lookup.service import LookupService
 from gridmap.mapview import vendor_dir
@@ -93,10 +94,13 @@ def create_app(
         app.state.principals = PrincipalCache(app.state.engine, settings.auth_cache_ttl_s)
         app.state.session_secret = session_secret(settings)
         app.state.tile_cache = _tile_cache(app.state.engine)
+        app.state.intake = IntakeBatcher(app.state.engine, lookup=app.state.lookup)
+        app.state.intake.start()
         async with AsyncExitStack() as stack:
             if background:
                 await stack.enter_async_context(event_tasks(app))
             yield
+        await anyio.to_thread.run_sync(app.state.intake.stop)
         app.state.lookup.stop_listener()
         if engine is None:
             app.state.engine.dispose()
