@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
+import orjson
 from geoalchemy2 import Geography
 from sqlalchemy import cast, func, select, text
 from sqlalchemy.orm import Session
@@ -62,24 +63,21 @@ def find_original_rows(
     report cost more CPU than running it.
     """
     out: list[Any | None] = [None] * len(reports)
-    params: dict[str, list[Any]] = {name: [] for name in (
-        "category", "lon", "lat", "since", "now", "radius_deg", "radius_m")}
-    asked = []
+    asked: list[dict[str, Any]] = []
     for i, (category, lon, lat, now) in enumerate(reports):
         if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
             continue
         # Degrees of longitude shrink with cos(lat); the slack keeps the box a superset.
         shrink = max(math.cos(math.radians(min(abs(lat), 89.0))), 0.01)
-        asked.append(i)
-        for name, value in (
-            ("category", category.code), ("lon", lon), ("lat", lat),
-            ("since", now - timedelta(hours=category.duplicate_window_hours)), ("now", now),
-            ("radius_deg", 1.01 * category.duplicate_radius_m / (_METRES_PER_DEGREE * shrink)),
-            ("radius_m", float(category.duplicate_radius_m)),
-        ):
-            params[name].append(value)
+        asked.append({
+            "n": i, "category": category.code, "lon": lon, "lat": lat, "now": now,
+            "since": now - timedelta(hours=category.duplicate_window_hours),
+            "radius_deg": 1.01 * category.duplicate_radius_m / (_METRES_PER_DEGREE * shrink),
+            "radius_m": category.duplicate_radius_m,
+        })
     if not asked:
         return out
-    for row in session.execute(_ROWS_QUERY, {**params, "closed": list(CLOSED)}):
-        out[asked[row.n - 1]] = row
+    for row in session.execute(_ROWS_QUERY, {"reports": orjson.dumps(asked).decode(),
+                                             "closed": list(CLOSED)}):
+        out[row.n] = row
     return out

@@ -1,12 +1,12 @@
--- For each report (arrays, one element each): the earliest open, unlinked event of its
--- category within its radius and time window, if any. The geometry ST_DWithin (a radius
--- in degrees no smaller than radius_m anywhere near the point) lets the planner use the
--- GiST index on events.geom; the geography ST_DWithin is the exact test in metres.
+-- For each report (:reports, a JSON array of objects, ``n`` its position): the earliest
+-- open, unlinked event of its category within its radius and time window, if any. The
+-- geometry ST_DWithin (a radius in degrees no smaller than radius_m anywhere near the
+-- point) lets the planner use the GiST index on events.geom; the geography ST_DWithin is
+-- the exact test in metres.
 SELECT r.n, d.*
-FROM unnest(CAST(:category AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
-            CAST(:since AS timestamptz[]), CAST(:now AS timestamptz[]),
-            CAST(:radius_deg AS float8[]), CAST(:radius_m AS float8[]))
-         WITH ORDINALITY AS r(category, lon, lat, since, now, radius_deg, radius_m, n)
+FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS r(
+         n integer, category text, lon float8, lat float8, since timestamptz,
+         now timestamptz, radius_deg float8, radius_m float8)
 CROSS JOIN LATERAL (
     SELECT *
     FROM events

@@ -159,16 +159,16 @@ def _photo_types(photos: list[bytes]) -> list[str]:
 
 _INSERT = text(resources.files("gridmap.events").joinpath("intake.sql").read_text())
 _NONE_AT_INTAKE = ("suspended_from", "satisfaction", "resolved_at", "closed_at")
-# Event columns passed to intake.sql as arrays (one element per report), in its order.
+# Event columns passed to intake.sql (one JSON object per report).
 _COLUMNS = (
     "source", "category_code", "affair_class", "priority", "status", "lon", "lat", "address",
     "description", "reporter_name", "reporter_phone", "reporter_email", "facility_code",
     "device_id", "household_id", "grid_code", "generation", "worker_code", "department_code",
     "handler_level", "assignment_reason", "flagged", "queue", "escalation_level", "deadline",
     "rework_count", "duplicate_of", "idempotency_key", "reported_by", "token", "created_at",
-    "updated_at", "assigned_at", "accepted_at",
+    "updated_at", "assigned_at", "accepted_at", "media_urls",
 )
-_AUDIT = ("t_action", "t_from", "t_to", "t_actor", "t_role", "t_note")
+_AUDIT = ("action", "from_status", "to_status", "actor", "role", "note")
 
 
 @dataclass
@@ -281,9 +281,12 @@ def write_staged(session: Session, staged: Sequence[Staged]) -> list[Intake | No
 def _rounds(staged: Sequence[Staged]) -> list[list[int]]:
     """Indexes of ``staged`` by round: each report after every earlier one it may duplicate."""
     level: list[int] = []
+    earlier: dict[str, list[int]] = {}  # category code → indexes so far
     for i, s in enumerate(staged):
-        level.append(max((level[j] + 1 for j in range(i) if _may_duplicate(staged[j], s)),
+        same = earlier.setdefault(s.category.code, [])
+        level.append(max((level[j] + 1 for j in same if _may_duplicate(staged[j], s)),
                          default=0))
+        same.append(i)
     rounds: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
     for i, r in enumerate(level):
         rounds[r].append(i)
@@ -312,22 +315,18 @@ def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 def _write_round(session: Session, staged: list[Staged]) -> list[Intake | None]:
     originals = find_original_rows(
         session, [(s.category, s.values["lon"], s.values["lat"], s.now) for s in staged])
-    columns: dict[str, list[Any]] = {name: [] for name in (*_COLUMNS, "media_urls")}
-    audit: dict[str, list[Any]] = {name: [] for name in ("t_token", "t_at", *_AUDIT)}
+    events: list[dict[str, Any]] = []
+    audit: list[dict[str, Any]] = []
     for s, original in zip(staged, originals, strict=True):
         s.values["duplicate_of"] = original.id if original is not None else None
         rows = _intake_audit(session, s.values, s.category, original is not None, s.report,
                              s.now, s.actor)
-        for name in _COLUMNS:
-            columns[name].append(s.values[name])
-        columns["media_urls"].append(orjson.dumps(s.values["media_urls"]).decode())
-        for row in rows:
-            audit["t_token"].append(s.values["token"])
-            audit["t_at"].append(s.now)
-            for name, value in zip(_AUDIT, row, strict=True):
-                audit[name].append(value)
+        events.append({name: s.values[name] for name in _COLUMNS} | {"n": len(events)})
+        audit.extend({"n": len(audit) + k, "token": s.values["token"], "at": s.now,
+                      **dict(zip(_AUDIT, row, strict=True))} for k, row in enumerate(rows))
+    params = {"events": orjson.dumps(events).decode(), "audit": orjson.dumps(audit).decode()}
     ids: dict[str, int] = {token: event_id for token, event_id in
-                           session.execute(_INSERT, {**columns, **audit})}
+                           session.execute(_INSERT, params)}
     out: list[Intake | None] = []
     for s, original in zip(staged, originals, strict=True):
         event_id = ids.get(s.values["token"])
