@@ -27,7 +27,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,7 @@ class AnswerFailedError(Exception):
 
 
 Answer = Callable[[Session, intake.Intake], Any]
+Done = Callable[[Any, BaseException | None], None]
 
 
 @dataclass
@@ -62,9 +63,16 @@ class _Job:
     report: intake.Report
     now: datetime
     answer: Answer | None
+    done: Done
     options: dict[str, Any]
-    future: Future[Any] = field(default_factory=Future)
     staged: intake.Staged | None = None
+    settled: bool = False
+
+    def settle(self, result: Any, error: BaseException | None = None) -> None:
+        """Tell the caller, once."""
+        if not self.settled:
+            self.settled = True
+            self.done(result, error)
 
 
 class IntakeBatcher:
@@ -104,9 +112,23 @@ class IntakeBatcher:
         view), or the :class:`~gridmap.events.intake.Intake` itself without ``answer``.
         ``options`` go to :func:`gridmap.events.intake.stage_report` (e.g. ``principal``).
         """
-        job = _Job(report, now, answer, options)
-        self._queue.put(job)
-        return job.future
+        future: Future[Any] = Future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+        self.submit_with(report, now=now, answer=answer, done=done, **options)
+        return future
+
+    def submit_with(self, report: intake.Report, *, now: datetime, done: Done,
+                    answer: Answer | None = None, **options: Any) -> None:
+        """:meth:`submit` with a callback: ``done(result, None)`` or ``done(None, error)``,
+        called once in the writer thread (an event loop's futures cost less than
+        ``concurrent.futures`` wrapped for asyncio)."""
+        self._queue.put(_Job(report, now, answer, done, options))
 
     def _run(self) -> None:
         stopping = False
@@ -184,7 +206,7 @@ class IntakeBatcher:
             except Exception as exc:  # noqa: BLE001 - handed to the caller
                 if not isinstance(exc, GridmapError):  # a failed read aborts the transaction
                     _rollback(session)
-                job.future.set_exception(exc)
+                job.settle(None, exc)
                 continue
             ready.append(job)
         return ready
@@ -193,16 +215,17 @@ class IntakeBatcher:
                  stored: list[intake.Intake | None]) -> None:
         for job, result in zip(jobs, stored, strict=True):
             if result is None:  # a repeated idempotency key: the caller reads the original
-                job.future.set_exception(BatchFailedError(
+                job.settle(None, BatchFailedError(
                     "idempotency key already stored; store it alone"))
                 continue
             try:
-                job.future.set_result(result if job.answer is None
-                                      else job.answer(session, result))
+                answer = result if job.answer is None else job.answer(session, result)
             except Exception as exc:  # noqa: BLE001 - stored: must not be stored again
                 log.exception("answering stored event %s failed", result.event.id)
-                job.future.set_exception(AnswerFailedError(
+                job.settle(None, AnswerFailedError(
                     f"event {result.event.id} is stored, but its answer failed: {exc}"))
+                continue
+            job.settle(answer)
 
 
 def _rollback(session: Session) -> None:
@@ -214,5 +237,4 @@ def _rollback(session: Session) -> None:
 
 def _fail(jobs: list[_Job], exc: Exception) -> None:
     for job in jobs:
-        if not job.future.done():
-            job.future.set_exception(exc)
+        job.settle(None, exc)
