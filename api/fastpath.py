@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -59,8 +60,8 @@ def _caller(scope: Scope) -> Any | None:
     """The same check as the route's dependencies: a known caller with a lookup role."""
     try:
         principal = authenticate(HTTPConnection(scope))
-    except GridmapError:
-        return None
+    except (GridmapError, SQLAlchemyError):  # e.g. the key cache reloading, database down
+        return None  # the route answers: 401/403/429, or 503
     return principal if principal.role in LOOKUP_ROLES else None
 
 
@@ -135,8 +136,8 @@ def _reporter(scope: Scope, roles: frozenset[Any]) -> Any | None:
     """The caller if the route would admit them, else None (from the in-memory cache)."""
     try:
         principal = authenticate(HTTPConnection(scope))
-    except GridmapError:
-        return None
+    except (GridmapError, SQLAlchemyError):  # e.g. the key cache reloading, database down
+        return None  # the route answers: 401/403/429, or 503
     return principal if principal.role in roles else None
 
 

@@ -58,13 +58,13 @@ def seed_events(url: str, n: int) -> None:
             INSERT INTO events (source, category_code, affair_class, priority, status, lon, lat,
               geom, description, media_urls, grid_code, generation, handler_level, queue,
               flagged, assignment_reason, escalation_level, rework_count, token, created_at,
-              updated_at, assigned_at, accepted_at, deadline)
+              updated_at, assigned_at, accepted_at, deadline, yellow_at)
             SELECT 'resident', 'urban.appearance.exposed_garbage', 'collaborative', 'normal',
                    (ARRAY['closed','closed','closed','rejected','reported','dispatched',
                           'in_progress','resolved','accepted','closed'])[1 + (i %% 10)],
                    ST_X(p), ST_Y(p), p, '', '[]'::jsonb, code, 1, 'grid', 'grid', false,
                    'bench', 'grid', 0, md5(i::text), now(), now(), now(), now(),
-                   now() + interval '1 day'
+                   now() + interval '1 day', now() + interval '19 hours'
             FROM (SELECT a.code, ST_PointOnSurface(a.geom) AS p,
                          row_number() OVER (ORDER BY a.code) AS r
                   FROM areas a WHERE a.level = 'grid') g,

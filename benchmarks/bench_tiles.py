@@ -8,7 +8,15 @@ properties. The load tool is wrk (Debian ``wrk``): a fixed list of distinct z14 
 the city, each connection walking the list. Both servers run the same number of uvicorn
 workers (``--workers``, default 1).
 
-    python -m benchmarks.bench_tiles --grids 65000 --tiles 2000 --duration 15
+All servers are started first and then measured in ``--rounds`` rounds, each running
+wrk once against every server in a rotating order, so that a change in the load of a
+shared machine hits all of them alike; ratios to tipg are taken within each round. The
+CPU time (user+system) of each server's processes and of PostgreSQL is read from /proc
+around every run. "misses via route" is gridmap with ``GRIDMAP_TILE_POOL_SIZE=0``: misses
+built by the FastAPI route in a worker thread instead of on the async pool (the code
+before the async miss path), as a peer in the same run.
+
+    python -m benchmarks.bench_tiles --grids 65000 --tiles 2000 --duration 15 --rounds 3
 
 Without ``--database-url`` the 65,000-grid sample city is built once in the embedded
 cluster (``benchmarks.common.bench_database``). Without ``--tipg-python`` tipg is installed
@@ -28,8 +36,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 import httpx
 import psycopg
@@ -86,7 +96,7 @@ def city_tiles(url: str, n: int) -> list[tuple[int, int]]:
 
 
 @contextmanager
-def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
+def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[int]:
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300  # gridmap builds its lookup index first
@@ -99,7 +109,7 @@ def server(cmd: list[str], env: dict[str, str], probe: str) -> Iterator[None]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {cmd}")
             time.sleep(0.3)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -157,6 +167,60 @@ def warm(base: str, paths: list[str]) -> int:
     return filled
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of ``pid`` and all its descendants (Linux /proc).
+
+    Exited, reaped children count through their parent's cutime/cstime (PostgreSQL
+    backends of connections that a pool closed during the run).
+    """
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15]) / tick
+        stack += [int(c) for c in children]
+    return total
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's pid when it runs on this machine (for its CPU time)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'"
+                           ).fetchone()
+    pidfile = Path(str(row[0])) / "postmaster.pid" if row else None
+    try:
+        return int(pidfile.read_text().split()[0]) if pidfile else None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Target:
+    """One server under test: where it listens, what wrk walks, its process."""
+
+    name: str
+    base: str
+    paths: list[str]
+    pid: int = 0
+    runs: list[tuple[float, float, float]] = field(default_factory=list)
+    """(req/s, server CPU ms per request, PostgreSQL CPU ms per request) per round."""
+
+
+def measure(target: Target, pg_pid: int | None, duration: int, connections: int) -> None:
+    """One wrk run against ``target``, with the CPU its server and PostgreSQL used."""
+    cpu0, pg0 = cpu_seconds(target.pid), cpu_seconds(pg_pid) if pg_pid else 0.0
+    rps = wrk(target.base, target.paths, duration, connections)
+    cpu1, pg1 = cpu_seconds(target.pid), cpu_seconds(pg_pid) if pg_pid else 0.0
+    requests = max(rps * duration, 1.0)
+    target.runs.append((rps, (cpu1 - cpu0) * 1000 / requests, (pg1 - pg0) * 1000 / requests))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--database-url", default=os.environ.get("GRIDMAP_DATABASE_URL"))
@@ -164,7 +228,9 @@ def main() -> None:
     ap.add_argument("--grids", type=int, default=65_000)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of each server")
     ap.add_argument("--tiles", type=int, default=2000)
-    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--duration", type=int, default=15, help="seconds of each wrk run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds; each runs every server once, in a rotating order")
     ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -175,42 +241,66 @@ def main() -> None:
     args.tipg_python = args.tipg_python or str(ensure_tipg())
     url = make_url(args.database_url)
     tiles = city_tiles(args.database_url, args.tiles)
-    print(f"{len(tiles)} distinct z{Z} tiles over the city; {args.workers} worker(s) each")
+    print(f"{len(tiles)} distinct z{Z} tiles over the city; {args.workers} worker(s) each; "
+          f"{args.rounds} rounds of {args.duration} s per server")
     env = {**os.environ, "GRIDMAP_DATABASE_URL": args.database_url}
-    results: dict[str, float] = {}
-
-    tipg_port = free_port()
     tipg_env = {
         **os.environ, "POSTGRES_USER": url.username or "", "POSTGRES_PASS": url.password or "",
         "POSTGRES_HOST": url.host or "", "POSTGRES_PORT": str(url.port or 5432),
         "POSTGRES_DBNAME": url.database or "", "TIPG_DB_TABLES": '["public.areas"]',
         "TIPG_MAX_FEATURES_PER_TILE": "5000",
     }  # fmt: skip
-    tipg_base = f"http://127.0.0.1:{tipg_port}"
-    tipg_paths = [TIPG_PATH.format(z=Z, x=x, y=y) for x, y in tiles]
-    tipg_cmd = uvicorn(args.tipg_python, "tipg.main:app", tipg_port, args.workers)
-    with server(tipg_cmd, tipg_env, f"{tipg_base}/collections"):
-        print(f"tipg: {warm(tipg_base, tipg_paths[:200])} of 200 sample tiles non-empty")
-        results["tipg"] = wrk(tipg_base, tipg_paths, args.duration, args.connections)
-
     paths = [GRIDMAP_PATH.format(z=Z, x=x, y=y) for x, y in tiles]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    uncached_env = {**env, "GRIDMAP_TILE_CACHE_SIZE": "0"}
-    with server(gridmap_server(port, args.workers), uncached_env, f"{base}/healthz"):
-        print(f"gridmap: {warm(base, paths[:200])} of 200 sample tiles non-empty")
-        results["gridmap uncached"] = wrk(base, paths, args.duration, args.connections)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server(gridmap_server(port, args.workers), env, f"{base}/healthz"):
-        for _ in range(args.workers):  # each worker has its own cache
-            warm(base, paths)
-        results["gridmap cached"] = wrk(base, paths, args.duration, args.connections)
+    tipg_paths = [TIPG_PATH.format(z=Z, x=x, y=y) for x, y in tiles]
+    uncached = {**env, "GRIDMAP_TILE_CACHE_SIZE": "0"}
+    specs = [  # name, command, environment, probe path, paths
+        ("tipg", uvicorn(args.tipg_python, "tipg.main:app", 0, args.workers), tipg_env,
+         "/collections", tipg_paths),
+        ("gridmap uncached", gridmap_server(0, args.workers), uncached, "/healthz", paths),
+        ("gridmap uncached, misses via route", gridmap_server(0, args.workers),
+         {**uncached, "GRIDMAP_TILE_POOL_SIZE": "0"}, "/healthz", paths),
+        ("gridmap cached", gridmap_server(0, args.workers), env, "/healthz", paths),
+    ]  # fmt: skip
+    pg_pid = postmaster_pid(args.database_url)
+    targets: list[Target] = []
+    with ExitStack() as stack:
+        for name, cmd, cmd_env, probe, walk in specs:
+            port = free_port()
+            cmd[cmd.index("--port") + 1] = str(port)
+            target = Target(name, f"http://127.0.0.1:{port}", walk)
+            target.pid = stack.enter_context(server(cmd, cmd_env, target.base + probe))
+            filled = warm(target.base, walk[:200])
+            print(f"{name}: {filled} of 200 sample tiles non-empty")
+            targets.append(target)
+        for _ in range(args.workers):  # each worker of the cached server has its own cache
+            warm(targets[-1].base, paths)
+        for r in range(args.rounds):
+            order = targets[r % len(targets):] + targets[: r % len(targets)]
+            for target in order:
+                measure(target, pg_pid, args.duration, args.connections)
+            report_round(r, targets)
+    report(targets)
 
-    for name, rps in results.items():
-        print(f"{name:18s} {rps:9.1f} req/s")
-    print(f"uncached / tipg: {results['gridmap uncached'] / results['tipg']:.2f}x (goal 3x)")
-    print(f"cached / tipg:   {results['gridmap cached'] / results['tipg']:.2f}x (goal 20x)")
+
+def report_round(r: int, targets: list[Target]) -> None:
+    """One line per round: req/s of each server and the ratios to tipg in that round."""
+    tipg = targets[0].runs[r][0]
+    cells = ", ".join(f"{t.name} {t.runs[r][0]:.1f} ({t.runs[r][0] / tipg:.2f}x)"
+                      for t in targets)
+    print(f"round {r + 1} (load {os.getloadavg()[0]:.2f}): {cells}", flush=True)
+
+
+def report(targets: list[Target]) -> None:
+    """Per server: median req/s, ratio to tipg per round (median, min) and CPU a request."""
+    tipg = [run[0] for run in targets[0].runs]
+    print(f"{'server':36s} {'req/s':>8s} {'x tipg (median, min)':>22s} "
+          f"{'server ms':>10s} {'pg ms':>7s}   CPU per request, median")
+    for t in targets:
+        ratios = [run[0] / base for run, base in zip(t.runs, tipg, strict=True)]
+        print(f"{t.name:36s} {median(r[0] for r in t.runs):8.1f} "
+              f"{median(ratios):13.2f}x {min(ratios):6.2f}x "
+              f"{median(r[1] for r in t.runs):10.2f} {median(r[2] for r in t.runs):7.2f}")
+    print("goals: uncached >= 3x tipg, cached >= 20x tipg (in every round)")
 
 
 if __name__ == "__main__":

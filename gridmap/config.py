@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     """At most this many features per layer in one tile."""
     tile_version_ttl_s: float = 1.0
     """How long a process trusts its snapshot of ``layer_versions`` (0: check every tile)."""
+    tile_pool_size: int = 8
+    """Connections per process that build missing tiles on the event loop (0: misses go
+    through the FastAPI route and its thread pool instead). Fewer connections than
+    concurrent misses make requests queue in the pool: with 8 concurrent clients, 4
+    connections cost ~0.1 ms more Python per tile than 8 and served ~35 % fewer tiles."""
     tile_max_age_s: int = 60
     """``Cache-Control: max-age`` of tiles (clients revalidate with the ETag after that)."""
     basemap_url: str | None = None

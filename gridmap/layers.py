@@ -28,7 +28,9 @@ _INVALIDATE = text(
     "CAST(:w AS float8), CAST(:s AS float8), CAST(:e AS float8), CAST(:n AS float8), 4326), "
     "3857) END)"
 )
-_VERSIONS = text("SELECT layer, version FROM layer_versions")
+VERSIONS_SQL = "SELECT layer, version FROM layer_versions"
+"""Every layer's current version (also run by the tile fast path's async pool)."""
+_VERSIONS = text(VERSIONS_SQL)
 _TOUCHED = text(
     """
     SELECT EXISTS (

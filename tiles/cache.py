@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from gridmap.errors import GridmapError
 from gridmap.layers import layer_versions, tile_touched_since
-from tiles.layers import build_tile, check_tile, get_layer
+from tiles.async_build import AsyncTileBuilder
+from tiles.layers import LAYERS, build_tile, check_tile, get_layer
 
 TileKey = tuple[str, int, int, int, tuple[str, ...] | None]
 
@@ -92,6 +94,43 @@ class TileCache:
                 return old
             body = build_tile(conn, spec, z, x, y, self.feature_cap,
                               list(scopes) if scopes is not None else None)
+        tile = Tile(body, etag_of(body), version)
+        self._store(key, tile)
+        return tile
+
+    async def build_async(
+        self, builder: AsyncTileBuilder, layer: str, z: int, x: int, y: int,
+        scopes: tuple[str, ...] | None = None,
+    ) -> Tile | None:
+        """A missing tile built on ``builder`` (and cached); None when :meth:`get` must.
+
+        Only the plain case is handled here: a known layer, z/x/y inside the matrix and
+        no older entry of the tile (which :meth:`get` may keep after checking
+        ``layer_changes``); a stale version snapshot is reloaded on ``builder`` too.
+        Errors and the rest are left to :meth:`get`.
+        """
+        spec = LAYERS.get(layer)
+        if spec is None:
+            return None
+        try:
+            check_tile(z, x, y)
+        except GridmapError:
+            return None
+        if time.monotonic() - self._versions_at > self.version_ttl_s:
+            asked = time.monotonic()
+            versions = await builder.layer_versions()
+            if versions is None:
+                return None
+            self._versions, self._versions_at = versions, asked
+        key: TileKey = (layer, z, x, y, scopes)
+        with self._lock:
+            if key in self._tiles:
+                return None
+            version = self._versions.get(layer, 0)
+        body = await builder.build(spec, z, x, y, self.feature_cap,
+                                   list(scopes) if scopes is not None else None)
+        if body is None:
+            return None
         tile = Tile(body, etag_of(body), version)
         self._store(key, tile)
         return tile

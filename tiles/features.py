@@ -46,7 +46,7 @@ def get_collection(collection: str) -> Layer:
 def _features_sql(layer: Layer) -> str | None:
     if layer.area_level is not None:
         return "areas_features.sql"
-    if layer.name in ("buildings", "facilities"):
+    if layer.name in ("buildings", "facilities", "events"):
         return f"{layer.name}_features.sql"
     return None
 

@@ -115,6 +115,30 @@ def tolerance_for(z: int) -> float:
     return EARTH_CIRCUMFERENCE_M / math.ldexp(256.0, z)
 
 
+def tile_query(
+    layer: Layer, z: int, x: int, y: int, cap: int, scopes: list[str] | None = None,
+) -> tuple[TextClause, dict[str, Any]] | None:
+    """The tile SQL of ``layer`` at z/x/y and its bound parameters (None: an empty tile).
+
+    ``scopes``: code ``LIKE`` patterns of the caller's area (None: everything). The
+    tile is empty below the layer's min zoom; OutOfRangeError outside the tile matrix.
+    """
+    check_tile(z, x, y)
+    if z < layer.minzoom or z > layer.maxzoom:
+        return None
+    params = {
+        "z": z, "x": x, "y": y, "layer": layer.name, "extent": EXTENT, "buffer": BUFFER,
+        "margin": BUFFER / EXTENT, "tolerance": tolerance_for(z), "cap": cap, "scopes": scopes,
+        **layer.params,
+    }  # fmt: skip
+    return load_sql(sql_ref(layer)), params
+
+
+def sql_ref(layer: Layer) -> str:
+    """``package:file`` of the layer's tile SQL."""
+    return layer.sql_file if ":" in layer.sql_file else f"tiles.sql:{layer.sql_file}"
+
+
 def build_tile(
     conn: Connection, layer: Layer, z: int, x: int, y: int, cap: int,
     scopes: list[str] | None = None,
@@ -123,14 +147,8 @@ def build_tile(
 
     ``scopes``: code ``LIKE`` patterns of the caller's area (None: everything).
     """
-    check_tile(z, x, y)
-    if z < layer.minzoom or z > layer.maxzoom:
+    query = tile_query(layer, z, x, y, cap, scopes)
+    if query is None:
         return b""
-    params = {
-        "z": z, "x": x, "y": y, "layer": layer.name, "extent": EXTENT, "buffer": BUFFER,
-        "margin": BUFFER / EXTENT, "tolerance": tolerance_for(z), "cap": cap, "scopes": scopes,
-        **layer.params,
-    }  # fmt: skip
-    ref = layer.sql_file if ":" in layer.sql_file else f"tiles.sql:{layer.sql_file}"
-    data = conn.execute(load_sql(ref), params).scalar()
+    data = conn.execute(*query).scalar()
     return bytes(data or b"")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api.dependencies import SessionDep
 from api.schemas import ErrorOut
 from api.security import PrincipalDep
-from gridmap.auth.scope import scope_patterns
+from gridmap.auth.scope import layer_patterns
 from tiles import features
 from tiles.layers import Layer
 
@@ -128,7 +128,7 @@ def items(
     page = features.query_items(
         session, collection, bbox=features.parse_bbox(bbox), limit=limit, offset=offset,
         properties=features.select_properties(layer, properties),
-        scopes=scope_patterns(principal),
+        scopes=layer_patterns(principal, collection),
     )
     href = f"{_base(request)}/collections/{collection}"
     body: dict[str, Any] = {"type": "FeatureCollection", "features": page.features}
@@ -166,7 +166,8 @@ def item(
     principal: PrincipalDep,
 ) -> JSONResponse:
     """One feature by its code."""
-    feature = features.get_item(session, collection, item_id, scope_patterns(principal))
+    feature = features.get_item(session, collection, item_id,
+                                layer_patterns(principal, collection))
     href = f"{_base(request)}/collections/{collection}"
     feature["links"] = [
         _link(f"{href}/items/{item_id}", "self", GEOJSON),

@@ -45,9 +45,10 @@ async def get_tile(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One tile of ``layer`` (WebMercatorQuad), with ``ETag`` and ``Cache-Control``."""
-    # Fresh cache hits are normally answered by api.tile_fastpath before routing; this
-    # route builds misses (in a worker thread) and maps bad z/x/y and unknown layers.
-    scopes = scopes_of(principal)
+    # api.tile_fastpath normally answers fresh hits and builds plain misses on the async
+    # pool before routing; this route is the reference for the rest: stale entries (it
+    # checks layer_changes), database trouble (mapped to 503), bad z/x/y, unknown layers.
+    scopes = scopes_of(principal, layer)
     tile = cache.peek(layer, z, x, y, scopes)
     if tile is None:
         tile = await run_in_threadpool(cache.get, layer, z, x, y, scopes)

@@ -46,6 +46,21 @@ def scope_patterns(principal: Principal) -> list[str] | None:
     return None if prefixes is None else [f"{p}%" for p in prefixes]
 
 
+# Map layers and OGC collections that show events.
+EVENT_LAYERS = frozenset({"events"})
+
+
+def layer_patterns(principal: Principal, layer: str) -> list[str] | None:
+    """:func:`scope_patterns` for one map layer or OGC collection.
+
+    Reporters see their own events through the events API; shared map layers of
+    events show them none (grids, buildings and facilities stay visible).
+    """
+    if layer in EVENT_LAYERS and principal.role is Role.reporter:
+        return []
+    return scope_patterns(principal)
+
+
 def area_filter(
     principal: Principal, code_column: ColumnElement[Any] | QueryableAttribute[Any]
 ) -> ColumnElement[bool]:

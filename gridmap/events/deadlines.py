@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from gridmap.models import Event, EventCategory, WorkPeriod
 
 LOCAL_TZ = timezone(timedelta(hours=8), "CST")
+YELLOW_SHARE = 0.8
+"""A light turns yellow when this share of the event's time limit is used."""
 ESCALATION_PATH = ("grid", "community", "street", "district")
 OPEN_FOR_DEADLINE = ("accepted", "dispatched", "in_progress")
 
@@ -78,21 +80,41 @@ def deadline_for(calendar: Calendar, category: EventCategory, start: datetime) -
     return calendar.add_working_hours(start, category.deadline_hours)
 
 
+def yellow_from(calendar: Calendar, category: EventCategory, accepted_at: datetime) -> datetime:
+    """When an event of ``category`` accepted at ``accepted_at`` turns yellow.
+
+    The one place that decides it: 80% of the category's time limit used, counted in
+    working hours (wall-clock hours for round-the-clock categories). Stored in
+    ``events.yellow_at`` when the event is accepted, so that the map's tiles (SQL) and
+    the API show the same light.
+    """
+    hours = YELLOW_SHARE * (category.deadline_hours or 1)
+    if category.round_the_clock:
+        return accepted_at + timedelta(hours=hours)
+    return calendar.add_working_hours(accepted_at, hours)
+
+
+def start_clock(calendar: Calendar, category: EventCategory, now: datetime) -> dict[str, datetime]:
+    """``accepted_at``, ``deadline`` and ``yellow_at`` of an event accepted at ``now``."""
+    return {"accepted_at": now, "deadline": deadline_for(calendar, category, now),
+            "yellow_at": yellow_from(calendar, category, now)}
+
+
 def traffic_light(
     calendar: Calendar, category: EventCategory, event: Event, now: datetime
 ) -> str | None:
-    """green under 80% of the time limit, yellow up to 100%, red overdue; None when not running."""
+    """green under 80% of the time limit, yellow up to 100%, red overdue; None when not running.
+
+    The ``events`` tile layer (``tiles/sql/events.sql``) applies the same rule to the
+    stored ``deadline`` and ``yellow_at``.
+    """
     if event.deadline is None or event.accepted_at is None:
         return None
     end = event.closed_at or event.resolved_at or now
     if end > event.deadline:
         return "red"
-    if category.round_the_clock:
-        used = (end - event.accepted_at).total_seconds() / 3600
-    else:
-        used = calendar.working_hours_between(event.accepted_at, end)
-    limit = category.deadline_hours or 1
-    return "green" if used < 0.8 * limit else "yellow"
+    turns = event.yellow_at or yellow_from(calendar, category, event.accepted_at)
+    return "green" if end < turns else "yellow"
 
 
 def overdue_events(session: Session, now: datetime) -> Sequence[Event]:

@@ -23,7 +23,7 @@ from gridmap.auth.principal import Principal, Role
 from gridmap.errors import InvalidInputError, PermissionDeniedError
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
-from gridmap.events.deadlines import Calendar, deadline_for
+from gridmap.events.deadlines import Calendar, start_clock
 from gridmap.events.duplicates import find_original_rows
 from gridmap.generations import active_generation_id
 from gridmap.lookup import crs as lookup_crs
@@ -166,7 +166,7 @@ _COLUMNS = (
     "device_id", "household_id", "grid_code", "generation", "worker_code", "department_code",
     "handler_level", "assignment_reason", "flagged", "queue", "escalation_level", "deadline",
     "rework_count", "duplicate_of", "idempotency_key", "reported_by", "token", "created_at",
-    "updated_at", "assigned_at", "accepted_at", "media_urls",
+    "updated_at", "assigned_at", "accepted_at", "yellow_at", "media_urls",
 )
 _AUDIT = ("action", "from_status", "to_status", "actor", "role", "note")
 
@@ -382,6 +382,7 @@ def _event_values(session: Session, report: Report, category: EventCategory, lon
         "assignment_reason": where.reason, "escalation_level": "grid", "deadline": None,
         "rework_count": 0, "idempotency_key": key, "token": secrets.token_hex(8),
         "created_at": now, "updated_at": now, "assigned_at": now, "accepted_at": None,
+        "yellow_at": None,
     }
 
 
@@ -405,8 +406,7 @@ def _intake_audit(session: Session, values: dict[str, Any], category: EventCateg
         rows.append(("dispatch", accepted, dispatched, "auto", "system",
                      values["assignment_reason"]))
         calendar = cache.cached(session, "calendar", Calendar.load)
-        values.update(status=dispatched, accepted_at=now,
-                      deadline=deadline_for(calendar, category, now))
+        values.update(status=dispatched, **start_clock(calendar, category, now))
     return rows
 
 

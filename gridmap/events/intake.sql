@@ -17,7 +17,8 @@ WITH r AS (
         assignment_reason text, flagged boolean, queue text, escalation_level text,
         deadline timestamptz, rework_count integer, duplicate_of bigint,
         idempotency_key text, reported_by text, token text, created_at timestamptz,
-        updated_at timestamptz, assigned_at timestamptz, accepted_at timestamptz)
+        updated_at timestamptz, assigned_at timestamptz, accepted_at timestamptz,
+        yellow_at timestamptz)
 ),
 e AS (
     INSERT INTO events (
@@ -26,7 +27,7 @@ e AS (
         household_id, media_urls, grid_code, generation, worker_code, department_code,
         handler_level, assignment_reason, flagged, queue, escalation_level, deadline,
         rework_count, duplicate_of, idempotency_key, reported_by, token, created_at,
-        updated_at, assigned_at, accepted_at)
+        updated_at, assigned_at, accepted_at, yellow_at)
     SELECT
         source, category_code, affair_class, priority, status, lon, lat,
         ST_SetSRID(ST_MakePoint(lon, lat), 4326), address,
@@ -34,7 +35,7 @@ e AS (
         household_id, media_urls, grid_code, generation, worker_code, department_code,
         handler_level, assignment_reason, flagged, queue, escalation_level, deadline,
         rework_count, duplicate_of, idempotency_key, reported_by, token, created_at,
-        updated_at, assigned_at, accepted_at
+        updated_at, assigned_at, accepted_at, yellow_at
     FROM r
     ORDER BY n
     ON CONFLICT (reported_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

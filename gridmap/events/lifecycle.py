@@ -182,8 +182,8 @@ def apply(
 def _stamp(session: Session, event: Event, action: str, now: datetime,
            calendar: Calendar | None) -> None:
     if action == "accept":
-        event.accepted_at = now
-        event.deadline = _deadline(session, event, now, calendar)
+        for name, value in _start_clock(session, event, now, calendar).items():
+            setattr(event, name, value)
     elif action == "resolve":
         event.resolved_at = now
     elif action == "fail_verification":
@@ -191,6 +191,17 @@ def _stamp(session: Session, event: Event, action: str, now: datetime,
         event.resolved_at = None
     elif action == "close":
         event.closed_at = now
+
+
+def _start_clock(session: Session, event: Event, now: datetime,
+                 calendar: Calendar | None) -> dict[str, datetime]:
+    from gridmap.events import cache
+    from gridmap.events.deadlines import Calendar, start_clock
+
+    category = cache.category(session, event.category_code)
+    assert category is not None
+    return start_clock(calendar or cache.cached(session, "calendar", Calendar.load),
+                       category, now)
 
 
 def _deadline(session: Session, event: Event, start: datetime,

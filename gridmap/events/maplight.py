@@ -1,7 +1,8 @@
 """Traffic lights on the map change with time alone: tell the tile cache when they do.
 
-The ``events`` tile layer colours open events green → yellow (80% of the accepted →
-deadline span used) → red (past the deadline). No row changes when a light turns, so the
+The ``events`` tile layer colours open events green → yellow (at ``yellow_at``: 80% of
+the time limit used, in working hours, see :func:`gridmap.events.deadlines.yellow_from`)
+→ red (past the deadline). No row changes when a light turns, so the
 events triggers cannot see it; the scheduler calls :func:`invalidate_turned_lights` each
 round with the window since its previous round.
 """
@@ -22,8 +23,7 @@ _TURNED = text(
     WHERE status NOT IN ('closed', 'rejected')
       AND accepted_at IS NOT NULL AND deadline IS NOT NULL
       AND (deadline > :since AND deadline <= :now
-           OR accepted_at + 0.8 * (deadline - accepted_at) > :since
-              AND accepted_at + 0.8 * (deadline - accepted_at) <= :now)
+           OR yellow_at > :since AND yellow_at <= :now)
     """
 )
 

@@ -82,21 +82,21 @@ class CsvLookup:
     def process(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Yield output CSV bytes for input CSV ``chunks`` (any chunk boundaries)."""
         blocks = _line_blocks(chunks, self.block_rows)
-        first, first_blank = next(blocks, ([], False))
-        if not first or not first[0].strip():
+        first = next(blocks, None)
+        if first is None or not first.lines[0].strip():
             raise InvalidInputError("CSV is empty: expected a header line with lon,lat")
-        self._header = first[0]
+        self._header = first.lines[0]
         header = next(csv.reader([_decode(self._header)]))
         self._cols = find_columns(header)
         self._width = len(header)
         yield self._header + b",grid_code,error\n"
         line_no = 2
-        for block, maybe_blank in _chain([(first[1:], first_blank)], blocks):
-            if maybe_blank:  # keep line numbers true when blank lines are dropped
-                yield from self._answer_with_blanks(block, line_no)
-            elif block:
-                yield self._answer(block, line_no)
-            line_no += len(block)
+        for block in _chain([first.without_first_line()], blocks):
+            if block.maybe_blank:  # keep line numbers true when blank lines are dropped
+                yield from self._answer_with_blanks(block.lines, line_no)
+            elif block.lines:
+                yield self._answer(block.lines, line_no, block.raw)
+            line_no += len(block.lines)
 
     def _answer_with_blanks(self, block: list[bytes], first_line: int) -> Iterator[bytes]:
         run: list[bytes] = []
@@ -112,8 +112,10 @@ class CsvLookup:
         if run:
             yield self._answer(run, start)
 
-    def _answer(self, lines: list[bytes], first_line: int) -> bytes:
-        parsed = _parse_fast(self._header, lines, self._cols)
+    def _answer(self, lines: list[bytes], first_line: int, raw: bytes | None = None) -> bytes:
+        """Output lines for ``lines`` (``raw``: the same lines joined, when at hand)."""
+        parsed = _parse_fast(self._header, raw if raw is not None else b"\n".join(lines),
+                             len(lines), self._cols)
         if parsed is None:  # something unusual in this block: parse it row by row
             xs, ys, errors = _parse_block([_decode(b) for b in lines], first_line, *self._cols)
         else:
@@ -121,13 +123,13 @@ class CsvLookup:
         result = self.service.locate(xs, ys, self.crs, self.as_of, self.snap_m)
         for row, message in result.errors.items():
             errors.setdefault(row, f"line {first_line + row}: {message}")
-        suffixes = _suffix_table(result.snapshot)[result.index].tolist()
+        suffixes = _suffix_table(result.snapshot)[result.index]
         for row, problem in errors.items():
             lines[row] = _pad(_decode(lines[row]), self._width).encode()
-            suffixes[row] = b",," + _quote(problem).encode()
+            suffixes[row] = b",," + _quote(problem).encode() + b"\n"
             self.report.bad.append({"line": first_line + row, "problem": problem})
         self._count(result.index, len(lines), len(errors), result.generation)
-        return b"\n".join(map(bytes.__add__, lines, suffixes)) + b"\n"
+        return _interleave(lines, suffixes)
 
     def _count(self, index: np.ndarray, rows: int, bad: int, generation: int) -> None:
         located = int(np.count_nonzero(index >= 0))
@@ -137,11 +139,25 @@ class CsvLookup:
         self.report.generation = generation
 
 
-def _line_blocks(chunks: Iterable[bytes], block_rows: int) -> Iterator[tuple[list[bytes], bool]]:
+@dataclass
+class _Block:
+    """Complete lines of the input: joined (``raw``) and split, and whether any may be blank."""
+
+    raw: bytes
+    lines: list[bytes]
+    maybe_blank: bool
+
+    def without_first_line(self) -> _Block:
+        """The block after its first line (the header)."""
+        cut = len(self.lines[0]) + 1
+        return _Block(self.raw[cut:], self.lines[1:], _may_have_blank_lines(self.raw[cut:]))
+
+
+def _line_blocks(chunks: Iterable[bytes], block_rows: int) -> Iterator[_Block]:
     """Complete lines (without line ends) in blocks of about ``block_rows``.
 
-    Each block comes with a flag saying whether it may hold blank lines, found by
-    substring tests on the block's bytes rather than per line.
+    Each block says whether it may hold blank lines, found by substring tests on the
+    block's bytes rather than per line.
     """
     pending = b""
     pieces: list[bytes] = []
@@ -164,43 +180,44 @@ def _line_blocks(chunks: Iterable[bytes], block_rows: int) -> Iterator[tuple[lis
         yield _split_block(b"\n".join(pieces))
 
 
-def _split_block(raw: bytes) -> tuple[list[bytes], bool]:
+def _split_block(raw: bytes) -> _Block:
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n")
-    return raw.split(b"\n"), _may_have_blank_lines(raw)
+    return _Block(raw, raw.split(b"\n"), _may_have_blank_lines(raw))
 
 
 def _may_have_blank_lines(raw: bytes) -> bool:
     """True when a line may be empty or start with white space (then lines are checked).
 
-    Substring tests run at memchr speed; a regular expression was half the CSV cost.
+    One vectorised pass over the bytes: substring tests for ``b"\\n\\n"`` and the like
+    were a quarter of the CSV cost, since every line end is a candidate match.
     """
-    return (
-        not raw
-        or raw[:1] in (b"\n", b" ", b"\t")
-        or raw.endswith(b"\n")
-        or b"\n\n" in raw
-        or b"\n " in raw
-        or b"\n\t" in raw
-    )
+    if not raw or raw[:1] in (b"\n", b" ", b"\t") or raw.endswith(b"\n"):
+        return True
+    data = np.frombuffer(raw, dtype=np.uint8)
+    after_line_end = data[np.flatnonzero(data == _NL) + 1]
+    return bool(np.isin(after_line_end, _BLANK_STARTS).any())
 
 
-def _chain(
-    head: list[tuple[list[bytes], bool]], rest: Iterator[tuple[list[bytes], bool]]
-) -> Iterator[tuple[list[bytes], bool]]:
+_NL = ord("\n")
+_BLANK_STARTS = np.array([ord("\n"), ord(" "), ord("\t")], dtype=np.uint8)
+
+
+def _chain(head: list[_Block], rest: Iterator[_Block]) -> Iterator[_Block]:
     yield from head
     yield from rest
 
 
 def _parse_fast(
-    header: bytes, lines: list[bytes], cols: tuple[int, int]
+    header: bytes, raw: bytes, rows: int, cols: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """lon/lat columns via pyarrow's CSV reader; None when a row needs a closer look."""
+    """lon/lat columns of ``rows`` lines via pyarrow's CSV reader; None when a row needs
+    a closer look."""
     names = [f"c{i}" for i in range(len(next(csv.reader([_decode(header)]))))]
     lon, lat = names[cols[0]], names[cols[1]]
     try:
         table = pa_csv.read_csv(
-            io.BytesIO(b"\n".join(lines)),
+            io.BytesIO(raw),
             read_options=pa_csv.ReadOptions(column_names=names),
             parse_options=pa_csv.ParseOptions(newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
@@ -210,7 +227,7 @@ def _parse_fast(
         )
     except (pa.ArrowInvalid, IndexError):
         return None
-    if table.num_rows != len(lines) or table.column(0).null_count or table.column(1).null_count:
+    if table.num_rows != rows or table.column(0).null_count or table.column(1).null_count:
         return None
     xs = table.column(0).to_numpy()
     ys = table.column(1).to_numpy()
@@ -218,17 +235,25 @@ def _parse_fast(
 
 
 def _suffix_table(snapshot: DivisionSnapshot) -> np.ndarray:
-    """``,CODE,`` per grid index, with ``,,`` last (index -1): output without a row loop."""
+    """``,CODE,`` and a line end per grid index, ``,,`` last (index -1): no row loop."""
     cached = _SUFFIXES.get(id(snapshot))
     if cached is None or cached[0] is not snapshot:
-        codes = [f",{c},".encode() for c in snapshot.index.codes]
-        cached = (snapshot, np.array([*codes, b",,"], dtype=object))
+        codes = [f",{c},\n".encode() for c in snapshot.index.codes]
+        cached = (snapshot, np.array([*codes, b",,\n"], dtype=object))
         _SUFFIXES.clear()
         _SUFFIXES[id(snapshot)] = cached
     return cached[1]
 
 
 _SUFFIXES: dict[int, tuple[DivisionSnapshot, np.ndarray]] = {}
+
+
+def _interleave(lines: list[bytes], suffixes: np.ndarray) -> bytes:
+    """``line + suffix`` for every row, joined: one copy, no per-row objects."""
+    parts = np.empty(2 * len(lines), dtype=object)
+    parts[0::2] = lines
+    parts[1::2] = suffixes
+    return b"".join(parts.tolist())
 
 
 def _decode(raw: bytes) -> str:

@@ -148,6 +148,8 @@ class Event(Base):
     )
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    yellow_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the traffic light turns yellow (gridmap.events.deadlines.yellow_from)."""
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -234,8 +234,9 @@ def test_a_light_turning_with_time_invalidates_the_events_tiles(api, grid_points
     act(api, event["id"], CLOSE_STEPS[:2])
     due = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     with psycopg.connect(map_db) as conn:  # yellow at 11:12, red at 12:00
-        conn.execute("UPDATE events SET accepted_at = %s, deadline = %s WHERE id = %s",
-                     (due - timedelta(hours=4), due, event["id"]))
+        conn.execute("UPDATE events SET accepted_at = %s, deadline = %s, yellow_at = %s "
+                     "WHERE id = %s", (due - timedelta(hours=4), due,
+                                       due - timedelta(minutes=48), event["id"]))
     engine = make_engine(map_db)
     try:
         with Session(engine) as session:
@@ -259,3 +260,122 @@ def test_event_outside_every_grid_invalidates_only_the_events_layer(api, map_db)
     with psycopg.connect(map_db) as conn:
         after = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
     assert after["events"] > before["events"] and after["grids"] == before["grids"]
+
+
+def test_the_tile_light_is_the_api_light_in_working_hours(api, grid_points, map_db) -> None:
+    """Tiles and API agree where working hours and wall-clock time disagree."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from gridmap.events.deadlines import Calendar
+
+    engine = make_engine(map_db)
+    try:
+        with Session(engine) as session:
+            calendar = Calendar.load(session)
+    finally:
+        engine.dispose()
+    now = datetime.now(UTC)
+    limit = 8  # working hours of urban.appearance.exposed_garbage
+    margin = timedelta(minutes=10)  # no light turns while the test runs
+
+    def lights(accepted: datetime) -> tuple[str, str] | None:
+        deadline = calendar.add_working_hours(accepted, limit)
+        working = calendar.add_working_hours(accepted, 0.8 * limit)
+        wall = accepted + 0.8 * (deadline - accepted)
+        if any(abs(now - t) < margin for t in (deadline, working, wall)) or now > deadline:
+            return None
+        return ("green" if now < working else "yellow"), ("green" if now < wall else "yellow")
+
+    candidates = (now - timedelta(hours=h, minutes=7) for h in range(1, 24 * 8))
+    accepted = next(t for t in candidates if (pair := lights(t)) and pair[0] != pair[1])
+    expected = lights(accepted)[0]  # type: ignore[index]
+    clock = api.app.state.clock
+    try:
+        clock.set(accepted)
+        event = report(api, grid_points[90])
+        act(api, event["id"], CLOSE_STEPS[:1])
+    finally:
+        clock.set(now)
+    assert api.get(f"/api/v1/events/{event['id']}").json()["traffic_light"] == expected
+    _, lon, lat = grid_points[90]
+    found, _, _ = features(api, "events", 15, lon, lat)
+    light = {f["properties"]["id"]: f["properties"].get("traffic_light") for f in found}
+    assert light[event["id"]] == expected, "the tile shows the API's working-hours light"
+
+
+def test_open_events_are_an_ogc_collection(api, grid_points, map_db) -> None:
+    """QGIS/GDAL read open events like any layer: same properties and light as the tiles."""
+    from tests.conftest import make_key as key_for
+
+    ids = {c["id"] for c in api.get("/ogc/collections").json()["collections"]}
+    assert "events" in ids
+    code, lon, lat = grid_points[100]
+    opened = report(api, grid_points[100])
+    act(api, opened["id"], CLOSE_STEPS[:1])
+    closed = report(api, grid_points[100], description="closed one")
+    act(api, closed["id"], CLOSE_STEPS)
+    report(api, next(p for p in grid_points if not p[0].startswith(code[:12])))  # elsewhere
+    body = api.get("/ogc/collections/events/items",
+                   params={"bbox": f"{lon - 0.001},{lat - 0.001},{lon + 0.001},{lat + 0.001}",
+                           "limit": 1000}).json()
+    by_id = {f["id"]: f for f in body["features"]}
+    assert str(opened["id"]) in by_id and str(closed["id"]) not in by_id
+    feature = by_id[str(opened["id"])]
+    assert feature["geometry"]["type"] == "Point"
+    assert set(feature["properties"]) == EVENT_FIELDS
+    api_light = api.get(f"/api/v1/events/{opened['id']}").json()["traffic_light"]
+    found, _, body_bytes = features(api, "events", 15, lon, lat)
+    tile_light = {f["properties"]["id"]: f["properties"].get("traffic_light") for f in found}
+    assert feature["properties"]["traffic_light"] == api_light == tile_light[opened["id"]]
+    assert PHONE not in str(by_id) and "张三" not in str(by_id)
+    one = api.get(f"/ogc/collections/events/items/{opened['id']}")
+    assert one.status_code == 200 and one.json()["properties"]["id"] == opened["id"]
+    for missing in (str(closed["id"]), "12x", "99999999999999999999"):
+        assert api.get(f"/ogc/collections/events/items/{missing}").status_code == 404
+    with psycopg.connect(map_db) as conn:
+        total = conn.execute("SELECT count(*) FROM events WHERE status NOT IN "
+                             "('closed', 'rejected')").fetchone()[0]
+        other = conn.execute("SELECT count(*) FROM events WHERE status NOT IN "
+                             "('closed', 'rejected') AND grid_code LIKE %s",
+                             (code[:12] + "%",)).fetchone()[0]
+    assert api.get("/ogc/collections/events/items").json()["numberMatched"] == total
+    engine = make_engine(map_db)
+    try:
+        key = key_for(engine, "operator", code[:12])
+    finally:
+        engine.dispose()
+    api.app.state.principals.invalidate()
+    scoped = api.get("/ogc/collections/events/items",
+                     headers={"Authorization": f"Bearer {key}"}).json()
+    assert scoped["numberMatched"] == other < total
+    assert all(f["properties"]["id"] for f in scoped["features"])
+
+
+def test_reporters_see_no_events_in_shared_layers(api, grid_points, map_db) -> None:
+    """A reporter sees their own events through the events API, none on the map layers."""
+    from tests.conftest import make_key as key_for
+
+    code, lon, lat = grid_points[120]
+    opened = report(api, grid_points[120])
+    engine = make_engine(map_db)
+    try:
+        reporter = {"Authorization": f"Bearer {key_for(engine, 'reporter')}"}
+    finally:
+        engine.dispose()
+    api.app.state.principals.invalidate()
+    x, y = tile_of(lon, lat, 15)
+    admin_tile = mapbox_vector_tile.decode(api.get(f"/tiles/events/15/{x}/{y}.mvt").content)
+    assert opened["id"] in {f["properties"]["id"] for f in admin_tile["events"]["features"]}
+    tile = api.get(f"/tiles/events/15/{x}/{y}.mvt", headers=reporter)
+    assert tile.status_code == 200
+    assert not mapbox_vector_tile.decode(tile.content).get("events", {}).get("features")
+    items = api.get("/ogc/collections/events/items", headers=reporter).json()
+    assert items["numberMatched"] == 0 and items["features"] == []
+    assert api.get(f"/ogc/collections/events/items/{opened['id']}",
+                   headers=reporter).status_code == 404
+    grids = api.get(f"/tiles/grids/15/{x}/{y}.mvt", headers=reporter)
+    codes = {f["properties"]["code"]
+             for f in mapbox_vector_tile.decode(grids.content)["grids"]["features"]}
+    assert code in codes  # the division itself is not hidden from reporters

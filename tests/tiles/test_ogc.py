@@ -18,7 +18,8 @@ def test_landing_conformance_collections(client: TestClient) -> None:
     assert any(c.endswith("/conf/core") for c in conf)
     assert any(c.endswith("/conf/geojson") for c in conf)
     ids = {c["id"] for c in client.get("/ogc/collections").json()["collections"]}
-    assert {"districts", "streets", "communities", "grids", "buildings", "facilities"} <= ids
+    assert {"districts", "streets", "communities", "grids", "buildings", "facilities",
+            "events"} <= ids
     grids = client.get("/ogc/collections/grids").json()
     assert any(link["rel"] == "items" for link in grids["links"])
 
@@ -81,7 +82,7 @@ def test_ogrinfo_lists_and_reads_a_collection(live_server: str, admin_key: str) 
         ["ogrinfo", *auth, "-ro", "-q", f"OAPIF:{live_server}/ogc"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
-    for name in ("districts", "grids", "buildings", "facilities"):
+    for name in ("districts", "grids", "buildings", "facilities", "events"):
         assert name in listing
     grids = subprocess.run(
         ["ogrinfo", *auth, "-ro", "-al", "-so", "-oo", "PAGE_SIZE=100",

@@ -1,10 +1,14 @@
 -- Open events (neither closed nor rejected) as points, most urgent first when capped.
 -- Only what the map needs: id, category, status, priority and the traffic light — no
 -- reporter, address, description or other personal data.
--- traffic_light: red past the deadline, yellow after 80% of the accepted → deadline span,
--- else green; absent until the event is accepted (no deadline yet). The span is wall-clock
--- time, an approximation of the working-hours light of GET /api/v1/events/{id}.
--- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap.
+-- traffic_light (SQL function gridmap_traffic_light, migration 0010_event_light): red past the
+-- deadline, yellow from yellow_at (80% of the time limit used, in working hours:
+-- gridmap.events.deadlines.yellow_from, stored when the event is accepted), else green;
+-- absent until the event is accepted. The same rule as
+-- gridmap.events.deadlines.traffic_light (GET /api/v1/events/{id}).
+-- Area scope as everywhere else: a scoped caller sees the events of their grids only
+-- (none outside every grid).
+-- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap, scopes.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
          ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
@@ -12,16 +16,12 @@ WITH bounds AS (
 features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(ST_Transform(e.geom, 3857), bounds.env, :extent, :buffer, true) AS geom,
          e.id, e.category_code AS category, e.status, e.priority,
-         CASE
-           WHEN e.deadline IS NULL OR e.accepted_at IS NULL THEN NULL
-           WHEN COALESCE(e.resolved_at, now()) > e.deadline THEN 'red'
-           WHEN COALESCE(e.resolved_at, now()) - e.accepted_at
-                < 0.8 * (e.deadline - e.accepted_at) THEN 'green'
-           ELSE 'yellow'
-         END AS traffic_light
+         gridmap_traffic_light(e.deadline, e.accepted_at, e.yellow_at,
+                               COALESCE(e.resolved_at, now())) AS traffic_light
   FROM events e, bounds
   WHERE e.geom && bounds.search
     AND e.status NOT IN ('closed', 'rejected')
+    AND (CAST(:scopes AS text[]) IS NULL OR e.grid_code LIKE ANY(CAST(:scopes AS text[])))
     AND CAST(:tolerance AS float8) >= 0
   ORDER BY CASE e.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2
                            ELSE 3 END, e.id DESC
