@@ -49,8 +49,10 @@ def scratch_copy(url: str, name: str = SCRATCH) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-def redivide(conn: psycopg.Connection, communities: int, seed: int = 7) -> gpd.GeoDataFrame:
-    """The active grids with ``communities`` communities re-divided (half merges, half splits)."""
+def redivide(conn: psycopg.Connection, communities: int, seed: int = 7, *, splits: bool = True
+             ) -> gpd.GeoDataFrame:  # fmt: skip
+    """The active grids with ``communities`` communities re-divided (half merges, half splits;
+    ``splits=False``: merges only)."""
     rows = conn.execute(
         "SELECT code, name, parent_code, ST_AsBinary(geom) FROM areas"
         " WHERE level = 'grid' AND generation_high IS NULL ORDER BY code"
@@ -66,7 +68,7 @@ def redivide(conn: psycopg.Connection, communities: int, seed: int = 7) -> gpd.G
     drop, extra = [], []
     for k, parent in enumerate(chosen):
         members = frame.index[frame.PARENT == parent]
-        if k % 2 == 0 and members.size >= 2:
+        if (k % 2 == 0 or not splits) and members.size >= 2:
             drop += _merge(frame, members)
         else:
             extra += _split(frame, members)

@@ -5,6 +5,13 @@ Every finding names the feature index (file order), the code and a location
 vectorised: sibling overlaps come from STRtree candidate pairs (only around polygons
 that ``shapely.coverage_invalid_edges`` flags), gaps from one union difference per
 layer — no O(n²) loops.
+
+When the published generation's areas of the level passed these checks (a clean
+coverage, each area covered by its parent), the caller passes which features are
+unchanged from it; the coverage and containment tests then run only on the changed
+features and the features whose envelopes touch theirs. Unchanged pairs were verified
+when published, so the findings are the same as a full check's (the tests compare
+them finding by finding).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ CODE_LENGTH = {"district": 6, "street": 9, "community": 12, "grid": 15}
 PARENT_LEVEL = {"district": "city", "street": "district", "community": "street",
                 "grid": "community"}  # fmt: skip
 _M_PER_DEG = 111_320.0
+GAP_FREE_M2 = 0.01
+"""A layer is marked checked only if no parent has more than this uncovered (m²)."""
 
 
 @dataclass
@@ -65,6 +74,10 @@ class Report:
     encoding: str
     fields: dict[str, str | None]
     findings: list[Finding] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    """How the coverage checks ran: ``clean`` (no invalid edges), ``inside_parents``
+    (every area covered by its parent), ``scope`` (``full`` or ``changed``) and
+    ``features_checked`` (by the overlap check)."""
     diff: dict[str, Any] | None = None
     reassignment: dict[str, Any] | None = None
     generation_id: int | None = None
@@ -93,6 +106,10 @@ class Report:
         ]
         if self.bounds:
             lines.append("  bounds: " + ", ".join(f"{v:.6f}" for v in self.bounds))
+        if self.coverage.get("scope") == "changed":
+            lines.append(f"  overlaps and containment checked around the changes "
+                         f"({self.coverage['features_checked']:,} features); the rest "
+                         "passed them when published")  # fmt: skip
         lines.append(f"  {self.errors} error(s), {self.warnings} warning(s)")
         for f in self.findings[:limit]:
             where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
@@ -156,12 +173,19 @@ def _where(geoms: np.ndarray) -> list[tuple[float, float] | None]:
 
 
 def check_layer(
-    read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None
+    read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None,
+    *, unchanged: np.ndarray | None = None, touched_parents: Sequence[str] = (),
 ) -> tuple[Report, gpd.GeoDataFrame]:
     """Run every check on ``read``; return the report and the frame to publish.
 
     With ``thresholds.fix`` invalid geometries are repaired with ``make_valid`` (a
-    warning each) instead of being errors.
+    warning each) instead of being errors. ``unchanged`` (a mask over the features)
+    says which features are identical — code, geometry, parent — to areas of a
+    published generation that passed these checks; overlaps and containment are then
+    tested around the others only (None: everything is tested), and gaps, when the
+    layer is not a clean coverage inside its parents, are cut only in the parents
+    around them and ``touched_parents`` (the parents of published areas that changed
+    or went).
     """
     t = thresholds or Thresholds()
     frame = read.frame.copy()
@@ -180,30 +204,45 @@ def check_layer(
         add(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
-    geoms, usable = _geometry_checks(geoms, codes, t, add)
+    geoms, usable, valid_as_read = _geometry_checks(geoms, codes, t, add, unchanged)
     frame["geometry"] = geoms
     _code_checks(frame, level, parents, add)
+    parent_codes = frame.parent_code.to_numpy(dtype=object)
+    # Features repaired by --fix are never taken as unchanged.
+    changed = None if unchanged is None else ~(unchanged & valid_as_read)
     # The two heaviest checks run side by side: GEOS releases the GIL.
     with ThreadPoolExecutor(max_workers=2) as pool:
         containment = pool.submit(
-            _parent_containment, geoms, frame.parent_code.to_numpy(dtype=object), codes,
-            usable, parents, t, add,
+            _parent_containment, geoms, parent_codes, codes,
+            usable if changed is None else usable & changed, parents, t, add,
         )  # fmt: skip
-        clean = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add)
-        containment.result()
+        clean, checked = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add,
+                                   None if changed is None else changed[usable])  # fmt: skip
+        inside = containment.result()
     contained = clean and not any(f.check in ("outside_parent", "missing_parent")
                                   for f in report.findings)  # fmt: skip
-    _gaps(geoms[usable], frame.parent_code.to_numpy(dtype=object)[usable], parents, t, add,
-          coverage_clean=clean, contained=contained)  # fmt: skip
+    uncovered = _gaps(geoms[usable], parent_codes[usable], parents, t, add,
+                      coverage_clean=clean, contained=contained,
+                      changed=None if changed is None else changed[usable],
+                      touched=touched_parents)  # fmt: skip
+    report.coverage = {"clean": clean, "inside_parents": inside,
+                       "gap_free": uncovered is not None and uncovered <= GAP_FREE_M2,
+                       "scope": "full" if changed is None else "changed",
+                       "features_checked": checked}  # fmt: skip
     _slivers(geoms, codes, usable, t, add)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     return report, frame
 
 
 def _geometry_checks(
-    geoms: np.ndarray, codes: np.ndarray, t: Thresholds, add: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """Empty, non-polygon and invalid geometries; returns (geoms, usable mask)."""
+    geoms: np.ndarray, codes: np.ndarray, t: Thresholds, add: Any,
+    known_valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty, non-polygon and invalid geometries; returns (geoms, usable, valid as read).
+
+    ``known_valid`` marks geometries byte-identical to ones a checked import already
+    found valid: they are not validated again.
+    """
     geoms = geoms.copy()
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     for i in np.flatnonzero(missing):
@@ -213,7 +252,9 @@ def _geometry_checks(
         add(Finding("error", "not_polygon",
                     f"{geoms[i].geom_type} is not a polygon",
                     int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
-    valid = np.asarray(shapely.is_valid(geoms), dtype=bool)
+    valid = np.ones(len(geoms), dtype=bool)
+    todo = np.flatnonzero(~known_valid) if known_valid is not None else slice(None)
+    valid[todo] = shapely.is_valid(geoms[todo])
     invalid = polygonal & ~valid
     for i in np.flatnonzero(invalid):
         reason = shapely.is_valid_reason(geoms[i])
@@ -227,11 +268,12 @@ def _geometry_checks(
         else:
             add(Finding("error", "invalid_geometry", f"{reason} (use --fix to repair)",
                         int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+    valid_as_read = valid.copy()
     fixed = np.flatnonzero(invalid)
     if t.fix and fixed.size:  # only repaired geometries need validating again
         valid[fixed] = shapely.is_valid(geoms[fixed])
     usable = polygonal & valid & np.isin(shapely.get_type_id(geoms), (3, 6))
-    return geoms, usable
+    return geoms, usable, valid_as_read
 
 
 def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any) -> None:
@@ -250,7 +292,8 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any
     no_parent = well_formed & parent.isna().to_numpy()
     checked = well_formed & ~no_parent
     parent_text = parent.fillna("").astype(str)
-    unknown = checked & ~parent_text.isin(set(parents.codes.tolist())).to_numpy()
+    unknown = checked & (pd.Index(parents.codes, dtype=object)
+                         .get_indexer(parent.fillna("")) < 0)  # fmt: skip
     if level == "district":
         outside = checked & (text.str[:2] != parent_text.str[:2]).to_numpy()
     else:
@@ -289,18 +332,23 @@ def _parent_findings(
 def _parent_containment(
     geoms: np.ndarray, parent_codes: np.ndarray, codes: np.ndarray, usable: np.ndarray,
     parents: Parents, t: Thresholds, add: Any,
-) -> None:
-    """Fraction of each child's area outside its parent (only where covers() fails)."""
-    position = {c: i for i, c in enumerate(parents.codes.tolist())}
-    shapely.prepare(parents.geoms)  # each parent is tested against all its children
-    idx = np.array([i for i in np.flatnonzero(usable) if parent_codes[i] in position], dtype=int)
+) -> bool:
+    """Fraction of each child's area outside its parent (only where covers() fails).
+
+    Only the features selected by ``usable`` are tested; returns whether each of
+    them is covered by its parent.
+    """
+    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
+    idx = np.flatnonzero(usable & (slot >= 0))
     if idx.size == 0:
-        return
-    parent_geoms = parents.geoms[[position[parent_codes[i]] for i in idx]]
+        return True
+    parent_geoms = parents.geoms[slot[idx]]
+    if idx.size > parents.geoms.size:  # each parent is tested against several children
+        shapely.prepare(parents.geoms)
     uncovered = ~shapely.covers(parent_geoms, geoms[idx])
     idx, parent_geoms = idx[uncovered], parent_geoms[uncovered]
     if idx.size == 0:
-        return
+        return True
     outside = shapely.difference(geoms[idx], parent_geoms)
     fraction = m2(outside) / np.maximum(m2(geoms[idx]), 1e-12)
     places = _where(outside)
@@ -309,28 +357,37 @@ def _parent_containment(
         add(Finding("error", "outside_parent",
                     f"{fraction[k]:.1%} of the area lies outside parent {parent_codes[i]}",
                     i, codes[i], places[k], float(m2(outside[k:k + 1])[0])))  # fmt: skip
+    return False
 
 
 def _overlaps(
-    geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any
-) -> bool:
+    geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any,
+    changed: np.ndarray | None = None,
+) -> tuple[bool, int]:
     """Overlapping pairs, looked for only around polygons the coverage check flags.
 
-    Returns whether the layer is a clean coverage (then unions can take the fast path).
+    Returns whether the layer is a clean coverage (then unions can take the fast
+    path) and how many polygons the coverage check looked at.
     """
     if geoms.size < 2:
-        return True
-    edges = shapely.coverage_invalid_edges(geoms)
-    suspects = np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
+        return True, int(geoms.size)
+    tree = None
+    if changed is None:
+        suspects, looked = _flagged(geoms), geoms.size
+    elif not changed.any():
+        return True, 0
+    else:
+        tree = shapely.STRtree(geoms)
+        suspects, looked = _flagged_around(tree, geoms, changed)
     if suspects.size == 0:
-        return True
-    tree = shapely.STRtree(geoms)
+        return True, int(looked)
+    tree = tree or shapely.STRtree(geoms)
     left, right = tree.query(geoms[suspects], predicate="intersects")
     left = suspects[left]
     keep = left < right
     left, right = left[keep], right[keep]
     if left.size == 0:
-        return False
+        return False, int(looked)
     shared = shapely.intersection(geoms[left], geoms[right])
     area = m2(shared)
     places = _where(shared)
@@ -339,24 +396,55 @@ def _overlaps(
         add(Finding("error", "overlap",
                     f"overlaps feature #{index[b]} ({codes[b]}) by {area[k]:,.1f} m²",
                     int(index[a]), codes[a], places[k], float(area[k])))  # fmt: skip
-    return False
+    return False, int(looked)
+
+
+def _flagged(geoms: np.ndarray) -> np.ndarray:
+    """Indexes of the polygons with invalid coverage edges (GEOS CoverageValidator)."""
+    edges = shapely.coverage_invalid_edges(geoms)
+    return np.flatnonzero(~shapely.is_empty(edges) & ~shapely.is_missing(edges))
+
+
+def _flagged_around(
+    tree: shapely.STRtree, geoms: np.ndarray, changed: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The polygons a full coverage check would flag, when only ``changed`` ones differ
+    from a clean coverage; and how many polygons were looked at.
+
+    GEOS validates each polygon against the polygons whose envelopes touch its own.
+    A polygon whose envelope touches no changed one sees only unchanged neighbours,
+    as when the layer was found clean: it cannot be flagged. The others (``near``) are
+    validated with all their envelope neighbours present (``ring``), so their flags
+    are exactly a full check's.
+    """
+    near = np.unique(tree.query(geoms[changed])[1])
+    ring = np.unique(tree.query(geoms[near])[1])
+    flagged = ring[_flagged(geoms[ring])]
+    return flagged[np.isin(flagged, near)], int(ring.size)
 
 
 def _gaps(
     geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds, add: Any,
-    *, coverage_clean: bool, contained: bool,
-) -> None:
+    *, coverage_clean: bool, contained: bool, changed: np.ndarray | None = None,
+    touched: Sequence[str] = (),
+) -> float | None:
     """Parts of the parents' area that no child covers.
 
     When children neither overlap nor leave their parent, a parent's uncovered area is
     its area minus its children's areas: only parents where that exceeds the threshold
-    are cut exactly (difference with the union of their children). Otherwise one union
-    difference over the whole layer.
+    are cut exactly (difference with the union of their children); returns the largest
+    uncovered area of a parent (m²). Otherwise one union difference over the whole
+    layer — or, with ``changed`` (the rest as published by a checked import, which left
+    no parent with more than GAP_FREE_M2 uncovered), over the parents around the
+    changes only; returns None.
     """
     if parents.geoms.size == 0 or geoms.size == 0:
-        return
+        return None
+    largest = None
     if contained:
-        holes = _gaps_by_parent(geoms, parent_codes, parents, t)
+        holes, largest = _gaps_by_parent(geoms, parent_codes, parents, t)
+    elif changed is not None and t.gap_m2 >= GAP_FREE_M2:
+        holes = _gaps_around(geoms, changed, parent_codes, parents, touched)
     else:
         # coverage_union_all is linear-time but only correct on a clean coverage.
         children = (shapely.coverage_union_all(geoms) if coverage_clean
@@ -365,7 +453,7 @@ def _gaps(
         holes = shapely.get_parts(shapely.difference(parent_union, children))
     holes = holes[shapely.get_type_id(holes) == 3] if holes.size else holes
     if holes.size == 0:
-        return
+        return largest
     area = m2(holes)
     holes, area = holes[area > t.gap_m2], area[area > t.gap_m2]
     places = _where(holes)
@@ -375,26 +463,51 @@ def _gaps(
         parent = parents.codes[owner[0]] if owner.size else None
         add(Finding("error", "gap", f"{area[k]:,.1f} m² of parent {parent} covered by no "
                     "feature", None, parent, places[k], float(area[k])))  # fmt: skip
+    return largest
+
+
+def _gaps_around(
+    geoms: np.ndarray, changed: np.ndarray, parent_codes: np.ndarray, parents: Parents,
+    touched: Sequence[str],
+) -> np.ndarray:
+    """Holes in the parents a change can affect, and the parents touching those.
+
+    Elsewhere children and parents are as published, which left no parent with more
+    than GAP_FREE_M2 uncovered: a hole reaching out of this region loses at most that.
+    """
+    tree = shapely.STRtree(parents.geoms)
+    named = pd.Index(parents.codes).isin([*parent_codes[changed].tolist(), *touched])
+    reached = tree.query(geoms[changed], predicate="intersects")[1]
+    affected = np.union1d(np.flatnonzero(named), reached)
+    if affected.size == 0:
+        return np.array([], dtype=object)
+    region = np.unique(tree.query(parents.geoms[affected], predicate="intersects")[1])
+    area = shapely.union_all(parents.geoms[region])
+    children = shapely.STRtree(geoms).query(area, predicate="intersects")
+    return shapely.get_parts(shapely.difference(area, shapely.union_all(geoms[children])))
 
 
 def _gaps_by_parent(
     geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds
-) -> np.ndarray:
-    """Holes inside parents whose area is not accounted for by their children."""
+) -> tuple[np.ndarray, float]:
+    """Holes inside parents whose area is not accounted for by their children, and
+    the largest such area (m²)."""
     slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
     known = slot >= 0
     covered = np.bincount(slot[known], weights=shapely.area(geoms[known]),
                           minlength=parents.codes.size)  # fmt: skip
     missing_deg = shapely.area(parents.geoms) - covered
     scale = m2(parents.geoms) / np.maximum(shapely.area(parents.geoms), 1e-30)
-    suspects = np.flatnonzero(missing_deg * scale > t.gap_m2)
+    missing = missing_deg * scale
+    suspects = np.flatnonzero(missing > t.gap_m2)
     pieces = []
     for p in suspects:
         children = geoms[known][slot[known] == p]
         cover = shapely.union_all(children) if children.size else None
         hole = parents.geoms[p] if cover is None else shapely.difference(parents.geoms[p], cover)
         pieces.append(shapely.get_parts(hole))
-    return np.concatenate(pieces) if pieces else np.array([], dtype=object)
+    holes = np.concatenate(pieces) if pieces else np.array([], dtype=object)
+    return holes, float(missing.max(initial=0.0))
 
 
 def _slivers(

@@ -11,6 +11,7 @@ at all.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from gridmap.ingest.reader import AREA_LEVELS, Progress, ReadOptions, read_layer
 from gridmap.ingest.reassign import reassign_after_grid_change
 
 NOTIFY_CHANNEL = "gridmap_generation"
+CHILD_LEVEL = {parent: child for child, parent in PARENT_LEVEL.items()}
 _LOCK_KEY = 0x6772_6964  # advisory lock: one publisher at a time
 
 
@@ -56,6 +58,17 @@ class Plan:
     changed: np.ndarray
     changed_ids: list[int]
     removed_ids: list[int]
+
+
+@dataclass
+class Published:
+    """What the active generation holds for one level, fetched while the file is read."""
+
+    generation: int
+    checked_levels: list[str]
+    parents: Parents
+    old: pd.DataFrame
+    """One row per area: id, code, name, parent_code, digest (``areas.geom_digest``)."""
 
 
 def _noop(_fraction: float, _message: str) -> None:
@@ -73,7 +86,10 @@ def prepare_import(
     """Read, check and diff a file against the active generation (a dry run).
 
     Buildings, facilities and workers are checked by :mod:`gridmap.ingest.features`
-    (their diff counts rows to insert and to update).
+    (their diff counts rows to insert and to update). When the active generation's
+    areas of ``level`` passed these checks when they were published (see
+    :func:`commit_plan`), sibling overlaps and containment are re-checked only around
+    the areas whose geometry or parent differs from it.
 
     Raises
     ------
@@ -90,13 +106,23 @@ def prepare_import(
             f"unknown level {level!r}; one of {', '.join((*AREA_LEVELS, *FEATURE_LEVELS))}",
             details=[{"field": "level", "value": level}],
         )
-    read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
-    previous = _active_generation(conn)
-    parents = load_parents(conn, PARENT_LEVEL[level], previous)
+    # The database digests its geometries (another process) while this one reads the file.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(fetch_published, conn, level)
+        read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
+        published = pending.result()
     report_progress(0.6, "checking")
-    report, frame = check_layer(read, level, parents, thresholds)
+    position, identical = _match(published.old, read.frame)
+    unchanged = _unchanged(published, read.frame, position, identical, level)
+    report, frame = check_layer(
+        read, level, published.parents, thresholds, unchanged=unchanged,
+        touched_parents=_touched_parents(published, position, unchanged),
+    )  # fmt: skip
     report_progress(0.85, "comparing with the active generation")
-    plan = _diff(conn, report, frame, level, previous)
+    repaired = _repaired(read.frame, frame)
+    if repaired.size:  # --fix replaced these geometries: digest them again
+        identical[repaired] = _match(published.old, frame.iloc[repaired])[1]
+    plan = _diff(conn, report, frame, published, position, identical)
     report_progress(1.0, "checked")
     return plan
 
@@ -126,25 +152,90 @@ def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Paren
     )
 
 
-# Digests of the stored geometry as files usually hold it: a one-part MultiPolygon as a
-# Polygon, rings clockwise (shapefiles) or counter-clockwise (GeoJSON, GeoPackage).
 _OLD_AREAS = f"""
-WITH old AS (
-    SELECT id, code, name, parent_code,
-           CASE WHEN ST_NumGeometries(geom) = 1 THEN ST_GeometryN(geom, 1) ELSE geom END AS g
-    FROM areas WHERE level = %(level)s AND {_VALID}
-)
-SELECT id, code, name, parent_code,
-       decode(md5(ST_AsBinary(ST_ForcePolygonCW(g), 'NDR')), 'hex'),
-       decode(md5(ST_AsBinary(ST_ForcePolygonCCW(g), 'NDR')), 'hex')
-FROM old
+SELECT id, code, name, parent_code, geom_digest FROM areas
+WHERE level = %(level)s AND {_VALID}
 """
 
 
-def _wkb_digests(geoms: np.ndarray) -> np.ndarray:
-    """MD5 of the little-endian 2D WKB of each geometry, as read (as in _OLD_AREAS)."""
+def fetch_published(conn: psycopg.Connection, level: str) -> Published:
+    """The active generation's areas of ``level`` (as digests) and of the level above."""
+    row = conn.execute("SELECT id, checked_levels FROM generations WHERE active").fetchone()
+    if row is None:
+        raise NotFoundError("no active generation: load a division first (gridmap sample)")
+    generation = int(row[0])
+    rows = conn.cursor(binary=True).execute(_OLD_AREAS, {"level": level, "g": generation}
+                                            ).fetchall()  # fmt: skip
+    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "digest"])
+    parents = load_parents(conn, PARENT_LEVEL[level], generation)
+    return Published(generation, list(row[1] or []), parents, old)
+
+
+def wkb_digests(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
+    """MD5 of each geometry's little-endian 2D WKB, exterior rings clockwise and holes
+    counter-clockwise as ``areas.geom_digest`` (``oriented=False``: as they are)."""
+    if oriented:
+        geoms = shapely.orient_polygons(geoms, exterior_cw=True)
     wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2)
     return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
+
+
+def _match(old: pd.DataFrame, frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature: the row of ``old`` with its code (-1: none), and whether the
+    geometry is byte-identical to that row's (up to ring orientation)."""
+    codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
+    position = (pd.Index(old.code).get_indexer(codes) if len(old)
+                else np.full(len(codes), -1))  # fmt: skip
+    identical = np.zeros(len(frame), dtype=bool)
+    known = np.flatnonzero(position >= 0)
+    if known.size:
+        geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[known]
+        missing = shapely.is_missing(geoms)
+        geoms = np.where(missing, shapely.from_wkt("POLYGON EMPTY"), geoms)
+        stored = old.digest.to_numpy()[position[known]]
+        # Shapefiles hold exterior rings clockwise already: orient only what differs.
+        same = ~missing & (wkb_digests(geoms, oriented=False) == stored)
+        other = np.flatnonzero(~same & ~missing)
+        if other.size:
+            same[other] = wkb_digests(geoms[other]) == stored[other]
+        identical[known] = same
+    return position, identical
+
+
+def _unchanged(
+    published: Published, frame: gpd.GeoDataFrame, position: np.ndarray, identical: np.ndarray,
+    level: str,
+) -> np.ndarray | None:
+    """Features the published generation already checked: same code (once in the file),
+    byte-identical geometry, same parent. None when that generation was not checked."""
+    if level not in published.checked_levels:
+        return None
+    if published.old.empty:
+        return np.zeros(len(frame), dtype=bool)
+    codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
+    once = ~codes.duplicated(keep=False).to_numpy() & codes.notna().to_numpy()
+    old_parent = published.old.parent_code.to_numpy(dtype=object)[np.maximum(position, 0)]
+    same_parent = old_parent == frame.parent_code.to_numpy(dtype=object)
+    return identical & once & same_parent & (position >= 0)
+
+
+def _touched_parents(
+    published: Published, position: np.ndarray, unchanged: np.ndarray | None
+) -> list[str]:
+    """Parent codes of the published areas that are not in the file unchanged."""
+    if unchanged is None:
+        return []
+    kept = np.zeros(len(published.old), dtype=bool)
+    kept[position[unchanged]] = True
+    return sorted({c for c in published.old.parent_code[~kept].tolist() if c is not None})
+
+
+def _repaired(read: gpd.GeoDataFrame, checked: gpd.GeoDataFrame) -> np.ndarray:
+    """Indexes whose geometry the checks replaced (``--fix``)."""
+    before = read.geometry.to_numpy()
+    after = checked.geometry.to_numpy()
+    return np.array([i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a is not b],
+                    dtype=int)  # fmt: skip
 
 
 def _old_geometries(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
@@ -158,28 +249,23 @@ def _old_geometries(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
 
 
 def _diff(
-    conn: psycopg.Connection, report: Report, frame: gpd.GeoDataFrame, level: str, previous: int
+    conn: psycopg.Connection, report: Report, frame: gpd.GeoDataFrame, published: Published,
+    position: np.ndarray, identical: np.ndarray,
 ) -> Plan:
-    """Added, removed, changed, unchanged areas against generation ``previous``.
+    """Added, removed, changed, unchanged areas against the published generation.
 
-    Geometry is compared by a digest of its WKB computed in the database, so unchanged
+    Geometry was compared by a digest of its WKB computed in the database, so unchanged
     areas never leave it; only areas whose digests differ are fetched and compared with
     ``shapely.equals`` (same shape, other vertex order counts as unchanged).
     """
-    rows = conn.execute(_OLD_AREAS, {"level": level, "g": previous}).fetchall()
-    old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "cw", "ccw"])
-    old_position = pd.Index(old.code)
+    old = published.old
     codes = frame.code.to_numpy(dtype=object)
     read_geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
-    match = old_position.get_indexer(pd.Series(codes, dtype=object)) if rows else (
-        np.full(len(codes), -1))  # fmt: skip
+    match = position
     known = np.flatnonzero(match >= 0)
-    same_geom = np.zeros(len(frame), dtype=bool)
-    if known.size:
-        digests = _wkb_digests(read_geoms[known])
-        same_geom[known] = ((digests == old.cw.to_numpy()[match[known]])
-                            | (digests == old.ccw.to_numpy()[match[known]]))  # fmt: skip
-        recheck = known[~same_geom[known]]
+    same_geom = identical.copy()
+    recheck = known[~same_geom[known]]
+    if recheck.size:
         old_ids = old.id.to_numpy()[match[recheck]].tolist()
         same_geom[recheck] = shapely.equals(read_geoms[recheck], _old_geometries(conn, old_ids))
     same_attrs = np.zeros(len(frame), dtype=bool)
@@ -196,10 +282,12 @@ def _diff(
     old_geoms_changed = _old_geometries(conn, old_ids_changed)
     new_changed = bulk._as_multi(read_geoms[changed])
     ratios: Any = _symdiff_ratios(new_changed, old_geoms_changed) if changed.size else []
-    removed = sorted(set(old.code.tolist()) - set(codes.tolist()))
-    by_code = dict(zip(old.code.tolist(), old.id.tolist(), strict=True))
+    kept = np.zeros(len(old), dtype=bool)
+    kept[match[known]] = True
+    gone = old[~kept].sort_values("code")
+    removed = gone.code.tolist()
     report.diff = {
-        "previous_generation": previous,
+        "previous_generation": published.generation,
         "added": int(added.size),
         "removed": len(removed),
         "changed": int(changed.size),
@@ -212,9 +300,9 @@ def _diff(
         ],
     }
     return Plan(
-        report, frame, previous, added, changed,
+        report, frame, published.generation, added, changed,
         changed_ids=[int(i) for i in old_ids_changed],
-        removed_ids=[int(by_code[c]) for c in removed],
+        removed_ids=[int(i) for i in gone.id.tolist()],
     )  # fmt: skip
 
 
@@ -262,6 +350,7 @@ def commit_plan(
             )
         step(0.1, "staging a new generation")
         generation = bulk._new_generation(conn, description or f"import {level} {report.source}")
+        _mark_checked_levels(conn, plan, generation)
         # Close first: a code's validity ranges may not overlap (exclusion constraint).
         conn.execute(
             "UPDATE areas SET generation_high = %s WHERE id = ANY(%s)",
@@ -285,6 +374,29 @@ def commit_plan(
     report.committed = True
     step(1.0, f"generation {generation} active")
     return report
+
+
+def _mark_checked_levels(conn: psycopg.Connection, plan: Plan, generation: int) -> None:
+    """Record which levels of ``generation`` are known to pass the coverage checks.
+
+    The imported level, if its checks found a clean coverage inside the parents; the
+    previous generation's other marks carry over, except for the level below the
+    imported one when its parents changed (its containment and gaps were checked
+    against the old parents).
+    """
+    level = plan.report.level
+    row = conn.execute("SELECT checked_levels FROM generations WHERE id = %s",
+                       (plan.previous_generation,)).fetchone()  # fmt: skip
+    levels = [x for x in (row[0] if row else []) or [] if x != level]
+    parents_changed = bool(plan.added.size or plan.changed.size or plan.removed_ids)
+    child = CHILD_LEVEL.get(level)
+    if parents_changed and child in levels:
+        levels.remove(child)
+    coverage = plan.report.coverage
+    if coverage.get("clean") and coverage.get("inside_parents") and coverage.get("gap_free"):
+        levels.append(level)
+    conn.execute("UPDATE generations SET checked_levels = %s WHERE id = %s",
+                 (sorted(levels), generation))  # fmt: skip
 
 
 def import_file(

@@ -22,6 +22,8 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyogrio
 import shapely
 from pyproj import CRS
@@ -233,41 +235,60 @@ def _check_shapefile_parts(shp: Path, label: str) -> None:
         )
 
 
-def _shp_offsets(shp: Path) -> list[int]:
-    """Record offsets (in 16-bit words) found by walking the .shp's record headers."""
-    data = shp.read_bytes()
-    offsets, pos = [], 100
-    while pos + 8 <= len(data):
-        offsets.append(pos // 2)
-        pos += 8 + 2 * struct.unpack_from(">i", data, pos + 4)[0]
-    return offsets
-
-
 def _check_shx_matches_shp(shp: Path, label: str) -> None:
     """Refuse a .shx (or .dbf) that does not index the .shp's records.
 
     Hand-written because GDAL trusts the index: a lying .shx silently duplicates or
-    drops features. The .shp records are contiguous, so walking their headers gives the
-    true offsets to compare with.
+    drops features. The .shp records are contiguous, so the index is right when its
+    offsets chain from the first record to the end of the file by the lengths written
+    in the .shp's own record headers (vectorised: only those headers are read).
     """
     shx = _sidecar(shp, ".shx")
     dbf = _sidecar(shp, ".dbf")
     assert shx is not None and dbf is not None  # checked by _check_shapefile_parts
-    index = shx.read_bytes()[100:]
-    listed = [struct.unpack_from(">i", index, i)[0] for i in range(0, len(index) - 7, 8)]
-    try:
-        actual = _shp_offsets(shp)
-    except struct.error:
-        actual = []
+    index = np.frombuffer(shx.read_bytes()[100:], dtype=">i4")
+    listed = index[: index.size // 2 * 2].reshape(-1, 2)[:, 0].astype(np.int64)
     dbf_head = dbf.read_bytes()[:8]
     rows = struct.unpack_from("<I", dbf_head, 4)[0] if len(dbf_head) == 8 else -1
-    if listed != actual or rows != len(actual):
+    shapes = _chained_records(shp, listed)
+    if shapes is None or rows != shapes:
         raise InvalidInputError(
-            f"{label}: {shx.name} does not match {shp.name} ({len(listed)} index entries, "
-            f"{len(actual)} shapes, {rows} attribute rows); the file set is inconsistent — "
-            "export it again from the GIS",
+            f"{label}: {shx.name} does not match {shp.name} ({listed.size} index entries, "
+            f"{_count_records(shp)} shapes, {rows} attribute rows); the file set is "
+            "inconsistent — export it again from the GIS",
             details=[{"file": shx.name, "problem": "index_mismatch"}],
         )
+
+
+def _count_records(shp: Path) -> int:
+    """Records found by walking the .shp's record headers (for error messages)."""
+    data = shp.read_bytes()
+    count, pos = 0, 100
+    while pos + 8 <= len(data):
+        length = struct.unpack_from(">i", data, pos + 4)[0]
+        if length < 0:
+            break
+        count, pos = count + 1, pos + 8 + 2 * length
+    return count
+
+
+def _chained_records(shp: Path, offsets: np.ndarray) -> int | None:
+    """Number of records if ``offsets`` (16-bit words) are exactly the .shp's records."""
+    size = shp.stat().st_size
+    if offsets.size == 0:
+        return 0 if size < 108 else None
+    start = offsets * 2  # bytes
+    if offsets[0] != 50 or start.min() < 100 or start.max() + 8 > size:
+        return None
+    data = np.memmap(shp, dtype=np.uint8, mode="r")
+    header = data[(start + 4)[:, None] + np.arange(4)]
+    lengths = np.ascontiguousarray(header).view(">i4").ravel().astype(np.int64)
+    following = offsets + 4 + lengths  # where the next record starts
+    if (lengths < 0).any() or (following[:-1] != offsets[1:]).any():
+        return None
+    if following[-1] * 2 + 8 <= size:  # more records than the index lists
+        return None
+    return int(offsets.size)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -283,7 +304,6 @@ def _read_dataset(
         _check_shx_matches_shp(dataset, label)
     layer = options.layer if driver == "GPKG" else None
     try:
-        info = pyogrio.read_info(dataset, layer=layer)
         # Shapefile text is read as Latin-1 (byte-for-byte) and decoded here, so that a
         # wrong encoding is detected instead of silently turned into mojibake by GDAL.
         # Arrow batches: about 2× faster than GDAL's row-by-row path.
@@ -306,7 +326,8 @@ def _read_dataset(
     geoms, z_dropped, m_dropped = _clean_geometry(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
-    crs, note = _choose_crs(info.get("crs"), options.source_crs, geoms, label)
+    file_crs = raw.crs.srs if getattr(raw, "crs", None) is not None else None
+    crs, note = _choose_crs(file_crs, options.source_crs, geoms, label)
     frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
@@ -333,34 +354,64 @@ def _check_vertices(geoms: Any, limit: int, label: str) -> None:
 def _decode_text(raw: pd.DataFrame, dataset: Path, asked: str | None, label: str) -> str:
     """Decode Latin-1-read text columns with the right encoding; refuse mojibake.
 
-    Only non-ASCII values are touched (codes are ASCII), each distinct value once.
+    Only non-ASCII values are touched (codes are ASCII), each distinct value once;
+    finding them and putting the decoded values back is done by Arrow kernels.
     """
     cpg = _sidecar(dataset, ".cpg")
     declared = asked or (cpg.read_text(errors="replace").strip() if cpg else None)
-    columns = {
-        c: raw[c].to_numpy(dtype=object, na_value=None)
-        for c in raw.columns
-        if c != raw.geometry.name and not pd.api.types.is_numeric_dtype(raw[c].dtype)
-    }
-    foreign = {
-        c: {v for v in values if isinstance(v, str) and not v.isascii()}
-        for c, values in columns.items()
-    }
-    blobs = [v.encode("latin1") for values in foreign.values() for v in values]
+    foreign: dict[str, pa.Array] = {}
+    for column in raw.columns:
+        if column == raw.geometry.name or pd.api.types.is_numeric_dtype(raw[column].dtype):
+            continue
+        values = _arrow_text(raw[column])
+        if values is None:
+            continue
+        non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(values), True))
+        if pc.any(non_ascii).as_py():
+            foreign[column] = pc.unique(pc.filter(values, non_ascii))
+    texts = [v for values in foreign.values() for v in values.to_pylist()]
+    blobs = [t.encode("latin1") for t in texts]
     encoding = _normalise_encoding(declared) if declared else _guess_encoding(blobs)
     _refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
-    for column, values in columns.items():
-        if not foreign[column]:
-            continue
-        decoded = {v: v.encode("latin1").decode(encoding) for v in foreign[column]}
-        raw[column] = pd.Series(
-            [decoded.get(v, v) if isinstance(v, str) else v for v in values],
-            index=raw.index, dtype=object,
-        )  # fmt: skip
+    for column, distinct in foreign.items():
+        values = _arrow_text(raw[column])
+        assert values is not None  # a text column above
+        decoded = pa.array(_decode_all(distinct.to_pylist(), encoding), type=pa.large_string())
+        slot = pc.index_in(values, value_set=distinct)
+        replaced = pc.if_else(pc.is_null(slot), values.cast(pa.large_string()),
+                              pc.take(decoded, slot))  # fmt: skip
+        raw[column] = pd.Series(pd.arrays.ArrowStringArray(replaced), index=raw.index)
     # DBF field names are in the same encoding as the values (e.g. 地址 in GBK).
     raw.rename(columns={c: _decode_name(c, encoding) for c in raw.columns
                         if c != raw.geometry.name}, inplace=True)  # fmt: skip
     return encoding
+
+
+def _arrow_text(column: pd.Series) -> pa.Array | None:
+    """A text column as one Arrow string array (None: not text)."""
+    try:
+        values = pa.array(column.array) if isinstance(column.array, pd.arrays.ArrowStringArray) \
+            else pa.array(column.to_numpy(dtype=object, na_value=None), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) \
+        else None
+
+
+# Encodings in which byte 0 is never part of a longer character: values can be joined
+# with NUL, decoded in one call and split again (DBF text holds no NUL).
+_NUL_SAFE = {"UTF-8", "GBK", "GB18030", "CP1252", "LATIN-1", "ISO-8859-1", "BIG5", "ASCII"}
+
+
+def _decode_all(texts: list[str], encoding: str) -> list[str]:
+    """Latin-1-read texts decoded with ``encoding`` (already known to succeed)."""
+    if encoding in _NUL_SAFE and not any("\x00" in t for t in texts):
+        parts = "\x00".join(texts).encode("latin1").decode(encoding).split("\x00")
+        if len(parts) == len(texts):
+            return parts
+    return [t.encode("latin1").decode(encoding) for t in texts]
 
 
 def _decode_name(name: str, encoding: str) -> str:
@@ -380,27 +431,35 @@ def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encodi
     column = mapping.get("name") or mapping.get("address")
     if column is None or column not in raw.columns:
         return []
-    values = raw[column].to_numpy(dtype=object, na_value=None)
-    suspect = [v for v in values if isinstance(v, str) and _MOJIBAKE.search(v)]
-    if not suspect or len(suspect) < max(1, len(values) // 100):
+    values = raw[column]
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return []
+    suspect = values[values.astype("str").str.contains(_MOJIBAKE.pattern, regex=True)
+                     .fillna(False).astype(bool)]  # fmt: skip
+    if suspect.empty or len(suspect) < max(1, len(values) // 100):
         return []
     return [
         f"{len(suspect):,} of {len(values):,} names in field {column!r} look like mojibake "
-        f"(e.g. {suspect[0]!r}, read as {encoding}): Chinese text in another encoding? "
+        f"(e.g. {suspect.iloc[0]!r}, read as {encoding}): Chinese text in another encoding? "
         "try --encoding GBK or --encoding UTF-8"
     ]
 
 
 def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
-                ) -> dict[str, list[Any]]:  # fmt: skip
-    """The columns of the read frame: areas get code, name, parent_code; others their roles."""
+                ) -> dict[str, pd.Series]:  # fmt: skip
+    """The columns of the read frame: areas get code, name, parent_code; others their roles.
+
+    Plain object columns: the checks take them as NumPy arrays many times over, which
+    costs a conversion each time from Arrow-backed strings.
+    """
     if level in AREA_LEVELS:
-        return {"code": _codes(raw, mapping["code"]), "name": _texts(raw, mapping["name"]),
-                "parent_code": _codes(raw, mapping["parent"])}  # fmt: skip
-    out: dict[str, list[Any]] = {"code": _codes(raw, mapping["code"])}
-    for role in LEVEL_ROLES[level][1:]:
-        out[role] = _codes(raw, mapping.get(role))
-    return out
+        columns = {"code": _codes(raw, mapping["code"]), "name": _texts(raw, mapping["name"]),
+                   "parent_code": _codes(raw, mapping["parent"])}  # fmt: skip
+    else:
+        columns = {"code": _codes(raw, mapping["code"])}
+        for role in LEVEL_ROLES[level][1:]:
+            columns[role] = _codes(raw, mapping.get(role))
+    return {k: pd.Series(v, index=raw.index, dtype=object) for k, v in columns.items()}
 
 
 def _normalise_encoding(name: str) -> str:
@@ -482,27 +541,35 @@ def _map_fields(
     return mapping
 
 
-def _codes(raw: pd.DataFrame, column: str | None) -> list[str | None]:
+def _codes(raw: pd.DataFrame, column: str | None) -> np.ndarray:
     """Code values as stripped text (numeric DBF fields come back as floats); '' → None."""
     if column is None:
-        return [None] * len(raw)
+        return np.full(len(raw), None, dtype=object)
     series = raw[column]
     if pd.api.types.is_float_dtype(series.dtype):
-        return [None if v != v else str(int(v)) if float(v).is_integer() else str(v)
-                for v in series.tolist()]  # fmt: skip
-    values = pd.Series(series.to_numpy(dtype=object), dtype=object)
-    missing = values.isna()
-    text = values.where(missing, values.astype(str).str.strip())
-    return text.where(~missing & (text != ""), None).tolist()
+        return np.array([None if v != v else str(int(v)) if float(v).is_integer() else str(v)
+                         for v in series.tolist()], dtype=object)  # fmt: skip
+    text = _stripped(series)
+    text[text == ""] = None
+    return text
 
 
-def _texts(raw: pd.DataFrame, column: str | None) -> list[str]:
+def _texts(raw: pd.DataFrame, column: str | None) -> np.ndarray:
     """Text values, stripped; missing → ''."""
     if column is None:
-        return [""] * len(raw)
-    values = pd.Series(raw[column].to_numpy(dtype=object), dtype=object)
-    missing = values.isna()
-    return values.where(missing, values.astype(str).str.strip()).where(~missing, "").tolist()
+        return np.full(len(raw), "", dtype=object)
+    text = _stripped(raw[column])
+    text[pd.isna(text)] = ""
+    return text
+
+
+def _stripped(series: pd.Series) -> np.ndarray:
+    """Values as stripped text in an object array, missing values as None."""
+    if not pd.api.types.is_string_dtype(series.dtype) or series.dtype == object:
+        values = pd.Series(series.to_numpy(dtype=object), dtype=object)
+        missing = values.isna()
+        series = values.where(missing, values.astype(str)).astype("str")
+    return series.str.strip().to_numpy(dtype=object, na_value=None)
 
 
 _FAMILY = {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon",
@@ -514,17 +581,17 @@ def _clean_geometry(
 ) -> tuple[np.ndarray, list[int], list[int]]:
     """Refuse mixed types and non-finite coordinates; drop Z and M (their indexes kept)."""
     present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
-    families = {_FAMILY.get(int(t), "other") for t in shapely.get_type_id(geoms[present])}
+    types = np.unique(shapely.get_type_id(geoms[present]))
+    families = {_FAMILY.get(int(t), "other") for t in types}
     if len(families) > 1:
         raise InvalidInputError(
             f"{label}: mixed geometry types ({', '.join(sorted(families))}); "
             "one layer must hold one kind of geometry",
             details=[{"file": label, "problem": "mixed_geometry", "types": sorted(families)}],
         )
-    coords, owner = shapely.get_coordinates(geoms, include_z=True, return_index=True)
-    bad_xy = ~np.isfinite(coords[:, :2]).all(axis=1)
-    if bad_xy.any():
-        features = sorted(set(owner[bad_xy].tolist()))
+    if not np.isfinite(shapely.get_coordinates(geoms)).all():
+        coords, owner = shapely.get_coordinates(geoms, return_index=True)
+        features = sorted(set(owner[~np.isfinite(coords).all(axis=1)].tolist()))
         raise InvalidInputError(
             f"{label}: NaN or infinite coordinates in feature(s) {features[:10]}",
             details=[{"file": label, "problem": "non_finite", "feature": i} for i in features[:50]],

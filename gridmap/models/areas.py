@@ -14,15 +14,18 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridmap.models.base import Base
@@ -66,10 +69,23 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Levels whose areas in this generation passed the import's coverage checks (clean
+    # coverage inside their parents); imports of those levels then re-check only changes.
+    checked_levels: Mapped[list[str]] = mapped_column(
+        ARRAY(String(12)), default=list, server_default=text("'{}'::varchar[]")
+    )
 
     __table_args__ = (
         Index("uq_generations_one_active", "active", unique=True, postgresql_where=text("active")),
     )
+
+
+GEOM_DIGEST_SQL = (
+    "decode(md5(ST_AsBinary(ST_ForcePolygonCW(CASE WHEN ST_NumGeometries(geom) = 1 "
+    "THEN ST_GeometryN(geom, 1) ELSE geom END), 'NDR')), 'hex')"
+)
+"""Digest of a one-part MultiPolygon as a Polygon, exterior ring clockwise, as
+little-endian WKB (what :func:`gridmap.ingest.publish.wkb_digests` computes)."""
 
 
 class Area(Base):
@@ -87,6 +103,10 @@ class Area(Base):
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
     geom_3857 = mapped_column(
         Geometry("MULTIPOLYGON", srid=3857, spatial_index=False), nullable=False
+    )
+    # MD5 of the geometry's WKB as files hold it (imports find unchanged areas by it).
+    geom_digest: Mapped[bytes | None] = mapped_column(
+        LargeBinary, Computed(GEOM_DIGEST_SQL, persisted=True)
     )
 
     __table_args__ = (
