@@ -25,7 +25,7 @@ def _count(url: str) -> int:
 def test_concurrent_intake_transactions_do_not_deadlock(events_engine: Engine, events_db,
                                                         grid_points, clock) -> None:
     """Two API processes store at once; the events trigger bumps two layer_versions rows
-    (migration 0011_layer_lock_order: before it, ~2% of these deadlocked)."""
+    (migration 0012_layer_lock_order: before it, ~2% of these deadlocked)."""
     before, errors = _count(events_db), []
 
     def work(offset: int) -> None:

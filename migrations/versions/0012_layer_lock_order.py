@@ -13,8 +13,8 @@ Trimming ``layer_changes`` to the last 1,000 versions was one DELETE joined to
 rows and their dead versions: 1.4 ms on every call, i.e. on every events INSERT); per
 layer with its version as a constant, it is an index range scan.
 
-Revision ID: 0011_layer_lock_order
-Revises: 0010_event_light
+Revision ID: 0012_layer_lock_order
+Revises: 0011_checked_levels
 Create Date: 2026-11-22
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0011_layer_lock_order"
-down_revision = "0010_event_light"
+revision = "0012_layer_lock_order"
+down_revision = "0011_checked_levels"
 branch_labels = None
 depends_on = None
 
