@@ -42,6 +42,7 @@ from gridmap.auth.principal import Role
 from gridmap.config import get_settings
 from gridmap.db.engine import libpq_url, make_engine
 from gridmap.errors import NotFoundError
+from gridmap.events.batch import IntakeBatcher
 from gridmap.events.clock import Clock, SystemClock
 from gridmap.lookup.service import LookupService
 from gridmap.mapview import vendor_dir
@@ -107,6 +108,8 @@ def create_app(
         app.state.session_secret = session_secret(settings)
         app.state.tile_cache = _tile_cache(app.state.engine)
         app.state.tile_builder = builder = _tile_builder(url)
+        app.state.intake = IntakeBatcher(app.state.engine, lookup=app.state.lookup)
+        app.state.intake.start()
         async with AsyncExitStack() as stack:
             if builder is not None:
                 await builder.open()
@@ -114,6 +117,7 @@ def create_app(
             if background:
                 await stack.enter_async_context(event_tasks(app))
             yield
+        await anyio.to_thread.run_sync(app.state.intake.stop)
         app.state.lookup.stop_listener()
         if engine is None:
             app.state.engine.dispose()

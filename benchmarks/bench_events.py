@@ -112,6 +112,29 @@ def process_tree_cpu(pid: int) -> float:
     return total
 
 
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's process id when it runs on this machine (embedded cluster)."""
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def postgres_cpu(pid: int | None) -> float:
+    """CPU seconds of the PostgreSQL server: the postmaster, its live backends and the
+    backends that have exited (counted in the postmaster's children times)."""
+    if pid is None:
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return process_tree_cpu(pid) + (int(fields[13]) + int(fields[14])) / tick
+
+
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     """uvicorn with the API, background work off, like ``gridmap serve --workers N``."""
     env = {**os.environ, "GRIDMAP_DATABASE_URL": url, "GRIDMAP_SCHEDULER_INTERVAL_S": "0",
@@ -259,10 +282,13 @@ def main() -> None:
     try:
         asyncio.run(http_load(args.port, points[::-1], args.warmup, args.concurrency))
         reset(url)
-        cpu0 = process_tree_cpu(server.pid)
+        postmaster = postmaster_pid(url)
+        cpu0, pg0, client0 = (process_tree_cpu(server.pid), postgres_cpu(postmaster),
+                              time.process_time())
         acked, errors, lat, elapsed = asyncio.run(
             http_load(args.port, points, args.seconds, args.concurrency))
         server_cpu = process_tree_cpu(server.pid) - cpu0
+        pg_cpu, client_cpu = postgres_cpu(postmaster) - pg0, time.process_time() - client0
     finally:
         server.terminate()
         server.wait(30)
@@ -278,7 +304,9 @@ def main() -> None:
     print(f"gridmap HTTP intake+assignment: {rate:,.0f} events/s  p50={pct(lat, .5):.1f} ms  "
           f"p99={pct(lat, .99):.1f} ms  acknowledged={acked} errors={errors}")
     print(f"  server CPU per acknowledged event (uvicorn workers, not PostgreSQL): "
-          f"{server_cpu / max(acked, 1) * 1000:.2f} ms")
+          f"{server_cpu / max(acked, 1) * 1000:.2f} ms; PostgreSQL "
+          f"{pg_cpu / max(acked, 1) * 1000:.2f} ms; this load generator "
+          f"{client_cpu / max(acked, 1) * 1000:.2f} ms")
     print(f"  stored={stored} (equal to acknowledged: {stored == acked}); "
           f"assigned to a grid={assigned}, command-center queue={stored - assigned}")
     print(f"naive INSERT + ST_Covers (psycopg, no HTTP): {naive_rate:,.0f} events/s  "

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
+import orjson
 from geoalchemy2 import Geography
 from sqlalchemy import cast, func, select, text
 from sqlalchemy.orm import Session
@@ -48,26 +50,34 @@ def find_original(
     return session.scalar(stmt)
 
 
-_ROW_QUERY = text(resources.files("gridmap.events").joinpath("duplicates.sql").read_text())
+_ROWS_QUERY = text(resources.files("gridmap.events").joinpath("duplicates.sql").read_text())
 _METRES_PER_DEGREE = 111_320.0
 
 
-def find_original_row(
-    session: Session, category: EventCategory, lon: float, lat: float, now: datetime
-) -> Any | None:
-    """:func:`find_original` as a plain row (attribute access, no ORM object).
+def find_original_rows(
+    session: Session, reports: Sequence[tuple[EventCategory, float, float, datetime]]
+) -> list[Any | None]:
+    """:func:`find_original` for many (category, lon, lat, now) at once, as plain rows.
 
-    One prepared text statement: building the SQLAlchemy expression per report cost more
-    CPU than running it.
+    One prepared text statement for all of them: building the SQLAlchemy expression per
+    report cost more CPU than running it.
     """
-    if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
-        return None
-    # Degrees of longitude shrink with cos(lat); the slack keeps the box a superset.
-    shrink = max(math.cos(math.radians(min(abs(lat), 89.0))), 0.01)
-    radius_deg = 1.01 * category.duplicate_radius_m / (_METRES_PER_DEGREE * shrink)
-    return session.execute(_ROW_QUERY, {
-        "category": category.code, "closed": list(CLOSED), "now": now,
-        "since": now - timedelta(hours=category.duplicate_window_hours),
-        "lon": lon, "lat": lat, "radius_deg": radius_deg,
-        "radius_m": category.duplicate_radius_m,
-    }).first()
+    out: list[Any | None] = [None] * len(reports)
+    asked: list[dict[str, Any]] = []
+    for i, (category, lon, lat, now) in enumerate(reports):
+        if category.duplicate_radius_m <= 0 or category.duplicate_window_hours <= 0:
+            continue
+        # Degrees of longitude shrink with cos(lat); the slack keeps the box a superset.
+        shrink = max(math.cos(math.radians(min(abs(lat), 89.0))), 0.01)
+        asked.append({
+            "n": i, "category": category.code, "lon": lon, "lat": lat, "now": now,
+            "since": now - timedelta(hours=category.duplicate_window_hours),
+            "radius_deg": 1.01 * category.duplicate_radius_m / (_METRES_PER_DEGREE * shrink),
+            "radius_m": category.duplicate_radius_m,
+        })
+    if not asked:
+        return out
+    for row in session.execute(_ROWS_QUERY, {"reports": orjson.dumps(asked).decode(),
+                                             "closed": list(CLOSED)}):
+        out[row.n] = row
+    return out

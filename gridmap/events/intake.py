@@ -6,7 +6,9 @@ unless everything is valid.
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -22,7 +24,7 @@ from gridmap.errors import InvalidInputError, PermissionDeniedError
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import assign
 from gridmap.events.deadlines import Calendar, start_clock
-from gridmap.events.duplicates import find_original_row
+from gridmap.events.duplicates import find_original_rows
 from gridmap.generations import active_generation_id
 from gridmap.lookup import crs as lookup_crs
 from gridmap.lookup.service import LookupService
@@ -157,6 +159,16 @@ def _photo_types(photos: list[bytes]) -> list[str]:
 
 _INSERT = text(resources.files("gridmap.events").joinpath("intake.sql").read_text())
 _NONE_AT_INTAKE = ("suspended_from", "satisfaction", "resolved_at", "closed_at")
+# Event columns passed to intake.sql (one JSON object per report).
+_COLUMNS = (
+    "source", "category_code", "affair_class", "priority", "status", "lon", "lat", "address",
+    "description", "reporter_name", "reporter_phone", "reporter_email", "facility_code",
+    "device_id", "household_id", "grid_code", "generation", "worker_code", "department_code",
+    "handler_level", "assignment_reason", "flagged", "queue", "escalation_level", "deadline",
+    "rework_count", "duplicate_of", "idempotency_key", "reported_by", "token", "created_at",
+    "updated_at", "assigned_at", "accepted_at", "yellow_at", "media_urls",
+)
+_AUDIT = ("action", "from_status", "to_status", "actor", "role", "note")
 
 
 @dataclass
@@ -166,6 +178,18 @@ class Intake:
     event: Any
     created: bool
     original: Any | None = None
+
+
+@dataclass
+class Staged:
+    """A validated, assigned report, not yet written (see :func:`write_staged`)."""
+
+    report: Report
+    category: EventCategory
+    photo_types: list[str]
+    values: dict[str, Any]
+    now: datetime
+    actor: str
 
 
 def _check_key(key: str | None) -> None:
@@ -192,6 +216,27 @@ def check_source(principal: Principal | None, source: str) -> None:
             details=[{"field": "source", "problem": "not allowed for this role"}])
 
 
+def stage_report(
+    session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
+    lookup: LookupService | None = None, principal: Principal | None = None,
+) -> Staged:
+    """Validate and assign a report; reads only, writes nothing.
+
+    ``lookup`` (the API's in-memory lookup service) assigns from memory; without it the
+    grid and worker come from PostGIS (same rule, same answer). ``principal`` is the
+    caller: recorded as reporter and in the audit trail (None for reports made inside the
+    system).
+    """
+    _check_key(idempotency_key)
+    check_source(principal, report.source)
+    category, photo_types = validate(session, report)
+    lon, lat = to_wgs84(report.lon, report.lat, report.crs)
+    values = _event_values(session, report, category, lon, lat, now, idempotency_key, lookup)
+    values["reported_by"] = principal.identity if principal is not None else ""
+    actor = principal.actor if principal is not None else report.source
+    return Staged(report, category, photo_types, values, now, actor)
+
+
 def store_report(
     session: Session, report: Report, *, now: datetime, idempotency_key: str | None = None,
     lookup: LookupService | None = None, principal: Principal | None = None,
@@ -200,10 +245,8 @@ def store_report(
 
     The event row and its audit rows go in one statement; a repeated idempotency key of
     the same caller (also one racing in from another request) returns the stored event,
-    ``created=False``. ``lookup`` (the API's in-memory lookup service) assigns from
-    memory; without it the grid and worker come from PostGIS (same rule, same answer).
-    ``principal`` is the caller: recorded as reporter and in the audit trail (None for
-    reports made inside the system). Nothing is committed here.
+    ``created=False``. For ``lookup`` and ``principal`` see :func:`stage_report`.
+    Nothing is committed here. :mod:`gridmap.events.batch` stores many reports at once.
     """
     _check_key(idempotency_key)
     check_source(principal, report.source)
@@ -211,26 +254,98 @@ def store_report(
     existing = _existing_row(session, idempotency_key, reported_by)
     if existing is not None:
         return Intake(existing, created=False)
-    category, photo_types = validate(session, report)
-    lon, lat = to_wgs84(report.lon, report.lat, report.crs)
-    values = _event_values(session, report, category, lon, lat, now, idempotency_key, lookup)
-    values["reported_by"] = reported_by
-    original = find_original_row(session, category, lon, lat, now)
-    values["duplicate_of"] = original.id if original is not None else None
-    actor = principal.actor if principal is not None else report.source
-    audit = _intake_audit(session, values, category, original is not None, report, now, actor)
-    event_id = session.execute(_INSERT, {**values, **audit,
-                                         "media_urls": orjson.dumps(values["media_urls"]).decode()}
-                               ).scalar()
-    if event_id is None:  # a concurrent report with the same key was stored first
+    staged = stage_report(session, report, now=now, idempotency_key=idempotency_key,
+                          lookup=lookup, principal=principal)
+    stored = write_staged(session, [staged])[0]
+    if stored is None:  # a concurrent report with the same key was stored first
         return Intake(_existing_row(session, idempotency_key, reported_by), created=False)
-    event = SimpleNamespace(id=event_id, **values, **dict.fromkeys(_NONE_AT_INTAKE))
-    if report.photos:
+    return stored
+
+
+def write_staged(session: Session, staged: Sequence[Staged]) -> list[Intake | None]:
+    """Store staged reports in order: duplicates linked, audit rows, photos, webhooks.
+
+    One duplicate query and one INSERT statement (events and their audit rows) per round;
+    a report that could be a duplicate of an earlier one in the same call goes into a
+    later round, so that it is checked against it in the database like any other.
+    ``None`` for a report whose idempotency key is already stored. Nothing is committed.
+    """
+    out: list[Intake | None] = [None] * len(staged)
+    for members in _rounds(staged):
+        for i, result in zip(members, _write_round(session, [staged[i] for i in members]),
+                             strict=True):
+            out[i] = result
+    return out
+
+
+def _rounds(staged: Sequence[Staged]) -> list[list[int]]:
+    """Indexes of ``staged`` by round: each report after every earlier one it may duplicate."""
+    level: list[int] = []
+    earlier: dict[str, list[int]] = {}  # category code → indexes so far
+    for i, s in enumerate(staged):
+        same = earlier.setdefault(s.category.code, [])
+        level.append(max((level[j] + 1 for j in same if _may_duplicate(staged[j], s)),
+                         default=0))
+        same.append(i)
+    rounds: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
+    for i, r in enumerate(level):
+        rounds[r].append(i)
+    return rounds
+
+
+def _may_duplicate(earlier: Staged, later: Staged) -> bool:
+    """Whether ``later`` could be linked to ``earlier`` (a generous superset of the SQL rule)."""
+    category = later.category
+    if (earlier.category.code != category.code or category.duplicate_radius_m <= 0
+            or category.duplicate_window_hours <= 0):
+        return False
+    a, b = earlier.values, later.values
+    return haversine_m(a["lon"], a["lat"], b["lon"], b["lat"]) <= (
+        1.5 * category.duplicate_radius_m + 1.0)
+
+
+def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres (within 0.5% of the geodesic PostGIS measures)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    h = (math.sin((p2 - p1) / 2) ** 2
+         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _write_round(session: Session, staged: list[Staged]) -> list[Intake | None]:
+    originals = find_original_rows(
+        session, [(s.category, s.values["lon"], s.values["lat"], s.now) for s in staged])
+    events: list[dict[str, Any]] = []
+    audit: list[dict[str, Any]] = []
+    for s, original in zip(staged, originals, strict=True):
+        s.values["duplicate_of"] = original.id if original is not None else None
+        rows = _intake_audit(session, s.values, s.category, original is not None, s.report,
+                             s.now, s.actor)
+        events.append({name: s.values[name] for name in _COLUMNS} | {"n": len(events)})
+        audit.extend({"n": len(audit) + k, "token": s.values["token"], "at": s.now,
+                      **dict(zip(_AUDIT, row, strict=True))} for k, row in enumerate(rows))
+    params = {"events": orjson.dumps(events).decode(), "audit": orjson.dumps(audit).decode()}
+    ids: dict[str, int] = {token: event_id for token, event_id in
+                           session.execute(_INSERT, params)}
+    out: list[Intake | None] = []
+    for s, original in zip(staged, originals, strict=True):
+        event_id = ids.get(s.values["token"])
+        if event_id is None:  # its idempotency key was stored first
+            out.append(None)
+            continue
+        event = SimpleNamespace(id=event_id, **s.values, **dict.fromkeys(_NONE_AT_INTAKE))
+        _store_photos(session, event_id, s)
+        notify.publish(session, event, "created", s.now)  # type: ignore[arg-type]
+        out.append(Intake(event, created=True, original=original))
+    return out
+
+
+def _store_photos(session: Session, event_id: int, staged: Staged) -> None:
+    if staged.report.photos:
         session.execute(insert(EventPhoto), [
             {"event_id": event_id, "stage": "report", "content_type": media_type, "data": data}
-            for data, media_type in zip(report.photos, photo_types, strict=True)])
-    notify.publish(session, event, "created", now)  # type: ignore[arg-type]
-    return Intake(event, created=True, original=original)
+            for data, media_type in zip(staged.report.photos, staged.photo_types,
+                                        strict=True)])
 
 
 def create_event(
@@ -272,9 +387,9 @@ def _event_values(session: Session, report: Report, category: EventCategory, lon
 
 
 def _intake_audit(session: Session, values: dict[str, Any], category: EventCategory,
-                  duplicate: bool, report: Report, now: datetime,
-                  actor: str) -> dict[str, list[Any]]:
-    """The audit rows of intake as column arrays; auto-accept moves ``values`` on."""
+                  duplicate: bool, report: Report, now: datetime, actor: str
+                  ) -> list[tuple[str, str | None, str | None, str, str, str]]:
+    """The audit rows of intake, in order; auto-accept moves ``values`` on."""
     rows: list[tuple[str, str | None, str | None, str, str, str]] = [
         ("report", None, "reported", actor, ROLE_OF_SOURCE[report.source],
          f"reported via {report.source}"),
@@ -292,9 +407,7 @@ def _intake_audit(session: Session, values: dict[str, Any], category: EventCateg
                      values["assignment_reason"]))
         calendar = cache.cached(session, "calendar", Calendar.load)
         values.update(status=dispatched, **start_clock(calendar, category, now))
-    names = ("t_action", "t_from", "t_to", "t_actor", "t_role", "t_note")
-    return {name: list(column) for name, column in zip(names, zip(*rows, strict=True),
-                                                        strict=True)}
+    return rows
 
 
 def decode_photos(encoded: list[str], field_name: str = "photos") -> list[bytes]:
