@@ -32,11 +32,23 @@ def server_url() -> Iterator[str]:
     if configured:
         yield configured
         return
+    import fcntl
+
     from gridmap.db.cluster import EmbeddedCluster
 
     cluster = EmbeddedCluster(REPO / ".gridmap" / "test-cluster")
-    yield cluster.up()
-    cluster.down()
+    # Several test sessions may share the cluster (a suite and a fuzzing run): each holds
+    # a shared lock while it runs; the last one out, alone to get it exclusively, stops it.
+    users = REPO / ".gridmap" / "test-cluster.users"
+    users.parent.mkdir(parents=True, exist_ok=True)
+    with users.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield cluster.up()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another session still uses it
+        cluster.down()
 
 
 def _with_database(url: str, name: str) -> str:
