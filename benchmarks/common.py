@@ -68,7 +68,9 @@ def free_port() -> int:
 def serve_gridmap(url: str, workers: int = 2, timeout: float = 300) -> Iterator[str]:
     """Run ``gridmap serve`` on a free port against ``url``; yields the base URL."""
     port = free_port()
-    env = {**os.environ, "GRIDMAP_DATABASE_URL": url}
+    # Rate limits off: the peers have none, and a benchmark is one key at full speed.
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": url,
+           "GRIDMAP_RATE_LIMIT_PER_MINUTE": "0", "GRIDMAP_RATE_LIMIT_IP_PER_MINUTE": "0"}
     cmd = [str(REPO / ".venv/bin/gridmap"), "serve", "--port", str(port), "--workers", str(workers)]
     with _server(cmd, env, f"http://127.0.0.1:{port}", "/healthz", timeout) as base:
         yield base
