@@ -266,7 +266,8 @@ def main() -> None:
     parser.add_argument("--grids", type=int, default=65000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn workers (1, like `gridmap serve`: one intake writer)")
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--warmup", type=float, default=20,
                         help="seconds of untimed load first: every uvicorn worker builds its "
