@@ -25,7 +25,12 @@ async def get_engine(request: Request) -> Engine:
 
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
-    """A session per request; commits when the handler returns without error."""
+    """A session per request; commits when the handler returns without error.
+
+    Used with ``scope="function"`` (``SessionDep``): the commit runs when the handler
+    returns, before the response is sent — an answer never acknowledges what was not
+    stored, and a failed commit is the request's error (503), not a lost write.
+    """
     with session_scope(engine) as session:
         yield session
 
@@ -38,7 +43,7 @@ async def get_lookup(request: Request) -> LookupService:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LookupDep = Annotated[LookupService, Depends(get_lookup)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def get_tile_cache(request: Request) -> TileCache:

@@ -68,7 +68,6 @@ def report_event(
     if not result.created:
         response.status_code = 200
     answer = queries.intake_view(session, result, now, principal)
-    session.commit()  # acknowledged means stored: commit before the response is sent
     return answer
 
 
@@ -169,7 +168,6 @@ def act_on_event(event_id: EventId, body: ActionIn, session: SessionDep,
         intake.attach_photos(session, event, photos, stage="feedback")
     notify.publish(session, event, body.action, now)
     view = queries.describe(session, event, now)
-    session.commit()
     return view
 
 

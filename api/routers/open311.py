@@ -51,7 +51,6 @@ async def post_request(fmt: Fmt, request: Request, session: SessionDep,
     """GeoReport POST service request (form-encoded fields as in the spec)."""
     form = {k: str(v) for k, v in (await request.form()).items()}
     created = open311.post_request(session, form, clock.now(), lookup, principal)
-    session.commit()
     return _render(fmt, created, "service_requests", "request")
 
 

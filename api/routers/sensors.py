@@ -23,7 +23,6 @@ def register_device(body: DeviceIn, session: SessionDep, clock: ClockDep) -> Any
     device = sensors.register_device(session, body.device_id, body.kind,
                                      household_id=body.household_id,
                                      facility_code=body.facility_code, now=clock.now())
-    session.commit()
     return {c: getattr(device, c) for c in DeviceOut.model_fields}
 
 
@@ -38,5 +37,4 @@ def post_reading(
 ) -> Any:
     """A reading over HTTP (same rules as MQTT topic gridmap/sensors/{device_id}/{kind})."""
     opened = sensors.handle_reading(session, device_id, kind, payload, clock.now())
-    session.commit()
     return {"device_id": device_id, "kind": kind, "events": opened}

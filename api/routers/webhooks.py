@@ -19,5 +19,4 @@ router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 def register_webhook(body: WebhookIn, session: SessionDep) -> Any:
     """Register a URL; every event change is POSTed to it as JSON, retried with back-off."""
     hook = notify.register_webhook(session, body.url)
-    session.commit()
     return {"id": hook.id, "url": hook.url, "active": hook.active}

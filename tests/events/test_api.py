@@ -170,3 +170,27 @@ def test_operator_of_another_street_cannot_see_or_touch_an_event(
         "from": "2020-01-01T00:00:00", "to": "2030-01-01T00:00:00", "level": "street",
         "code": street})  # fmt: skip
     assert stats.status_code == 404
+
+
+def test_a_failed_commit_is_a_503_and_nothing_is_acknowledged(api: TestClient,
+                                                              events_db: str) -> None:
+    """Routes commit through the session dependency before the response is sent."""
+    failing = """
+        CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'commit refused' USING ERRCODE = 'admin_shutdown'; END $$;
+        CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON webhooks
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();
+    """
+    with psycopg.connect(events_db, autocommit=True) as conn:
+        conn.execute(failing)
+    try:
+        resp = api.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"})
+        assert resp.status_code == 503, resp.text
+        with psycopg.connect(events_db) as conn:
+            stored = conn.execute("SELECT count(*) FROM webhooks WHERE url LIKE "
+                                  "'http://127.0.0.1:9/%'").fetchone()
+        assert stored == (0,)
+    finally:
+        with psycopg.connect(events_db, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER fail_at_commit ON webhooks; "
+                         "DROP FUNCTION fail_at_commit()")
