@@ -30,7 +30,7 @@ import httpx
 import orjson
 import psycopg
 
-from benchmarks.common import bench_api_key
+from benchmarks.common import bench_api_key, bench_database, postmaster_pid, process_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 DB_NAME = "gm_bench_events"
@@ -38,38 +38,6 @@ CATEGORIES = [
     "urban.appearance.exposed_garbage", "urban.street_order.illegal_parking",
     "urban.construction.noise", "social.neighbour_dispute", "social.parking",
 ]
-
-
-def prepare(grids: int) -> str:
-    """A database with the sample city of ``grids`` grids on the embedded cluster (cached)."""
-    from sqlalchemy.engine import make_url
-
-    from gridmap.db import migrate
-    from gridmap.db.engine import libpq_url
-
-    server = libpq_url()
-    url = make_url(server).set(database=f"{DB_NAME}_{grids}").render_as_string(
-        hide_password=False)
-    with psycopg.connect(server, autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                               (f"{DB_NAME}_{grids}",)).fetchone()
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{DB_NAME}_{grids}"')
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    migrate.upgrade(url)
-    with psycopg.connect(url) as conn:
-        loaded = conn.execute("SELECT count(*) FROM areas WHERE level = 'grid'").fetchone()
-    if not loaded or loaded[0] != grids:
-        from gridmap.ingest.bulk import load_city
-        from sample_data.city import generate_city
-
-        t0 = time.perf_counter()
-        city = generate_city(grids=grids, seed=42)
-        with psycopg.connect(url) as conn:
-            load_city(conn, city, replace=True)
-        print(f"loaded {grids} grids in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    return url
 
 
 def sample_points(url: str, n: int, seed: int = 1) -> list[tuple[float, float]]:
@@ -82,6 +50,10 @@ def sample_points(url: str, n: int, seed: int = 1) -> list[tuple[float, float]]:
     return [(rng.uniform(xmin, xmax), rng.uniform(ymin, ymax)) for _ in range(n)]
 
 
+def _cpu(pid: int | None) -> float:
+    return process_cpu(pid) if pid is not None else float("nan")
+
+
 def reset(url: str) -> None:
     """Empty the event tables (and the naive peer's) so every run starts equal."""
     with psycopg.connect(url) as conn:
@@ -91,48 +63,6 @@ def reset(url: str) -> None:
                      "category text, description text, geom geometry(Point, 4326), "
                      "grid_code text, created_at timestamptz DEFAULT now())")
         conn.execute("TRUNCATE naive_events")
-
-
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its live children (Linux /proc).
-
-    On a shared, loaded machine throughput follows the neighbours; CPU per event does not.
-    """
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-        todo.extend(int(c) for c in children)
-    return total
-
-
-def postmaster_pid(url: str) -> int | None:
-    """The PostgreSQL server's process id when it runs on this machine (embedded cluster)."""
-    with psycopg.connect(url) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def postgres_cpu(pid: int | None) -> float:
-    """CPU seconds of the PostgreSQL server: the postmaster, its live backends and the
-    backends that have exited (counted in the postmaster's children times)."""
-    if pid is None:
-        return float("nan")
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return process_tree_cpu(pid) + (int(fields[13]) + int(fields[14])) / tick
 
 
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -275,7 +205,7 @@ def main() -> None:
     args = parser.parse_args()
 
     global API_KEY
-    url = prepare(args.grids)
+    url = bench_database(args.grids, name=f"{DB_NAME}_{args.grids}")  # it empties events
     points = sample_points(url, 20000)
     reset(url)
     API_KEY = bench_api_key(url, "system")
@@ -284,12 +214,12 @@ def main() -> None:
         asyncio.run(http_load(args.port, points[::-1], args.warmup, args.concurrency))
         reset(url)
         postmaster = postmaster_pid(url)
-        cpu0, pg0, client0 = (process_tree_cpu(server.pid), postgres_cpu(postmaster),
+        cpu0, pg0, client0 = (process_cpu(server.pid), _cpu(postmaster),
                               time.process_time())
         acked, errors, lat, elapsed = asyncio.run(
             http_load(args.port, points, args.seconds, args.concurrency))
-        server_cpu = process_tree_cpu(server.pid) - cpu0
-        pg_cpu, client_cpu = postgres_cpu(postmaster) - pg0, time.process_time() - client0
+        server_cpu = process_cpu(server.pid) - cpu0
+        pg_cpu, client_cpu = _cpu(postmaster) - pg0, time.process_time() - client0
     finally:
         server.terminate()
         server.wait(30)

@@ -30,7 +30,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,13 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from benchmarks.common import bench_api_key, bench_database
+from benchmarks.common import (
+    bench_api_key,
+    bench_database,
+    free_port,
+    postmaster_pid,
+    process_cpu,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TIPG_VENV = REPO / ".gridmap" / "tipg-venv"
@@ -69,12 +74,6 @@ def ensure_tipg(venv: Path = TIPG_VENV) -> Path:
     subprocess.run([str(python), "-m", "pip", "install", "-q", "tipg", "uvicorn[standard]"],
                    check=True)  # fmt: skip
     return python
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def city_tiles(url: str, n: int) -> list[tuple[int, int]]:
@@ -167,39 +166,6 @@ def warm(base: str, paths: list[str]) -> int:
     return filled
 
 
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds of ``pid`` and all its descendants (Linux /proc).
-
-    Exited, reaped children count through their parent's cutime/cstime (PostgreSQL
-    backends of connections that a pool closed during the run).
-    """
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        total += sum(int(v) for v in fields[11:15]) / tick
-        stack += [int(c) for c in children]
-    return total
-
-
-def postmaster_pid(url: str) -> int | None:
-    """The PostgreSQL server's pid when it runs on this machine (for its CPU time)."""
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'"
-                           ).fetchone()
-    pidfile = Path(str(row[0])) / "postmaster.pid" if row else None
-    try:
-        return int(pidfile.read_text().split()[0]) if pidfile else None
-    except (OSError, ValueError):
-        return None
-
-
 @dataclass
 class Target:
     """One server under test: where it listens, what wrk walks, its process."""
@@ -214,9 +180,9 @@ class Target:
 
 def measure(target: Target, pg_pid: int | None, duration: int, connections: int) -> None:
     """One wrk run against ``target``, with the CPU its server and PostgreSQL used."""
-    cpu0, pg0 = cpu_seconds(target.pid), cpu_seconds(pg_pid) if pg_pid else 0.0
+    cpu0, pg0 = process_cpu(target.pid), process_cpu(pg_pid) if pg_pid else 0.0
     rps = wrk(target.base, target.paths, duration, connections)
-    cpu1, pg1 = cpu_seconds(target.pid), cpu_seconds(pg_pid) if pg_pid else 0.0
+    cpu1, pg1 = process_cpu(target.pid), process_cpu(pg_pid) if pg_pid else 0.0
     requests = max(rps * duration, 1.0)
     target.runs.append((rps, (cpu1 - cpu0) * 1000 / requests, (pg1 - pg0) * 1000 / requests))
 

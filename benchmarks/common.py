@@ -22,10 +22,13 @@ from gridmap.ingest.bulk import load_city
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bench_database(grids: int = 65_000, seed: int = 42) -> str:
-    """URL of a database holding the sample city of ``grids`` grids (built once, reused)."""
+def bench_database(grids: int = 65_000, seed: int = 42, name: str | None = None) -> str:
+    """URL of a database holding the sample city of ``grids`` grids (built once, reused).
+
+    ``name``: a database of its own, for a benchmark that changes what it holds.
+    """
     server = libpq_url()
-    name = f"gridmap_bench_{grids}_{seed}"
+    name = name or f"gridmap_bench_{grids}_{seed}"
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     with psycopg.connect(server, autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -55,6 +58,39 @@ def bench_api_key(url: str, role: str = "admin") -> str:
             return store.create_key(session, f"bench-{os.getpid()}", role).secret
     finally:
         engine.dispose()
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and all its descendants (Linux /proc).
+
+    Children that exited and were reaped count through their parent's cutime/cstime
+    (e.g. PostgreSQL backends of connections closed during the run). On a shared, loaded
+    machine throughput follows the neighbours; CPU per request does not.
+    """
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15]) / tick
+        stack += [int(c) for c in children]
+    return total
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's process id when it runs on this machine (for its CPU)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        backend = Path(f"/proc/{row[0]}/stat").read_text() if row else ""
+        return int(backend.rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def free_port() -> int:
