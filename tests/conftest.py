@@ -118,6 +118,16 @@ def city_engine(city_db: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def interior_points(url: str) -> list[tuple[str, float, float]]:
+    """(grid code, lon, lat) of an interior point of every grid, ordered by code."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT code, ST_X(p), ST_Y(p) FROM (SELECT code, ST_PointOnSurface(geom) p "
+            "FROM areas WHERE level = 'grid') g ORDER BY code"
+        ).fetchall()
+    return [(str(c), float(x), float(y)) for c, x, y in rows]
+
+
 def make_key(engine: Engine, role: str, area_code: str | None = None,
              worker_code: str | None = None) -> str:
     """Create an API key (and for a grid worker, its user) in the test database."""

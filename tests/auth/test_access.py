@@ -13,6 +13,7 @@ from gridmap.auth import store
 from gridmap.db.engine import session_scope
 from gridmap.models import ApiKey
 from tests.auth.conftest import Street
+from tests.conftest import interior_points
 
 
 def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
@@ -192,23 +193,14 @@ def test_lookup_fast_path_authenticates_like_the_route(
     assert system.status_code == 200 and "query" in system.json()
 
 
-def _interior_point(engine: Engine, grid: str) -> tuple[float, float]:
-    from sqlalchemy import text
-
-    with engine.connect() as conn:
-        row = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p "
-                                "FROM areas WHERE code = :c AND level = 'grid') g"),
-                           {"c": grid}).one()
-    return float(row[0]), float(row[1])
-
-
 def test_lookup_answers_an_operator_only_inside_their_street(
-    anon_client: TestClient, city_engine: Engine, as_role, street_a: Street,  # type: ignore[no-untyped-def]
+    anon_client: TestClient, city_db: str, as_role, street_a: Street,  # type: ignore[no-untyped-def]
     street_b: Street
 ) -> None:
     h = as_role("operator", street_a.code)
+    points = {code: (x, y) for code, x, y in interior_points(city_db)}
     for grid, visible in ((street_a.grid, True), (street_b.grid, False)):
-        lon, lat = _interior_point(city_engine, grid)
+        lon, lat = points[grid]
         # The plain query takes the fast path; ``snap`` sends it through the FastAPI route.
         for extra in ({}, {"snap": 1}):
             body = anon_client.get("/api/v1/lookup", headers=h,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-import psycopg
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridmap.db.engine import make_engine
 from gridmap.events.clock import FixedClock
 from gridmap.events.deadlines import LOCAL_TZ
+from tests.conftest import interior_points
 
 # A Monday, 10:00 local time: inside working hours.
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=LOCAL_TZ)
@@ -48,9 +48,4 @@ def clock() -> FixedClock:
 @pytest.fixture(scope="module")
 def grid_points(events_db: str) -> list[tuple[str, float, float]]:
     """(grid code, lon, lat) of an interior point of every grid, by code."""
-    with psycopg.connect(events_db) as conn:
-        rows = conn.execute(
-            "SELECT code, ST_X(p), ST_Y(p) FROM (SELECT code, ST_PointOnSurface(geom) p "
-            "FROM areas WHERE level = 'grid') g ORDER BY code"
-        ).fetchall()
-    return [(str(c), float(x), float(y)) for c, x, y in rows]
+    return interior_points(events_db)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from gridmap.db.engine import make_engine
 from gridmap.events.clock import FixedClock
-from tests.conftest import make_key
+from tests.conftest import interior_points, make_key
 from tests.events.conftest import MONDAY_10
 from tests.tiles.test_tiles import tile_of
 
@@ -47,12 +47,7 @@ def api(map_db: str) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def grid_points(map_db: str) -> list[tuple[str, float, float]]:
     """(grid code, lon, lat) of an interior point of every grid, by code."""
-    with psycopg.connect(map_db) as conn:
-        rows = conn.execute(
-            "SELECT code, ST_X(p), ST_Y(p) FROM (SELECT code, ST_PointOnSurface(geom) p "
-            "FROM areas WHERE level = 'grid') g ORDER BY code"
-        ).fetchall()
-    return [(str(c), float(x), float(y)) for c, x, y in rows]
+    return interior_points(map_db)
 
 
 def report(api: TestClient, point: tuple[str, float, float], **kw: Any) -> dict[str, Any]:

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from tests.conftest import serve_api
+from tests.conftest import interior_points, serve_api
 from tests.web.pages import open_closed_page, sign_in
 from tests.web.test_page import ARTIFACTS, browser  # noqa: F401  (the Chromium fixture)
 
@@ -56,13 +55,7 @@ def _headers() -> dict[str, str]:
 
 
 def grid_point(db: str, index: int) -> tuple[str, float, float]:
-    with psycopg.connect(db) as conn:
-        row = conn.execute(
-            "SELECT code, ST_X(p), ST_Y(p) FROM (SELECT code, ST_PointOnSurface(geom) p "
-            "FROM areas WHERE level = 'grid' ORDER BY code OFFSET %s LIMIT 1) g", (index,)
-        ).fetchone()
-    assert row is not None
-    return str(row[0]), float(row[1]), float(row[2])
+    return interior_points(db)[index]
 
 
 def report(url: str, lon: float, lat: float) -> dict[str, Any]:
