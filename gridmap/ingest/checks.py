@@ -2,9 +2,10 @@
 
 Every finding names the feature index (file order), the code and a location
 (lon, lat). Errors block ``--commit``; warnings do not. The spatial checks are
-vectorised: sibling overlaps come from STRtree candidate pairs (only around polygons
-that ``shapely.coverage_invalid_edges`` flags), gaps from one union difference per
-layer — no O(n²) loops.
+vectorised: parents their children tile exactly are found first by cancelling boundary
+segments (:mod:`gridmap.ingest.tiling`, linear time); around the rest, sibling overlaps
+come from STRtree candidate pairs (only around polygons that
+``shapely.coverage_invalid_edges`` flags), gaps from union differences — no O(n²) loops.
 
 When the published generation's areas of the level passed these checks (a clean
 coverage, each area covered by its parent), the caller passes which features are
@@ -28,6 +29,7 @@ import pandas as pd
 import shapely
 
 from gridmap.ingest.reader import LayerRead
+from gridmap.ingest.tiling import tiled_parents
 
 CODE_LENGTH = {"district": 6, "street": 9, "community": 12, "grid": 15}
 PARENT_LEVEL = {"district": "city", "street": "district", "community": "street",
@@ -76,8 +78,10 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     coverage: dict[str, Any] = field(default_factory=dict)
     """How the coverage checks ran: ``clean`` (no invalid edges), ``inside_parents``
-    (every area covered by its parent), ``scope`` (``full`` or ``changed``) and
-    ``features_checked`` (by the overlap check)."""
+    (every area covered by its parent), ``scope`` (``full``, or ``changed`` when the
+    published generation's checked areas were taken as checked), ``tiled`` (features
+    whose parents they tile exactly: proven without GEOS) and ``features_checked``
+    (looked at by the GEOS overlap check)."""
     diff: dict[str, Any] | None = None
     reassignment: dict[str, Any] | None = None
     generation_id: int | None = None
@@ -106,6 +110,9 @@ class Report:
         ]
         if self.bounds:
             lines.append("  bounds: " + ", ".join(f"{v:.6f}" for v in self.bounds))
+        if self.coverage.get("tiled"):
+            lines.append(f"  {self.coverage['tiled']:,} features tile their parents exactly "
+                         "(boundary segments cancel): no overlap, gap or overhang there")
         if self.coverage.get("scope") == "changed":
             lines.append(f"  overlaps and containment checked around the changes "
                          f"({self.coverage['features_checked']:,} features); the rest "
@@ -138,6 +145,8 @@ class Parents:
 
     codes: np.ndarray
     geoms: np.ndarray
+    clean: bool = False
+    """The published generation marks this level a clean coverage (no invalid edges)."""
 
     @classmethod
     def empty(cls) -> Parents:
@@ -175,6 +184,7 @@ def _where(geoms: np.ndarray) -> list[tuple[float, float] | None]:
 def check_layer(
     read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None,
     *, unchanged: np.ndarray | None = None, touched_parents: Sequence[str] = (),
+    exact_tiling: bool = True,
 ) -> tuple[Report, gpd.GeoDataFrame]:
     """Run every check on ``read``; return the report and the frame to publish.
 
@@ -186,6 +196,11 @@ def check_layer(
     layer is not a clean coverage inside its parents, are cut only in the parents
     around them and ``touched_parents`` (the parents of published areas that changed
     or went).
+
+    Before GEOS looks at anything, parents whose children tile them exactly are found
+    by cancelling boundary segments (:mod:`gridmap.ingest.tiling`); their children are
+    proven free of overlaps, gaps and overhangs and are treated like unchanged ones.
+    ``exact_tiling=False`` skips that (the tests compare both ways).
     """
     t = thresholds or Thresholds()
     frame = read.frame.copy()
@@ -210,6 +225,13 @@ def check_layer(
     parent_codes = frame.parent_code.to_numpy(dtype=object)
     # Features repaired by --fix are never taken as unchanged.
     changed = None if unchanged is None else ~(unchanged & valid_as_read)
+    tiled = np.zeros(len(frame), dtype=bool)
+    touched = list(touched_parents)
+    if exact_tiling:
+        tiled, untiled = _tiled_children(geoms, parent_codes, usable, changed, parents)
+        if tiled.any():
+            changed = (np.ones(len(frame), dtype=bool) if changed is None else changed) & ~tiled
+            touched += untiled
     # The two heaviest checks run side by side: GEOS releases the GIL.
     with ThreadPoolExecutor(max_workers=2) as pool:
         containment = pool.submit(
@@ -224,14 +246,59 @@ def check_layer(
     uncovered = _gaps(geoms[usable], parent_codes[usable], parents, t, add,
                       coverage_clean=clean, contained=contained,
                       changed=None if changed is None else changed[usable],
-                      touched=touched_parents)  # fmt: skip
+                      touched=touched)  # fmt: skip
     report.coverage = {"clean": clean, "inside_parents": inside,
                        "gap_free": uncovered is not None and uncovered <= GAP_FREE_M2,
-                       "scope": "full" if changed is None else "changed",
-                       "features_checked": checked}  # fmt: skip
+                       "scope": "full" if unchanged is None else "changed",
+                       "features_checked": checked, "tiled": int(tiled.sum())}  # fmt: skip
     _slivers(geoms, codes, usable, t, add)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     return report, frame
+
+
+def _tiled_children(
+    geoms: np.ndarray, parent_codes: np.ndarray, usable: np.ndarray,
+    changed: np.ndarray | None, parents: Parents,
+) -> tuple[np.ndarray, list[str]]:
+    """Features (of ``changed``, or all) whose parent they and their siblings tile
+    exactly, and the codes of the parents tested that are not tiled.
+
+    A proof for the children holds only if the parents themselves do not overlap:
+    unless the published generation marks the parent level clean, parents with
+    invalid coverage edges (GEOS, around the tested ones) prove nothing.
+    """
+    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
+    wanted = (slot >= 0) & (changed if changed is not None else True)
+    tested = np.unique(slot[wanted])
+    if tested.size == 0:
+        return np.zeros(len(geoms), dtype=bool), []
+    local = np.full(parents.codes.size, -1)
+    local[tested] = np.arange(tested.size)
+    members = usable & (slot >= 0) & (local[np.maximum(slot, 0)] >= 0)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        overlapping = pool.submit(_flagged_parents, parents, tested)
+        tiled = tiled_parents(geoms[members], local[slot[members]], parents.geoms[tested],
+                              parents_valid=True)  # checked beside it
+        tiled[np.isin(tested, overlapping.result())] = False
+    proven = np.zeros(parents.codes.size, dtype=bool)
+    proven[tested[tiled]] = True
+    children = wanted & usable & proven[np.maximum(slot, 0)]
+    untiled = parents.codes[tested[~tiled]].tolist()
+    if changed is None:  # parents no feature names are gaps to look for, too
+        untiled += parents.codes[np.setdiff1d(np.arange(parents.codes.size), tested)].tolist()
+    return children, untiled
+
+
+def _flagged_parents(parents: Parents, tested: np.ndarray) -> np.ndarray:
+    """Which of the ``tested`` parents are invalid polygons or have invalid coverage
+    edges among all parents."""
+    invalid = tested[~shapely.is_valid(parents.geoms[tested])]
+    if parents.clean:
+        return invalid
+    tree = shapely.STRtree(parents.geoms)
+    ring = np.unique(tree.query(parents.geoms[tested])[1])
+    flagged = ring[_flagged(parents.geoms[ring])]
+    return np.union1d(invalid, flagged[np.isin(flagged, tested)])
 
 
 def _geometry_checks(

@@ -167,8 +167,10 @@ def fetch_published(conn: psycopg.Connection, level: str) -> Published:
     rows = conn.cursor(binary=True).execute(_OLD_AREAS, {"level": level, "g": generation}
                                             ).fetchall()  # fmt: skip
     old = pd.DataFrame(rows, columns=["id", "code", "name", "parent_code", "digest"])
+    checked = list(row[1] or [])
     parents = load_parents(conn, PARENT_LEVEL[level], generation)
-    return Published(generation, list(row[1] or []), parents, old)
+    parents.clean = PARENT_LEVEL[level] in checked
+    return Published(generation, checked, parents, old)
 
 
 def wkb_digests(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:

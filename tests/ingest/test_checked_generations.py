@@ -64,13 +64,13 @@ def _checked_levels(conn: psycopg.Connection) -> list[str]:
 
 
 def _full_report(conn: psycopg.Connection, path: Path) -> Report:
-    """What the checks say when nothing is taken as already checked."""
+    """What the checks say when nothing is taken as checked (GEOS on every grid)."""
     read = read_layer(path, "grid")
     generation = conn.execute("SELECT id FROM generations WHERE active").fetchone()
     assert generation is not None
     parents = load_parents(conn, PARENT_LEVEL["grid"], generation[0])
     conn.rollback()
-    report, _frame = check_layer(read, "grid", parents)
+    report, _frame = check_layer(read, "grid", parents, exact_tiling=False)
     return report
 
 
@@ -193,7 +193,7 @@ def test_unchanged_file_over_a_checked_generation_checks_nothing_twice(
     path = _write(_grids(sample_city), tmp_path / "grid.shp")
     report = import_file(checked_conn, path, "grid", commit=True)
     assert report.coverage == {"clean": True, "inside_parents": True, "gap_free": True,
-                               "scope": "changed", "features_checked": 0}  # fmt: skip
+                               "scope": "changed", "features_checked": 0, "tiled": 0}  # fmt: skip
     assert "passed them when published" in report.to_text()
     assert _checked_levels(checked_conn) == ["grid"]
 
@@ -207,7 +207,9 @@ def test_unmarked_generation_gets_the_full_check(
     assert _checked_levels(city_conn) == []  # loaded by load_city, as gridmap sample does
     report = import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid")
     assert report.coverage["scope"] == "full"
-    assert report.coverage["features_checked"] == len(frame)
+    # Every grid is checked: by exact tiling where its community is tiled, else by GEOS.
+    assert 0 < report.coverage["features_checked"] < len(frame) / 2
+    assert report.coverage["tiled"] + report.coverage["features_checked"] >= len(frame)
     assert any(f.check == "overlap" for f in report.findings)
 
 
@@ -268,3 +270,62 @@ def test_cli_commit_checks_once_and_reports_json(
     assert report["diff"]["unchanged"] == len(sample_city.level("grid"))
     with psycopg.connect(url) as conn:
         assert _checked_levels(conn) == ["grid"]
+
+
+def _grow_interior(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
+    i = _interior_grid(frame, communities, 0.002)
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+
+
+def _grow_across(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
+    i = _edge_grid(frame, communities, 0.002)
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+
+
+def _shrink(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
+    i = _interior_grid(frame, communities, 0.0)
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(-0.002, join_style="mitre")
+
+
+def _nudge(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
+    i = _interior_grid(frame, communities, 0.0)
+    frame.loc[i, "geometry"] = _nudge_vertex(frame.geometry[i])
+
+
+def _reparent(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
+    """A grid named under a sibling community of the same street (code kept valid)."""
+    i = _interior_grid(frame, communities, 0.0)
+    street = frame.PARENT[i][:9]
+    other = next(c for c in communities.CODE if c.startswith(street) and c != frame.PARENT[i])
+    frame.loc[i, "PARENT"] = other
+    frame.loc[i, "CODE"] = other + frame.CODE[i][12:]
+
+
+def _drop(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
+    i = _interior_grid(frame, communities, 0.0)
+    frame.drop(index=i, inplace=True)
+
+
+@pytest.mark.parametrize("damage", [_grow_interior, _grow_across, _shrink, _nudge, _reparent,
+                                    _drop], ids=lambda f: f.__name__.strip("_"))  # fmt: skip
+def test_exact_tiling_finds_what_geos_finds(
+    city_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path,
+    damage: Callable[[gpd.GeoDataFrame, gpd.GeoDataFrame], None],
+) -> None:
+    """Over an unmarked generation: communities their grids tile exactly skip GEOS; the
+    findings, and whether the layer is clean and inside its parents, are a full GEOS
+    check's."""
+    frame = _grids(sample_city)
+    damage(frame, _communities(sample_city))
+    path = _write(frame.reset_index(drop=True), tmp_path / "grid.shp")
+    plan = prepare_import(city_conn, path, "grid")
+    city_conn.rollback()
+    assert isinstance(plan, Plan)
+    report, full = plan.report, _full_report(city_conn, path)
+    assert report.coverage["scope"] == "full"
+    assert report.coverage["tiled"] > len(frame) * 0.8
+    assert report.coverage["features_checked"] < len(frame) / 2
+    assert [asdict(f) for f in report.findings] == [asdict(f) for f in full.findings]
+    assert report.findings or not report.coverage["clean"]  # the damage is seen
+    for key in ("clean", "inside_parents", "gap_free"):
+        assert report.coverage[key] == full.coverage[key], key
