@@ -1,19 +1,29 @@
 """Import of the 65,000-grid sample shapefile (read, check, diff, commit) against
 ``ogr2ogr -f PostgreSQL`` of the same file, in one run; prints the ratios.
 
-Two imports are timed: the first over the generation ``load_city`` wrote (as
-``gridmap sample`` does: never checked, so every check runs on every grid), the second
-over the generation the first one published (checked: overlaps and containment are
-re-run only around changed grids — none here). Both run every check of issue 4.
+Scenarios, each run ``--repeat`` times (medians are compared; the machine is noisy):
 
-Run: .venv/bin/python -m benchmarks.bench_import [--grids 65000]
+1. **new**: the division has districts, streets and communities but no grids yet: every
+   grid is checked and written (ogr2ogr writes every row too);
+2. **unchecked**: over the generation ``load_city`` wrote (as ``gridmap sample`` does:
+   never checked), same grids: every check runs, nothing is written;
+3. **checked**: over the generation the previous import published (checked): overlaps
+   and containment are re-run only around changed grids — none;
+4. dry runs of re-divisions of ``--redivide`` communities (merges; merges and splits).
+
+All run every check of issue 4. ogr2ogr loads into a fresh database each time.
+
+Run: .venv/bin/python -m benchmarks.bench_import [--grids 65000] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -25,17 +35,25 @@ from gridmap.db import migrate
 from gridmap.db.cluster import EmbeddedCluster
 from gridmap.ingest.bulk import load_city
 from gridmap.ingest.publish import import_file
-from sample_data.city import generate_city, write_files
+from sample_data.city import SampleCity, generate_city, write_files
 
 
-def _fresh_db(server: str, name: str) -> str:
+def _fresh_db(server: str, name: str, template: str | None = None) -> str:
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    if template is None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
     return url
+
+
+def _settle(url: str) -> None:
+    """No autovacuum of a fresh load during the timings."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
 
 
 def _timed_import(url: str, shp: Path, label: str, commit: bool = True) -> float:
@@ -46,57 +64,107 @@ def _timed_import(url: str, shp: Path, label: str, commit: bool = True) -> float
         report = import_file(conn, shp, "grid", commit=commit,
                              progress=lambda _f, m: marks.append((time.perf_counter(), m)))
         ours = time.perf_counter() - t0
-    print(f"{label}: {ours:.2f}s ({report.coverage}; diff "
-          f"{ {k: v for k, v in (report.diff or {}).items() if isinstance(v, int)} })")
-    last = t0
+    diff = {k: v for k, v in (report.diff or {}).items() if isinstance(v, int)}
+    print(f"{label}: {ours:.2f}s ({report.coverage}; diff {diff})")
+    last, phases = t0, []
     for at, message in marks:  # time spent before each progress message
-        print(f"  {at - last:6.2f}s  then: {message}")
+        phases.append(f"{at - last:.2f}s→{message}")
         last = at
+    print("    " + ", ".join(phases))
     assert report.committed == commit and report.errors == 0, report.to_text()
     return ours
 
 
+def _without_grids(city: SampleCity) -> SampleCity:
+    """The city's areas above the grids; no buildings, people, facilities or workers."""
+    return dataclasses.replace(
+        city, areas=city.areas[city.areas.level != "grid"],
+        buildings=city.buildings.iloc[:0], households=city.households.iloc[:0],
+        persons=city.persons.iloc[:0], facilities=city.facilities.iloc[:0],
+        workers=city.workers.iloc[:0],
+    )  # fmt: skip
+
+
+def _unmark(url: str) -> None:
+    """Forget that the active generation was checked (as after ``gridmap sample``)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE generations SET checked_levels = '{}' WHERE active")
+
+
+def _ogr2ogr(server: str, shp: Path) -> float:
+    url = _fresh_db(server, "bench_ogr")
+    u = make_url(url)
+    pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
+    t0 = time.perf_counter()
+    subprocess.run(["ogr2ogr", "-f", "PostgreSQL", pg, str(shp), "-nln", "grid_ogr",
+                    "-lco", "GEOMETRY_NAME=geom", "-nlt", "PROMOTE_TO_MULTI"], check=True)
+    seconds = time.perf_counter() - t0
+    print(f"ogr2ogr -f PostgreSQL: {seconds:.2f}s")
+    return seconds
+
+
 def main() -> None:
-    """Generate, write, load; then time gridmap import --commit and ogr2ogr."""
+    """Generate, write, load; then time the imports and ogr2ogr, interleaved."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--grids", type=int, default=65_000)
     parser.add_argument("--redivide", type=int, default=30, help="communities re-divided")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario")
     args = parser.parse_args()
     server = EmbeddedCluster(Path(".gridmap/bench-cluster")).up()
     out = Path(".gridmap/bench-import")
     city = generate_city(grids=args.grids, seed=42)
     write_files(city, out)
+    shp = out / "grid.shp"
+    empty = _fresh_db(server, "bench_import_nogrids")
+    migrate.upgrade(empty)
+    with psycopg.connect(empty) as conn:
+        load_city(conn, _without_grids(city))
+    _settle(empty)
     url = _fresh_db(server, "bench_import")
     migrate.upgrade(url)
     with psycopg.connect(url) as conn:
         load_city(conn, city)
-    shp = out / "grid.shp"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")  # no autovacuum of the fresh load during the timings
-        conn.execute("CHECKPOINT")
-    first = _timed_import(url, shp, "first import (generation not checked: full checks)")
-    second = _timed_import(url, shp, "second import (generation checked by the first)")
-    dry_runs = []
+    _settle(url)
+    redivided = []
     for splits, kind in ((False, "merged"), (True, "half merged, half split")):
         path = out / f"redivided-{kind[:4]}" / "grid.shp"
         path.parent.mkdir(exist_ok=True)
         with psycopg.connect(url) as conn:
-            frame = redivide(conn, args.redivide, splits=splits)
-        pyogrio.write_dataframe(frame, path, encoding="UTF-8")
-        label = f"{args.redivide} communities re-divided ({kind}), dry run"
-        dry_runs.append((label, _timed_import(url, path, label, commit=False)))
-    peer_url = _fresh_db(server, "bench_ogr")
-    u = make_url(peer_url)
-    pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
-    t0 = time.perf_counter()
-    subprocess.run(["ogr2ogr", "-f", "PostgreSQL", pg, str(shp), "-nln", "grid_ogr",
-                    "-lco", "GEOMETRY_NAME=geom", "-nlt", "PROMOTE_TO_MULTI"], check=True)
-    peer = time.perf_counter() - t0
-    print(f"grids={args.grids} ogr2ogr -f PostgreSQL: {peer:.2f}s")
-    for label, ours in (("first import --commit (full checks)", first),
-                        ("second import --commit (checked generation)", second), *dry_runs):
-        print(f"{label}: {ours:.2f}s; ratio gridmap/ogr2ogr: {ours / peer:.2f} "
-              "(<= 1 means no slower)")
+            pyogrio.write_dataframe(redivide(conn, args.redivide, splits=splits), path,
+                                    encoding="UTF-8")  # fmt: skip
+        redivided.append((f"{args.redivide} communities re-divided ({kind}), dry run", path))
+
+    def new() -> float:
+        target = _fresh_db(server, "bench_import_new", template="bench_import_nogrids")
+        return _timed_import(target, shp, "new: no grids yet (all checks, 65,000 rows written)")
+
+    def unchecked() -> float:
+        _unmark(url)
+        return _timed_import(url, shp, "unchecked: over an unchecked generation (all checks)")
+
+    def checked() -> float:
+        return _timed_import(url, shp, "checked: over the generation the last import checked")
+
+    scenarios: list[tuple[str, Callable[[], float]]] = [
+        ("new: first import of the grids (all rows written)", new),
+        ("unchecked: re-import over an unchecked generation", unchecked),
+        ("checked: re-import over a checked generation", checked),
+        *[(label, lambda p=path, lab=label: _timed_import(url, p, lab, commit=False))
+          for label, path in redivided],
+    ]  # fmt: skip
+    times: dict[str, list[float]] = {label: [] for label, _ in scenarios}
+    peer: list[float] = []
+    for _ in range(args.repeat):  # interleaved, so drifting load hits both sides alike
+        peer.append(_ogr2ogr(server, shp))
+        for label, run in scenarios:
+            times[label].append(run())
+    ogr = statistics.median(peer)
+    print(f"\ngrids={args.grids}, {args.repeat} runs each; ogr2ogr median {ogr:.2f}s "
+          f"(runs {', '.join(f'{t:.2f}' for t in peer)})")
+    for label, runs in times.items():
+        ours = statistics.median(runs)
+        print(f"{label}: median {ours:.2f}s (runs {', '.join(f'{t:.2f}' for t in runs)}); "
+              f"ratio gridmap/ogr2ogr {ours / ogr:.2f} (<= 1 means no slower)")
     EmbeddedCluster(Path(".gridmap/bench-cluster")).down()
 
 

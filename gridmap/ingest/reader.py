@@ -29,6 +29,7 @@ import shapely
 from pyproj import CRS
 
 from gridmap.errors import InvalidInputError
+from gridmap.ingest import shapefile
 
 AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
@@ -235,8 +236,8 @@ def _check_shapefile_parts(shp: Path, label: str) -> None:
         )
 
 
-def _check_shx_matches_shp(shp: Path, label: str) -> None:
-    """Refuse a .shx (or .dbf) that does not index the .shp's records.
+def _check_shx_matches_shp(shp: Path, label: str) -> shapefile.Records:
+    """The ``.shp``'s records; refuse a ``.shx`` (or ``.dbf``) that does not index them.
 
     Hand-written because GDAL trusts the index: a lying .shx silently duplicates or
     drops features. The .shp records are contiguous, so the index is right when its
@@ -250,14 +251,15 @@ def _check_shx_matches_shp(shp: Path, label: str) -> None:
     listed = index[: index.size // 2 * 2].reshape(-1, 2)[:, 0].astype(np.int64)
     dbf_head = dbf.read_bytes()[:8]
     rows = struct.unpack_from("<I", dbf_head, 4)[0] if len(dbf_head) == 8 else -1
-    shapes = _chained_records(shp, listed)
-    if shapes is None or rows != shapes:
+    records = shapefile.index_records(shp, listed)
+    if records is None or rows != records.start.size:
         raise InvalidInputError(
             f"{label}: {shx.name} does not match {shp.name} ({listed.size} index entries, "
             f"{_count_records(shp)} shapes, {rows} attribute rows); the file set is "
             "inconsistent — export it again from the GIS",
             details=[{"file": shx.name, "problem": "index_mismatch"}],
         )
+    return records
 
 
 def _count_records(shp: Path) -> int:
@@ -272,25 +274,6 @@ def _count_records(shp: Path) -> int:
     return count
 
 
-def _chained_records(shp: Path, offsets: np.ndarray) -> int | None:
-    """Number of records if ``offsets`` (16-bit words) are exactly the .shp's records."""
-    size = shp.stat().st_size
-    if offsets.size == 0:
-        return 0 if size < 108 else None
-    start = offsets * 2  # bytes
-    if offsets[0] != 50 or start.min() < 100 or start.max() + 8 > size:
-        return None
-    data = np.memmap(shp, dtype=np.uint8, mode="r")
-    header = data[(start + 4)[:, None] + np.arange(4)]
-    lengths = np.ascontiguousarray(header).view(">i4").ravel().astype(np.int64)
-    following = offsets + 4 + lengths  # where the next record starts
-    if (lengths < 0).any() or (following[:-1] != offsets[1:]).any():
-        return None
-    if following[-1] * 2 + 8 <= size:  # more records than the index lists
-        return None
-    return int(offsets.size)
-
-
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -298,28 +281,23 @@ def _read_dataset(
     dataset: Path, level: str, options: ReadOptions, label: str, report: Progress
 ) -> LayerRead:
     driver = SUFFIXES[dataset.suffix.lower()]
-    shapefile = driver == "ESRI Shapefile"
-    if shapefile:
-        _check_shapefile_parts(dataset, label)
-        _check_shx_matches_shp(dataset, label)
-    layer = options.layer if driver == "GPKG" else None
+    encoding = "UTF-8"
     try:
-        # Shapefile text is read as Latin-1 (byte-for-byte) and decoded here, so that a
-        # wrong encoding is detected instead of silently turned into mojibake by GDAL.
-        # Arrow batches: about 2× faster than GDAL's row-by-row path.
-        raw = pyogrio.read_dataframe(
-            dataset, layer=layer, encoding="latin1" if shapefile else None, use_arrow=True
-        )
+        if driver == "ESRI Shapefile":
+            raw, encoding = _read_shapefile(dataset, options, label)
+        else:
+            layer = options.layer if driver == "GPKG" else None
+            # Arrow batches: about 2× faster than GDAL's row-by-row path.
+            raw = pyogrio.read_dataframe(dataset, layer=layer, use_arrow=True)
     except pyogrio.errors.DataSourceError as exc:
         raise InvalidInputError(f"{label}: cannot read {dataset.name}: {exc}") from None
     except pyogrio.errors.DataLayerError as exc:
         raise InvalidInputError(f"{label}: layer problem in {dataset.name}: {exc}") from None
+    except InvalidInputError:
+        raise
     except Exception as exc:  # GDAL raises a few of its own kinds on damaged files
         raise InvalidInputError(f"{label}: {dataset.name} is damaged: {exc}") from None
     report(0.5, f"read {len(raw):,} features")
-    encoding = "UTF-8"
-    if shapefile:
-        encoding = _decode_text(raw, dataset, options.encoding, label)
     mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
     _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
     warnings = _mojibake_warnings(raw, mapping, encoding)
@@ -351,53 +329,61 @@ def _check_vertices(geoms: Any, limit: int, label: str) -> None:
         )
 
 
-def _decode_text(raw: pd.DataFrame, dataset: Path, asked: str | None, label: str) -> str:
-    """Decode Latin-1-read text columns with the right encoding; refuse mojibake.
+def _read_shapefile(dataset: Path, options: ReadOptions, label: str
+                    ) -> tuple[gpd.GeoDataFrame, str]:  # fmt: skip
+    """A shapefile's features with text decoded in the right encoding, and that encoding.
+
+    GDAL hands text over in the file's own bytes and the reader decodes it, so that a
+    wrong encoding is detected instead of silently turned into mojibake.
+    """
+    _check_shapefile_parts(dataset, label)
+    records = _check_shx_matches_shp(dataset, label)
+    meta, table = shapefile.read_attributes(dataset)
+    try:
+        geoms = shapefile.read_polygons(dataset, records)
+    except shapefile.DamagedRecord as exc:
+        raise InvalidInputError(
+            f"{label}: {dataset.name} is damaged: {exc}",
+            details=[{"file": dataset.name, "feature": exc.index, "problem": exc.problem}],
+        ) from None
+    table, encoding = _decode_text(table, dataset, options.encoding, label)
+    frame = table.to_pandas()
+    crs = meta.get("crs")
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index, crs=crs)
+                            ), encoding  # fmt: skip
+
+
+def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str
+                 ) -> tuple[pa.Table, str]:  # fmt: skip
+    """Decode a shapefile's raw text columns with the right encoding; refuse mojibake.
 
     Only non-ASCII values are touched (codes are ASCII), each distinct value once;
     finding them and putting the decoded values back is done by Arrow kernels.
     """
     cpg = _sidecar(dataset, ".cpg")
     declared = asked or (cpg.read_text(errors="replace").strip() if cpg else None)
-    foreign: dict[str, pa.Array] = {}
-    for column in raw.columns:
-        if column == raw.geometry.name or pd.api.types.is_numeric_dtype(raw[column].dtype):
+    foreign: dict[str, tuple[pa.Array, pa.Array]] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
-        values = _arrow_text(raw[column])
-        if values is None:
-            continue
-        non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(values), True))
+        values = column.combine_chunks().cast(pa.binary())  # not UTF-8 yet
+        non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(column.combine_chunks()), True))
         if pc.any(non_ascii).as_py():
-            foreign[column] = pc.unique(pc.filter(values, non_ascii))
-    texts = [v for values in foreign.values() for v in values.to_pylist()]
-    blobs = [t.encode("latin1") for t in texts]
+            foreign[name] = (values, pc.unique(pc.filter(values, non_ascii)))
+    blobs = [b for _, distinct in foreign.values() for b in distinct.to_pylist()]
     encoding = _normalise_encoding(declared) if declared else _guess_encoding(blobs)
     _refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
-    for column, distinct in foreign.items():
-        values = _arrow_text(raw[column])
-        assert values is not None  # a text column above
-        decoded = pa.array(_decode_all(distinct.to_pylist(), encoding), type=pa.large_string())
+    for name, (values, distinct) in foreign.items():
+        texts = _decode_all([b.decode("latin1") for b in distinct.to_pylist()], encoding)
+        decoded = pa.array([t.encode("utf-8") for t in texts], type=pa.binary())
         slot = pc.index_in(values, value_set=distinct)
-        replaced = pc.if_else(pc.is_null(slot), values.cast(pa.large_string()),
-                              pc.take(decoded, slot))  # fmt: skip
-        raw[column] = pd.Series(pd.arrays.ArrowStringArray(replaced), index=raw.index)
+        replaced = pc.if_else(pc.is_null(slot), values, pc.take(decoded, slot))
+        table = table.set_column(table.column_names.index(name), name,
+                                 replaced.cast(pa.large_string()))  # fmt: skip
     # DBF field names are in the same encoding as the values (e.g. 地址 in GBK).
-    raw.rename(columns={c: _decode_name(c, encoding) for c in raw.columns
-                        if c != raw.geometry.name}, inplace=True)  # fmt: skip
-    return encoding
-
-
-def _arrow_text(column: pd.Series) -> pa.Array | None:
-    """A text column as one Arrow string array (None: not text)."""
-    try:
-        values = pa.array(column.array) if isinstance(column.array, pd.arrays.ArrowStringArray) \
-            else pa.array(column.to_numpy(dtype=object, na_value=None), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    return values if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) \
-        else None
+    table = table.rename_columns([_decode_name(c, encoding) for c in table.column_names])
+    return table, encoding
 
 
 # Encodings in which byte 0 is never part of a longer character: values can be joined
