@@ -2,13 +2,19 @@
 
 A job row records the file, options, progress and the report; the file stays in
 ``<data_dir>/imports/<job folder>/`` so that committing reads exactly what was checked.
+The process that checked a job keeps its plan: committing there publishes it without
+reading and checking the file again, unless the file or the active generation changed
+since (then, and in any other process, the commit prepares the import afresh).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import threading
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,10 +24,11 @@ from psycopg.types.json import Jsonb
 from gridmap.config import get_settings
 from gridmap.errors import ConflictError, GridmapError, InvalidInputError, NotFoundError
 from gridmap.ingest.checks import Thresholds
-from gridmap.ingest.publish import commit_plan, prepare_import
+from gridmap.ingest.publish import Plan, commit_plan, prepare_import
 from gridmap.ingest.reader import IMPORT_LEVELS, ReadOptions
 
 _CHUNK = 1 << 20
+_KEPT_PLANS = 2  # a 65,000-grid plan holds its geometries: tens of MB each
 _JOB_COLUMNS = ("id", "level", "filename", "status", "progress", "message", "report",
                 "generation_id", "created_at", "updated_at")  # fmt: skip
 
@@ -109,6 +116,49 @@ def _options(job: dict[str, Any], conn: psycopg.Connection) -> tuple[Path, ReadO
     return Path(row[0]), read, Thresholds(**known)
 
 
+@dataclass(frozen=True)
+class _FileState:
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> _FileState | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return cls(stat.st_size, stat.st_mtime_ns)
+
+
+class _PlanCache:
+    """The last few checked plans of this process, by job id, with their file's state."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._plans: OrderedDict[int, tuple[Plan, _FileState]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, job_id: int, plan: Plan, path: Path) -> None:
+        state = _FileState.of(path)
+        if state is None:
+            return
+        with self._lock:
+            self._plans[job_id] = (plan, state)
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+
+    def take(self, job_id: int, path: Path) -> Plan | None:
+        """The job's plan if this process made it and the file is as it was checked."""
+        with self._lock:
+            kept = self._plans.pop(job_id, None)
+        if kept is None or _FileState.of(path) != kept[1]:
+            return None
+        return kept[0]
+
+
+_plans = _PlanCache(_KEPT_PLANS)
+
+
 def run_check(url: str, job_id: int) -> None:
     """Read and check the job's file, recording progress and the report (never raises)."""
     with psycopg.connect(url) as conn:
@@ -125,6 +175,8 @@ def run_check(url: str, job_id: int) -> None:
         except GridmapError as exc:
             _update(url, job_id, status="failed", message=exc.message)
             return
+        if isinstance(plan, Plan):  # feature plans are cheap to make again
+            _plans.put(job_id, plan, path)
         _update(url, job_id, status="checked", progress=1.0, report=plan.report.to_dict(),
                 message=f"{plan.report.errors} error(s), {plan.report.warnings} warning(s)")
 
@@ -141,7 +193,9 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
                 f"import {job_id}: {job['report']['errors']} error(s) in the report block commit"
             )
         path, read, thresholds = _options(job, conn)
-        plan = prepare_import(conn, path, job["level"], read, thresholds)
+        kept = _plans.take(job_id, path)
+        plan = kept if kept is not None and _still_current(conn, kept) else \
+            prepare_import(conn, path, job["level"], read, thresholds)  # fmt: skip
         conn.rollback()
         _update(url, job_id, status="committing", message="publishing")
         try:
@@ -154,3 +208,9 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
                 generation_id=report.generation_id,
                 message=f"generation {report.generation_id} active")  # fmt: skip
         return get_job(conn, job_id)
+
+
+def _still_current(conn: psycopg.Connection, plan: Plan) -> bool:
+    """Whether a plan was checked against the generation that is active now."""
+    row = conn.execute("SELECT id FROM generations WHERE active").fetchone()
+    return row is not None and int(row[0]) == plan.previous_generation

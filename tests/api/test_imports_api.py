@@ -71,3 +71,40 @@ def test_bad_uploads_are_clear_errors(writable_client: TestClient) -> None:
     assert writable_client.get("/api/v1/imports/999").status_code == 404
     assert writable_client.get("/api/v1/layers/worker").status_code == 422
     assert writable_client.get("/api/v1/layers/grid", params={"bbox": "1,2"}).status_code == 422
+
+
+def _upload(client: TestClient, content: bytes) -> dict[str, object]:
+    response = client.post("/api/v1/imports", data={"level": "grid"},
+                           files={"file": ("grid.zip", content, "application/zip")})  # fmt: skip
+    assert response.status_code == 202, response.text
+    job = client.get(f"/api/v1/imports/{response.json()['id']}").json()
+    assert job["status"] == "checked", job
+    return dict(job)
+
+
+def test_commit_publishes_the_checked_plan_without_reading_again(
+    writable_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same process, same file, same active generation: the file is not read again.
+    A file changed on disk, or another generation activated, is prepared afresh."""
+    from gridmap.ingest import jobs, publish
+
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    reads: list[str] = []
+    real = publish.read_layer
+    monkeypatch.setattr(publish, "read_layer", lambda *a, **k: reads.append("read") or real(*a, **k))
+    first, second = _upload(writable_client, exported), _upload(writable_client, exported)
+    assert reads == ["read", "read"]
+    committed = writable_client.post(f"/api/v1/imports/{first['id']}/commit")
+    assert committed.status_code == 200 and committed.json()["status"] == "committed"
+    assert reads == ["read", "read"]  # published as checked
+    # The second job was checked against generation 1; generation 2 is active now.
+    again = writable_client.post(f"/api/v1/imports/{second['id']}/commit")
+    assert again.status_code == 200 and again.json()["generation_id"] == 3
+    assert reads == ["read", "read", "read"]
+    third = _upload(writable_client, exported)
+    path = max(jobs.upload_dir().glob("*/grid.zip"), key=lambda p: p.stat().st_mtime_ns)
+    path.write_bytes(path.read_bytes() + b"\0")  # changed on disk after the check
+    writable_client.post(f"/api/v1/imports/{third['id']}/commit")
+    assert reads[-1] == "read" and len(reads) == 5
+    assert jobs._plans.take(int(str(first["id"])), path) is None  # taken once, then gone
