@@ -92,7 +92,8 @@ def test_commit_publishes_the_checked_plan_without_reading_again(
     exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
     reads: list[str] = []
     real = publish.read_layer
-    monkeypatch.setattr(publish, "read_layer", lambda *a, **k: reads.append("read") or real(*a, **k))
+    monkeypatch.setattr(publish, "read_layer",
+                        lambda *a, **k: reads.append("read") or real(*a, **k))  # fmt: skip
     first, second = _upload(writable_client, exported), _upload(writable_client, exported)
     assert reads == ["read", "read"]
     committed = writable_client.post(f"/api/v1/imports/{first['id']}/commit")
