@@ -252,8 +252,15 @@ def check_layer(
                        "scope": "full" if unchanged is None else "changed",
                        "features_checked": checked, "tiled": int(tiled.sum())}  # fmt: skip
     _slivers(geoms, codes, usable, t, add)
-    report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
+    report.findings.sort(key=_finding_order)
     return report, frame
+
+
+def _finding_order(f: Finding) -> tuple[bool, str, int, str, tuple[float, float]]:
+    """Errors first, then by check, feature, code and place (layer-wide findings such
+    as gaps have no feature: the same report whichever path found them)."""
+    index = -1 if f.index is None else f.index
+    return (f.severity != "error", f.check, index, f.code or "", f.location or (0.0, 0.0))
 
 
 def _tiled_children(
