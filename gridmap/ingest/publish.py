@@ -112,7 +112,7 @@ def prepare_import(
         read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
         published = pending.result()
     report_progress(0.6, "checking")
-    position, identical = _match(published.old, read.frame)
+    position, identical = _match(published.old, read.frame, read.digests)
     unchanged = _unchanged(published, read.frame, position, identical, level)
     report, frame = check_layer(
         read, level, published.parents, thresholds, unchanged=unchanged,
@@ -185,9 +185,15 @@ def wkb_digests(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
     return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
 
 
-def _match(old: pd.DataFrame, frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _match(
+    old: pd.DataFrame, frame: gpd.GeoDataFrame, read_digests: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per feature: the row of ``old`` with its code (-1: none), and whether the
-    geometry is byte-identical to that row's (up to ring orientation)."""
+    geometry is byte-identical to that row's (up to ring orientation).
+
+    ``read_digests`` are the reader's digests of the geometries as read (None entries:
+    not known); the others are computed here.
+    """
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     position = (pd.Index(old.code).get_indexer(codes) if len(old)
                 else np.full(len(codes), -1))  # fmt: skip
@@ -199,12 +205,24 @@ def _match(old: pd.DataFrame, frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.n
         geoms = np.where(missing, shapely.from_wkt("POLYGON EMPTY"), geoms)
         stored = old.digest.to_numpy()[position[known]]
         # Shapefiles hold exterior rings clockwise already: orient only what differs.
-        same = ~missing & (wkb_digests(geoms, oriented=False) == stored)
+        same = ~missing & (_as_read(geoms, read_digests, known) == stored)
         other = np.flatnonzero(~same & ~missing)
         if other.size:
             same[other] = wkb_digests(geoms[other]) == stored[other]
         identical[known] = same
     return position, identical
+
+
+def _as_read(geoms: np.ndarray, read_digests: np.ndarray | None, known: np.ndarray
+             ) -> np.ndarray:  # fmt: skip
+    """Digests of ``geoms`` (features ``known``) in their own ring orientation."""
+    if read_digests is None:
+        return wkb_digests(geoms, oriented=False)
+    digests = read_digests[known].copy()
+    todo = np.flatnonzero(pd.isna(digests))
+    if todo.size:
+        digests[todo] = wkb_digests(geoms[todo], oriented=False)
+    return digests
 
 
 def _unchanged(

@@ -98,6 +98,9 @@ class LayerRead:
     z_dropped: list[int] = field(default_factory=list)
     m_dropped: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    digests: np.ndarray | None = None
+    """Per feature, the MD5 of its 2D little-endian WKB as read, where the reader had it
+    for free (None entries elsewhere); None when the geometry was reprojected."""
 
 
 def read_layer(
@@ -281,10 +284,10 @@ def _read_dataset(
     dataset: Path, level: str, options: ReadOptions, label: str, report: Progress
 ) -> LayerRead:
     driver = SUFFIXES[dataset.suffix.lower()]
-    encoding = "UTF-8"
+    encoding, digests = "UTF-8", None
     try:
         if driver == "ESRI Shapefile":
-            raw, encoding = _read_shapefile(dataset, options, label)
+            raw, encoding, digests = _read_shapefile(dataset, options, label)
         else:
             layer = options.layer if driver == "GPKG" else None
             # Arrow batches: about 2× faster than GDAL's row-by-row path.
@@ -310,10 +313,11 @@ def _read_dataset(
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
+        digests = None
         report(0.8, f"reprojected from {crs}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
-                     warnings)  # fmt: skip
+                     warnings, digests)  # fmt: skip
 
 
 def _check_vertices(geoms: Any, limit: int, label: str) -> None:
@@ -330,8 +334,9 @@ def _check_vertices(geoms: Any, limit: int, label: str) -> None:
 
 
 def _read_shapefile(dataset: Path, options: ReadOptions, label: str
-                    ) -> tuple[gpd.GeoDataFrame, str]:  # fmt: skip
-    """A shapefile's features with text decoded in the right encoding, and that encoding.
+                    ) -> tuple[gpd.GeoDataFrame, str, np.ndarray]:  # fmt: skip
+    """A shapefile's features with text decoded in the right encoding, that encoding,
+    and the WKB digests :func:`gridmap.ingest.shapefile.read_polygons` made.
 
     GDAL hands text over in the file's own bytes and the reader decodes it, so that a
     wrong encoding is detected instead of silently turned into mojibake.
@@ -340,7 +345,7 @@ def _read_shapefile(dataset: Path, options: ReadOptions, label: str
     records = _check_shx_matches_shp(dataset, label)
     meta, table = shapefile.read_attributes(dataset)
     try:
-        geoms = shapefile.read_polygons(dataset, records)
+        geoms, digests = shapefile.read_polygons(dataset, records)
     except shapefile.DamagedRecord as exc:
         raise InvalidInputError(
             f"{label}: {dataset.name} is damaged: {exc}",
@@ -350,7 +355,7 @@ def _read_shapefile(dataset: Path, options: ReadOptions, label: str
     frame = table.to_pandas()
     crs = meta.get("crs")
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index, crs=crs)
-                            ), encoding  # fmt: skip
+                            ), encoding, digests  # fmt: skip
 
 
 def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str

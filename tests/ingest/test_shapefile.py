@@ -19,6 +19,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
+from gridmap.ingest.publish import wkb_digests
 from gridmap.ingest.reader import read_layer
 from sample_data.city import SampleCity
 
@@ -27,11 +28,15 @@ def _gdal(path: Path) -> np.ndarray:
     return pyogrio.read_dataframe(path, columns=[]).geometry.to_numpy()
 
 
-def _ours(path: Path) -> np.ndarray:
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(path.with_suffix(".shx").read_bytes()[100:], dtype=">i4")
     records = shapefile.index_records(path, offsets.reshape(-1, 2)[:, 0].astype(np.int64))
     assert records is not None
     return shapefile.read_polygons(path, records)
+
+
+def _ours(path: Path) -> np.ndarray:
+    return _read(path)[0]
 
 
 def _same_as_gdal(path: Path) -> np.ndarray:
@@ -124,3 +129,25 @@ def test_points_and_mostly_multipart_files_are_gdals(tmp_path: Path) -> None:
     two = MultiPolygon([box(106.0, 29.0, 106.1, 29.1), box(106.2, 29.0, 106.3, 29.1)])
     _same_as_gdal(_write([two] * 250 + [box(106.5, 29.5, 106.6, 29.6)] * 50,
                          tmp_path / "multi.shp"))  # fmt: skip
+
+
+def test_digests_from_the_files_bytes_are_the_wkbs(tmp_path: Path) -> None:
+    """Each one-ring polygon's digest is the MD5 of its WKB as read; GDAL's records
+    (holes, several parts, null) get none, and a reprojected read keeps none."""
+    square = box(106.5, 29.5, 106.6, 29.6)
+    holed = Polygon(square.exterior.coords, [box(106.52, 29.52, 106.54, 29.54).exterior.coords])
+    path = _write([square, holed, None, square], tmp_path / "d.shp")
+    geoms, digests = _read(path)
+    assert digests[1] is None and digests[2] is None
+    plain = [0, 3]
+    assert list(digests[plain]) == list(wkb_digests(geoms[plain], oriented=False))
+    frame = gpd.GeoDataFrame({"CODE": ["500103001001001"], "NAME": ["a"],
+                              "PARENT": ["500103001001"]}, geometry=[square], crs=4326)
+    gk = tmp_path / "gk.shp"
+    pyogrio.write_dataframe(frame.to_crs(4545), gk, encoding="UTF-8")
+    assert read_layer(gk, "grid").digests is None
+    same = tmp_path / "same.shp"
+    pyogrio.write_dataframe(frame, same, encoding="UTF-8")
+    read = read_layer(same, "grid")  # rings as the file holds them (clockwise)
+    assert read.digests is not None
+    assert list(read.digests) == list(wkb_digests(read.frame.geometry.to_numpy(), oriented=False))
