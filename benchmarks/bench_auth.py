@@ -16,6 +16,7 @@ import time
 import psycopg
 from sqlalchemy import text
 
+from benchmarks.common import fresh_database
 from gridmap.auth import store
 from gridmap.auth.cache import PrincipalCache
 from gridmap.db import migrate
@@ -25,15 +26,7 @@ DB = "gridmap_bench_auth"
 
 
 def _database() -> str:
-    from sqlalchemy.engine import make_url
-
-    server = libpq_url()
-    url = make_url(server).set(database=DB).render_as_string(hide_password=False)
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{DB}"')
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    url = fresh_database(libpq_url(), DB)
     migrate.upgrade(url)
     return url
 

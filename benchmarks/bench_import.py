@@ -32,22 +32,12 @@ import pyogrio
 from sqlalchemy.engine import make_url
 
 from benchmarks.bench_reassign import redivide
+from benchmarks.common import fresh_database
 from gridmap.db import migrate
 from gridmap.db.cluster import EmbeddedCluster
 from gridmap.ingest.bulk import load_city
 from gridmap.ingest.publish import import_file
 from sample_data.city import SampleCity, generate_city, write_files
-
-
-def _fresh_db(server: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    if template is None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    return url
 
 
 def _settle(url: str) -> None:
@@ -93,7 +83,7 @@ def _unmark(url: str) -> None:
 
 
 def _ogr2ogr(server: str, shp: Path) -> float:
-    url = _fresh_db(server, "bench_ogr")
+    url = fresh_database(server, "bench_ogr")
     u = make_url(url)
     pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
     t0 = time.perf_counter()
@@ -116,12 +106,12 @@ def main() -> None:
     city = generate_city(grids=args.grids, seed=42)
     write_files(city, out)
     shp = out / "grid.shp"
-    empty = _fresh_db(server, "bench_import_nogrids")
+    empty = fresh_database(server, "bench_import_nogrids")
     migrate.upgrade(empty)
     with psycopg.connect(empty) as conn:
         load_city(conn, _without_grids(city))
     _settle(empty)
-    url = _fresh_db(server, "bench_import")
+    url = fresh_database(server, "bench_import")
     migrate.upgrade(url)
     with psycopg.connect(url) as conn:
         load_city(conn, city)
@@ -136,7 +126,7 @@ def main() -> None:
         redivided.append((f"{args.redivide} communities re-divided ({kind}), dry run", path))
 
     def new() -> float:
-        target = _fresh_db(server, "bench_import_new", template="bench_import_nogrids")
+        target = fresh_database(server, "bench_import_new", template="bench_import_nogrids")
         return _timed_import(target, shp, "new: no grids yet (all checks, 65,000 rows written)")
 
     def unchecked() -> float:

@@ -24,7 +24,7 @@ import pyogrio
 import shapely
 from sqlalchemy.engine import make_url
 
-from benchmarks.common import bench_database
+from benchmarks.common import bench_database, fresh_database
 from gridmap.ingest.publish import commit_plan, prepare_import
 
 SCRATCH = "gridmap_bench_reassign"
@@ -41,12 +41,8 @@ UPDATE {table} t SET grid_code = x.code FROM (
 
 def scratch_copy(url: str, name: str = SCRATCH) -> str:
     """A throwaway copy of the database at ``url`` (template copy: seconds, not minutes)."""
-    source = make_url(url).database
     server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
+    return fresh_database(server, name, template=make_url(url).database)
 
 
 def redivide(conn: psycopg.Connection, communities: int, seed: int = 7, *, splits: bool = True

@@ -47,6 +47,19 @@ def bench_database(grids: int = 65_000, seed: int = 42, name: str | None = None)
     return url
 
 
+def fresh_database(server: str, name: str, template: str | None = None) -> str:
+    """URL of database ``name`` on ``server``, dropped and created anew: a copy of
+    ``template`` (seconds, not minutes), or empty with PostGIS."""
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    if template is None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    return url
+
+
 def bench_api_key(url: str, role: str = "admin") -> str:
     """A fresh API key in the benchmark database (benchmarks call the API like a system)."""
     from gridmap.auth import store
