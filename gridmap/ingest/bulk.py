@@ -15,6 +15,7 @@ Why it is fast:
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -331,16 +332,10 @@ Columns = dict[str, list[str]]
 
 def _copy(conn: psycopg.Connection, table: str, columns: Columns) -> int:
     """COPY encoded ``columns`` into ``table``; returns the number of rows."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), _table_list(list(columns))
-    )
-    values = list(columns.values())
-    n = len(values[0]) if values else 0
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for start in range(0, n, _CHUNK_ROWS):
-            rows = zip(*(v[start : start + _CHUNK_ROWS] for v in values), strict=True)
-            copy.write("\n".join(map("\t".join, rows)) + "\n")
-    return n
+    n = len(next(iter(columns.values()), []))
+    return _copy_chunks(conn, table, ({name: values[start:start + _CHUNK_ROWS]
+                                       for name, values in columns.items()}
+                                      for start in range(0, n, _CHUNK_ROWS)))  # fmt: skip
 
 
 def _copy_frame(
@@ -353,20 +348,26 @@ def _copy_frame(
     encoding (projection, hex EWKB) and the server's work (parsing, constraints,
     indexes) overlap instead of running one after the other.
     """
-    if len(frame) == 0:
+    return _copy_chunks(conn, table, (encode(frame.iloc[start:start + chunk_rows])
+                                      for start in range(0, len(frame), chunk_rows)))
+
+
+def _copy_chunks(conn: psycopg.Connection, table: str, chunks: Iterator[Columns]) -> int:
+    """COPY chunks of encoded columns (the same names in each) into ``table``; returns
+    the number of rows. A chunk is asked for only after the one before was sent."""
+    first = next(chunks, None)
+    if first is None:
         return 0
-    first = encode(frame.iloc[:chunk_rows])
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), _table_list(list(first))
     )
+    rows = 0
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        columns = first
-        for start in range(0, len(frame), chunk_rows):
-            copy.write("\n".join(map("\t".join, zip(*columns.values(), strict=True))) + "\n")
-            following = start + chunk_rows
-            if following < len(frame):  # encoded while the server ingests this chunk
-                columns = encode(frame.iloc[following:following + chunk_rows])
-    return len(frame)
+        for columns in itertools.chain([first], chunks):
+            lines = list(map("\t".join, zip(*columns.values(), strict=True)))
+            copy.write("\n".join(lines) + "\n")
+            rows += len(lines)
+    return rows
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
