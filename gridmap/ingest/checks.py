@@ -148,6 +148,10 @@ class Parents:
     clean: bool = False
     """The published generation marks this level a clean coverage (no invalid edges)."""
 
+    def slots(self, parent_codes: np.ndarray) -> np.ndarray:
+        """Where each of ``parent_codes`` is among these parents (-1: not there)."""
+        return pd.Index(self.codes).get_indexer(pd.Series(parent_codes, dtype=object))
+
     @classmethod
     def empty(cls) -> Parents:
         return cls(np.array([], dtype=object), np.array([], dtype=object))
@@ -221,21 +225,22 @@ def check_layer(
         add(Finding("warning", "encoding", message))
     geoms, usable, valid_as_read = _geometry_checks(geoms, codes, t, add, unchanged)
     frame["geometry"] = geoms
-    _code_checks(frame, level, parents, add)
     parent_codes = frame.parent_code.to_numpy(dtype=object)
+    slot = parents.slots(parent_codes)
+    _code_checks(frame, level, slot, add)
     # Features repaired by --fix are never taken as unchanged.
     changed = None if unchanged is None else ~(unchanged & valid_as_read)
     tiled = np.zeros(len(frame), dtype=bool)
     touched = list(touched_parents)
     if exact_tiling:
-        tiled, untiled = _tiled_children(geoms, parent_codes, usable, changed, parents)
+        tiled, untiled = _tiled_children(geoms, slot, usable, changed, parents)
         if tiled.any():
             changed = (np.ones(len(frame), dtype=bool) if changed is None else changed) & ~tiled
             touched += untiled
     # The two heaviest checks run side by side: GEOS releases the GIL.
     with ThreadPoolExecutor(max_workers=2) as pool:
         containment = pool.submit(
-            _parent_containment, geoms, parent_codes, codes,
+            _parent_containment, geoms, slot, codes,
             usable if changed is None else usable & changed, parents, t, add,
         )  # fmt: skip
         clean, checked = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add,
@@ -243,7 +248,7 @@ def check_layer(
         inside = containment.result()
     contained = clean and not any(f.check in ("outside_parent", "missing_parent")
                                   for f in report.findings)  # fmt: skip
-    uncovered = _gaps(geoms[usable], parent_codes[usable], parents, t, add,
+    uncovered = _gaps(geoms[usable], parent_codes[usable], slot[usable], parents, t, add,
                       coverage_clean=clean, contained=contained,
                       changed=None if changed is None else changed[usable],
                       touched=touched)  # fmt: skip
@@ -264,7 +269,7 @@ def _finding_order(f: Finding) -> tuple[bool, str, int, str, tuple[float, float]
 
 
 def _tiled_children(
-    geoms: np.ndarray, parent_codes: np.ndarray, usable: np.ndarray,
+    geoms: np.ndarray, slot: np.ndarray, usable: np.ndarray,
     changed: np.ndarray | None, parents: Parents,
 ) -> tuple[np.ndarray, list[str]]:
     """Features (of ``changed``, or all) whose parent they and their siblings tile
@@ -274,7 +279,6 @@ def _tiled_children(
     unless the published generation marks the parent level clean, parents with
     invalid coverage edges (GEOS, around the tested ones) prove nothing.
     """
-    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
     wanted = (slot >= 0) & (changed if changed is not None else True)
     tested = np.unique(slot[wanted])
     if tested.size == 0:
@@ -350,7 +354,7 @@ def _geometry_checks(
     return geoms, usable, valid_as_read
 
 
-def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any) -> None:
+def _code_checks(frame: gpd.GeoDataFrame, level: str, slot: np.ndarray, add: Any) -> None:
     """Empty, duplicate, malformed codes; unknown parents; codes not under their parent.
 
     Vectorised with pandas; findings are made only for the rows that fail.
@@ -366,8 +370,7 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, parents: Parents, add: Any
     no_parent = well_formed & parent.isna().to_numpy()
     checked = well_formed & ~no_parent
     parent_text = parent.fillna("").astype(str)
-    unknown = checked & (pd.Index(parents.codes, dtype=object)
-                         .get_indexer(parent.fillna("")) < 0)  # fmt: skip
+    unknown = checked & (slot < 0)
     if level == "district":
         outside = checked & (text.str[:2] != parent_text.str[:2]).to_numpy()
     else:
@@ -404,7 +407,7 @@ def _parent_findings(
 
 
 def _parent_containment(
-    geoms: np.ndarray, parent_codes: np.ndarray, codes: np.ndarray, usable: np.ndarray,
+    geoms: np.ndarray, slot: np.ndarray, codes: np.ndarray, usable: np.ndarray,
     parents: Parents, t: Thresholds, add: Any,
 ) -> bool:
     """Fraction of each child's area outside its parent (only where covers() fails).
@@ -412,7 +415,6 @@ def _parent_containment(
     Only the features selected by ``usable`` are tested; returns whether each of
     them is covered by its parent.
     """
-    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
     idx = np.flatnonzero(usable & (slot >= 0))
     if idx.size == 0:
         return True
@@ -429,7 +431,7 @@ def _parent_containment(
     for k in np.flatnonzero(fraction > t.outside_fraction):
         i = int(idx[k])
         add(Finding("error", "outside_parent",
-                    f"{fraction[k]:.1%} of the area lies outside parent {parent_codes[i]}",
+                    f"{fraction[k]:.1%} of the area lies outside parent {parents.codes[slot[i]]}",
                     i, codes[i], places[k], float(m2(outside[k:k + 1])[0])))  # fmt: skip
     return False
 
@@ -498,7 +500,8 @@ def _flagged_around(
 
 
 def _gaps(
-    geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds, add: Any,
+    geoms: np.ndarray, parent_codes: np.ndarray, slot: np.ndarray, parents: Parents,
+    t: Thresholds, add: Any,
     *, coverage_clean: bool, contained: bool, changed: np.ndarray | None = None,
     touched: Sequence[str] = (),
 ) -> float | None:
@@ -516,7 +519,7 @@ def _gaps(
         return None
     largest = None
     if contained:
-        holes, largest = _gaps_by_parent(geoms, parent_codes, parents, t)
+        holes, largest = _gaps_by_parent(geoms, slot, parents, t)
     elif changed is not None and t.gap_m2 >= GAP_FREE_M2:
         holes = _gaps_around(geoms, changed, parent_codes, parents, touched)
     else:
@@ -562,11 +565,10 @@ def _gaps_around(
 
 
 def _gaps_by_parent(
-    geoms: np.ndarray, parent_codes: np.ndarray, parents: Parents, t: Thresholds
+    geoms: np.ndarray, slot: np.ndarray, parents: Parents, t: Thresholds
 ) -> tuple[np.ndarray, float]:
     """Holes inside parents whose area is not accounted for by their children, and
     the largest such area (m²)."""
-    slot = pd.Index(parents.codes).get_indexer(pd.Series(parent_codes, dtype=object))
     known = slot >= 0
     covered = np.bincount(slot[known], weights=shapely.area(geoms[known]),
                           minlength=parents.codes.size)  # fmt: skip
