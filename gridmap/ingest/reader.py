@@ -250,31 +250,18 @@ def _check_shx_matches_shp(shp: Path, label: str) -> shapefile.Records:
     shx = _sidecar(shp, ".shx")
     dbf = _sidecar(shp, ".dbf")
     assert shx is not None and dbf is not None  # checked by _check_shapefile_parts
-    index = np.frombuffer(shx.read_bytes()[100:], dtype=">i4")
-    listed = index[: index.size // 2 * 2].reshape(-1, 2)[:, 0].astype(np.int64)
+    listed = shapefile.shx_offsets(shx)
     dbf_head = dbf.read_bytes()[:8]
     rows = struct.unpack_from("<I", dbf_head, 4)[0] if len(dbf_head) == 8 else -1
     records = shapefile.index_records(shp, listed)
     if records is None or rows != records.start.size:
         raise InvalidInputError(
             f"{label}: {shx.name} does not match {shp.name} ({listed.size} index entries, "
-            f"{_count_records(shp)} shapes, {rows} attribute rows); the file set is "
+            f"{shapefile.count_records(shp)} shapes, {rows} attribute rows); the file set is "
             "inconsistent — export it again from the GIS",
             details=[{"file": shx.name, "problem": "index_mismatch"}],
         )
     return records
-
-
-def _count_records(shp: Path) -> int:
-    """Records found by walking the .shp's record headers (for error messages)."""
-    data = shp.read_bytes()
-    count, pos = 0, 100
-    while pos + 8 <= len(data):
-        length = struct.unpack_from(">i", data, pos + 4)[0]
-        if length < 0:
-            break
-        count, pos = count + 1, pos + 8 + 2 * length
-    return count
 
 
 # --- reading -------------------------------------------------------------------------------

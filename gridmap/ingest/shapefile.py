@@ -46,6 +46,24 @@ class Records:
     length: np.ndarray
 
 
+def shx_offsets(shx: Path) -> np.ndarray:
+    """The record offsets (16-bit words) a ``.shx`` lists."""
+    index = np.frombuffer(shx.read_bytes()[100:], dtype=">i4")
+    return index[: index.size // 2 * 2].reshape(-1, 2)[:, 0].astype(np.int64)
+
+
+def count_records(shp: Path) -> int:
+    """Records found by walking the .shp's record headers (for error messages)."""
+    data = shp.read_bytes()
+    count, pos = 0, 100
+    while pos + 8 <= len(data):
+        length = struct.unpack_from(">i", data, pos + 4)[0]
+        if length < 0:
+            break
+        count, pos = count + 1, pos + 8 + 2 * length
+    return count
+
+
 def index_records(shp: Path, offsets: np.ndarray) -> Records | None:
     """The records if ``offsets`` (the ``.shx``'s, in 16-bit words) are exactly the
     ``.shp``'s contiguous records; None when the index does not chain through the file.

@@ -29,8 +29,7 @@ def _gdal(path: Path) -> np.ndarray:
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    offsets = np.frombuffer(path.with_suffix(".shx").read_bytes()[100:], dtype=">i4")
-    records = shapefile.index_records(path, offsets.reshape(-1, 2)[:, 0].astype(np.int64))
+    records = shapefile.index_records(path, shapefile.shx_offsets(path.with_suffix(".shx")))
     assert records is not None
     return shapefile.read_polygons(path, records)
 
