@@ -76,6 +76,17 @@ def _full_report(conn: psycopg.Connection, path: Path) -> Report:
     return report
 
 
+def _prepared_and_full(
+    conn: psycopg.Connection, frame: gpd.GeoDataFrame, tmp_path: Path
+) -> tuple[Report, Report]:
+    """The report an import prepares of ``frame`` and the full check's of the same file."""
+    path = _write(frame.reset_index(drop=True), tmp_path / "grid.shp")
+    plan = prepare_import(conn, path, "grid")
+    conn.rollback()
+    assert isinstance(plan, Plan)
+    return plan.report, _full_report(conn, path)
+
+
 def _restricted_equals_full(conn: psycopg.Connection, path: Path) -> Report:
     plan = prepare_import(conn, path, "grid")
     conn.rollback()
@@ -109,12 +120,56 @@ def _edge_grid(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame, grow: flo
     raise AssertionError("no edge grid")
 
 
+def _grow_interior(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> int:
+    """A grid grown over its siblings, inside its community; returns its index."""
+    i = _interior_grid(frame, communities, 0.002)
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+    return i
+
+
+def _grow_across(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> int:
+    """A grid grown out of its community; returns its index."""
+    i = _edge_grid(frame, communities, 0.002)
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+    return i
+
+
+def _shrink(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> int:
+    """A grid shrunk, leaving a gap; returns its index."""
+    i = _interior_grid(frame, communities, 0.0)
+    frame.loc[i, "geometry"] = frame.geometry[i].buffer(-0.002, join_style="mitre")
+    return i
+
+
+def _nudge(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> int:
+    """A grid with a vertex moved by millimetres; returns its index."""
+    i = _interior_grid(frame, communities, 0.0)
+    frame.loc[i, "geometry"] = _nudge_vertex(frame.geometry[i])
+    return i
+
+
+def _reparent(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> int:
+    """A grid named under a sibling community of the same street (code kept valid)."""
+    i = _interior_grid(frame, communities, 0.0)
+    street = frame.PARENT[i][:9]
+    other = next(c for c in communities.CODE if c.startswith(street) and c != frame.PARENT[i])
+    frame.loc[i, "PARENT"] = other
+    frame.loc[i, "CODE"] = other + frame.CODE[i][12:]
+    return i
+
+
+def _drop(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> int:
+    """A grid left out of the file; returns its index."""
+    i = _interior_grid(frame, communities, 0.0)
+    frame.drop(index=i, inplace=True)
+    return i
+
+
 def test_overlap_in_a_changed_grid_is_found(
     checked_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
 ) -> None:
     frame = _grids(sample_city)
-    i = _interior_grid(frame, _communities(sample_city), 0.002)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+    i = _grow_interior(frame, _communities(sample_city))
     report = _restricted_equals_full(checked_conn, _write(frame, tmp_path / "grid.shp"))
     overlaps = [f for f in report.findings if f.check == "overlap"]
     assert overlaps and all(f.severity == "error" for f in overlaps)
@@ -143,8 +198,7 @@ def test_gap_left_by_a_changed_grid_is_found(
     checked_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
 ) -> None:
     frame = _grids(sample_city)
-    i = _interior_grid(frame, _communities(sample_city), 0.0)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(-0.002, join_style="mitre")
+    i = _shrink(frame, _communities(sample_city))
     report = _restricted_equals_full(checked_conn, _write(frame, tmp_path / "grid.shp"))
     gaps = [f for f in report.findings if f.check == "gap"]
     assert gaps and gaps[0].code == frame.PARENT[i] and gaps[0].area_m2 > 1
@@ -181,8 +235,7 @@ def test_changed_grid_leaving_its_community_is_found(
     checked_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
 ) -> None:
     frame = _grids(sample_city)
-    i = _edge_grid(frame, _communities(sample_city), 0.002)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+    i = _grow_across(frame, _communities(sample_city))
     report = _restricted_equals_full(checked_conn, _write(frame, tmp_path / "grid.shp"))
     outside = [f for f in report.findings if f.check == "outside_parent"]
     assert [f.index for f in outside] == [i]
@@ -204,8 +257,7 @@ def test_unmarked_generation_gets_the_full_check(
     city_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
 ) -> None:
     frame = _grids(sample_city)
-    i = _interior_grid(frame, _communities(sample_city), 0.002)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
+    _grow_interior(frame, _communities(sample_city))
     assert _checked_levels(city_conn) == []  # loaded by load_city, as gridmap sample does
     report = import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid")
     assert report.coverage["scope"] == "full"
@@ -274,56 +326,18 @@ def test_cli_commit_checks_once_and_reports_json(
         assert _checked_levels(conn) == ["grid"]
 
 
-def _grow_interior(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
-    i = _interior_grid(frame, communities, 0.002)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
-
-
-def _grow_across(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
-    i = _edge_grid(frame, communities, 0.002)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(0.002, join_style="mitre")
-
-
-def _shrink(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
-    i = _interior_grid(frame, communities, 0.0)
-    frame.loc[i, "geometry"] = frame.geometry[i].buffer(-0.002, join_style="mitre")
-
-
-def _nudge(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
-    i = _interior_grid(frame, communities, 0.0)
-    frame.loc[i, "geometry"] = _nudge_vertex(frame.geometry[i])
-
-
-def _reparent(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
-    """A grid named under a sibling community of the same street (code kept valid)."""
-    i = _interior_grid(frame, communities, 0.0)
-    street = frame.PARENT[i][:9]
-    other = next(c for c in communities.CODE if c.startswith(street) and c != frame.PARENT[i])
-    frame.loc[i, "PARENT"] = other
-    frame.loc[i, "CODE"] = other + frame.CODE[i][12:]
-
-
-def _drop(frame: gpd.GeoDataFrame, communities: gpd.GeoDataFrame) -> None:
-    i = _interior_grid(frame, communities, 0.0)
-    frame.drop(index=i, inplace=True)
-
-
 @pytest.mark.parametrize("damage", [_grow_interior, _grow_across, _shrink, _nudge, _reparent,
                                     _drop], ids=lambda f: f.__name__.strip("_"))  # fmt: skip
 def test_exact_tiling_finds_what_geos_finds(
     city_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path,
-    damage: Callable[[gpd.GeoDataFrame, gpd.GeoDataFrame], None],
+    damage: Callable[[gpd.GeoDataFrame, gpd.GeoDataFrame], int],
 ) -> None:
     """Over an unmarked generation: communities their grids tile exactly skip GEOS; the
     findings, and whether the layer is clean and inside its parents, are a full GEOS
     check's."""
     frame = _grids(sample_city)
     damage(frame, _communities(sample_city))
-    path = _write(frame.reset_index(drop=True), tmp_path / "grid.shp")
-    plan = prepare_import(city_conn, path, "grid")
-    city_conn.rollback()
-    assert isinstance(plan, Plan)
-    report, full = plan.report, _full_report(city_conn, path)
+    report, full = _prepared_and_full(city_conn, frame, tmp_path)
     assert report.coverage["scope"] == "full"
     assert report.coverage["tiled"] > len(frame) * 0.8
     assert report.coverage["features_checked"] < len(frame) / 2
@@ -374,11 +388,7 @@ def test_exact_tiling_equals_geos_under_random_damage(
     frame = _grids(sample_city)
     for _ in range(3):
         frame = _random_damage(frame, rng)
-    path = _write(frame.reset_index(drop=True), tmp_path / "grid.shp")
-    plan = prepare_import(city_conn, path, "grid")
-    city_conn.rollback()
-    assert isinstance(plan, Plan)
-    report, full = plan.report, _full_report(city_conn, path)
+    report, full = _prepared_and_full(city_conn, frame, tmp_path)
     assert _comparable(report) == _comparable(full)
     for key in ("clean", "inside_parents", "gap_free"):
         assert report.coverage[key] == full.coverage[key], key
