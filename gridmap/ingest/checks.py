@@ -3,7 +3,7 @@
 Every finding names the feature index (file order), the code and a location
 (lon, lat). Errors block ``--commit``; warnings do not. The spatial checks are
 vectorised: parents their children tile exactly are found first by cancelling boundary
-segments (:mod:`gridmap.ingest.tiling`, linear time); around the rest, sibling overlaps
+segments (:mod:`gridmap.ingest.tiling`, one hashing pass); around the rest, sibling overlaps
 come from STRtree candidate pairs (only around polygons that
 ``shapely.coverage_invalid_edges`` flags), gaps from union differences — no O(n²) loops.
 

@@ -1,4 +1,4 @@
-"""An exact, linear-time test that areas tile their parents, by cancelling boundary
+"""An exact, expected linear-time test that areas tile their parents, by cancelling boundary
 segments.
 
 Orient every ring so its area lies on its left (exteriors counter-clockwise, holes
