@@ -6,6 +6,7 @@ grids again (under other codes) in a transaction that is rolled back, with some 
 table's guarantees dropped inside that transaction; the differences are their costs.
 
 Run: .venv/bin/python -m benchmarks.profile_areas_write [--repeat 3]
+(it upgrades ``bench_import_new`` to the current migration first)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from gridmap.db import migrate
 from gridmap.db.cluster import EmbeddedCluster
 
 _INSERT = """
@@ -26,18 +28,23 @@ SELECT '9' || substr(code, 2), level, name, parent_code, %s, geom, geom_3857 FRO
 """
 _DROPS = {
     "spatial indexes": "DROP INDEX ix_areas_geom; DROP INDEX ix_areas_geom_3857",
-    "code/generation exclusion": "ALTER TABLE areas DROP CONSTRAINT ex_areas_code_per_generation",
+    "code/generation range check": "DROP TRIGGER tr_areas_code_ranges_insert ON areas; "
+                                   "DROP INDEX uq_areas_open_code",
     "ST_IsValid check": "ALTER TABLE areas DROP CONSTRAINT ck_areas_geom_valid",
     "generation foreign key": "ALTER TABLE areas DROP CONSTRAINT "
                               "fk_areas_generation_low_generations",
     "geometry digest": "ALTER TABLE areas DROP COLUMN geom_digest",
 }  # fmt: skip
+# The rule the range check replaced (migration 0013), for an A/B in one run.
+_BEFORE_0013 = (_DROPS["code/generation range check"] + "; ALTER TABLE areas ADD CONSTRAINT "
+                "ex_areas_code_per_generation EXCLUDE USING gist ((code::bigint) WITH =, "
+                "(length(code)) WITH =, int4range(generation_low, generation_high, '[]') WITH &&)")
 
 
 def _insert(conn: psycopg.Connection, generation: int, dropped: list[str]) -> float:
     with conn.transaction(force_rollback=True):
         for name in dropped:
-            conn.execute(_DROPS[name])  # type: ignore[arg-type]
+            conn.execute(_DROPS.get(name, name))  # type: ignore[arg-type]
         t0 = time.perf_counter()
         conn.execute(_INSERT, (generation,))
         return time.perf_counter() - t0
@@ -50,6 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     server = EmbeddedCluster(Path(".gridmap/bench-cluster")).up()
     url = make_url(server).set(database="bench_import_new").render_as_string(hide_password=False)
+    migrate.upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TEMP TABLE staged AS SELECT * FROM areas WHERE level = 'grid'"
                      " AND generation_high IS NULL")  # fmt: skip
@@ -57,7 +65,8 @@ def main() -> None:
         generation = conn.execute("INSERT INTO generations (description) VALUES ('profile')"
                                   " RETURNING id").fetchone()  # fmt: skip
         assert rows is not None and generation is not None
-        variants = [("everything", []), *[(f"without {k}", [k]) for k in _DROPS],
+        variants = [("everything", []), ("GiST exclusion instead (before 0013)", [_BEFORE_0013]),
+                    *[(f"without {k}", [k]) for k in _DROPS],
                     ("without all of them", list(_DROPS))]  # fmt: skip
         times: dict[str, list[float]] = {label: [] for label, _ in variants}
         for _ in range(args.repeat):
