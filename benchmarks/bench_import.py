@@ -14,6 +14,11 @@ medians are compared, and so are the ratios within each round (the machine is no
 
 All run every check of issue 4. ogr2ogr loads into a fresh database each time.
 
+A second peer shows what the first import's write costs by itself: **ogr2ogr + INSERT**
+loads the file with ogr2ogr into a scratch table of a copy of the no-grids database and
+moves it into ``areas`` as a new active generation with one ``INSERT … SELECT`` — the
+same rows into the same table with the same guarantees, by hand, with no checks.
+
 Run: .venv/bin/python -m benchmarks.bench_import [--grids 65000] [--repeat 3]
 """
 
@@ -82,15 +87,45 @@ def _unmark(url: str) -> None:
         conn.execute("UPDATE generations SET checked_levels = '{}' WHERE active")
 
 
-def _ogr2ogr(server: str, shp: Path) -> float:
-    url = fresh_database(server, "bench_ogr")
+def _ogr2ogr_into(url: str, shp: Path) -> None:
     u = make_url(url)
     pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
-    t0 = time.perf_counter()
     subprocess.run(["ogr2ogr", "-f", "PostgreSQL", pg, str(shp), "-nln", "grid_ogr",
                     "-lco", "GEOMETRY_NAME=geom", "-nlt", "PROMOTE_TO_MULTI"], check=True)
+
+
+def _ogr2ogr(server: str, shp: Path) -> float:
+    url = fresh_database(server, "bench_ogr")
+    t0 = time.perf_counter()
+    _ogr2ogr_into(url, shp)
     seconds = time.perf_counter() - t0
     print(f"ogr2ogr -f PostgreSQL: {seconds:.2f}s")
+    return seconds
+
+
+_NEW_LABEL = "new: first import of the grids (all rows written)"
+_BY_HAND_LABEL = "peer: ogr2ogr + INSERT into areas (same rows, same table, no checks)"
+_BY_HAND = """
+INSERT INTO generations (description, active) VALUES ('by hand', false);
+INSERT INTO areas (code, level, name, parent_code, generation_low, geom, geom_3857)
+SELECT code, 'grid', name, parent, currval('generations_id_seq'), geom,
+       ST_Transform(geom, 3857)
+FROM grid_ogr;
+UPDATE generations SET active = false WHERE active;
+UPDATE generations SET active = true WHERE id = currval('generations_id_seq');
+DROP TABLE grid_ogr;
+"""
+
+
+def _ogr2ogr_by_hand(server: str, shp: Path) -> float:
+    """ogr2ogr into a scratch table, then one INSERT into ``areas`` (no checks)."""
+    url = fresh_database(server, "bench_ogr_areas", template="bench_import_nogrids")
+    t0 = time.perf_counter()
+    _ogr2ogr_into(url, shp)
+    with psycopg.connect(url) as conn:
+        conn.execute(_BY_HAND)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - t0
+    print(f"ogr2ogr + INSERT into areas: {seconds:.2f}s")
     return seconds
 
 
@@ -137,7 +172,8 @@ def main() -> None:
         return _timed_import(url, shp, "checked: over the generation the last import checked")
 
     scenarios: list[tuple[str, Callable[[], float]]] = [
-        ("new: first import of the grids (all rows written)", new),
+        (_BY_HAND_LABEL, lambda: _ogr2ogr_by_hand(server, shp)),
+        (_NEW_LABEL, new),
         ("unchecked: re-import over an unchecked generation", unchecked),
         ("checked: re-import over a checked generation", checked),
         *[(label, lambda p=path, lab=label: _timed_import(url, p, lab, commit=False))
@@ -158,6 +194,9 @@ def main() -> None:
         print(f"{label}: median {ours:.2f}s (runs {', '.join(f'{t:.2f}' for t in runs)}); "
               f"ratio gridmap/ogr2ogr {ours / ogr:.2f}, median of the rounds' own ratios "
               f"{paired:.2f} (<= 1 means no slower)")
+    by_hand, new_runs = times[_BY_HAND_LABEL], times[_NEW_LABEL]
+    print(f"new / ogr2ogr + INSERT into areas: median of the rounds' own ratios "
+          f"{statistics.median(t / p for t, p in zip(new_runs, by_hand, strict=True)):.2f}")
     EmbeddedCluster(Path(".gridmap/bench-cluster")).down()
 
 

@@ -374,7 +374,7 @@ def commit_plan(
         step(0.1, "staging a new generation")
         generation = bulk._new_generation(conn, description or f"import {level} {report.source}")
         _mark_checked_levels(conn, plan, generation)
-        # Close first: a code's validity ranges may not overlap (exclusion constraint).
+        # Close first: one open row per code (uq_areas_open_code, migration 0013).
         conn.execute(
             "UPDATE areas SET generation_high = %s WHERE id = ANY(%s)",
             (plan.previous_generation, plan.changed_ids + plan.removed_ids),
