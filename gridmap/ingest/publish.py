@@ -39,6 +39,7 @@ from gridmap.ingest.features import (
     commit_features,
     prepare_features,
 )
+from gridmap.ingest.gcpause import gc_paused
 from gridmap.ingest.reader import AREA_LEVELS, Progress, ReadOptions, read_layer
 from gridmap.ingest.reassign import reassign_after_grid_change
 
@@ -75,6 +76,7 @@ def _noop(_fraction: float, _message: str) -> None:
     return None
 
 
+@gc_paused()
 def prepare_import(
     conn: psycopg.Connection,
     path: Path | str,
@@ -336,6 +338,7 @@ def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
     return sym / np.maximum(union, 1e-12)
 
 
+@gc_paused()
 def commit_plan(
     conn: psycopg.Connection,
     plan: Plan | FeaturePlan,

@@ -1,0 +1,72 @@
+"""The garbage-collector pause: nests across threads, restores what it found."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pyogrio
+
+from gridmap.ingest.gcpause import gc_paused
+from gridmap.ingest.publish import import_file
+from sample_data.city import SampleCity
+
+
+def test_pauses_nest_and_the_last_one_resumes() -> None:
+    assert gc.isenabled()
+    inner_started, outer_done = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def other_job() -> None:
+        with gc_paused():
+            inner_started.set()
+            outer_done.wait(5)
+            seen.append(gc.isenabled())  # the first job has ended: still paused here
+        seen.append(gc.isenabled())
+
+    with gc_paused():
+        assert not gc.isenabled()
+        worker = threading.Thread(target=other_job)
+        worker.start()
+        assert inner_started.wait(5)
+    outer_done.set()
+    worker.join(5)
+    assert seen == [False, True]
+    assert gc.isenabled()
+
+
+def test_leaves_a_disabled_collector_disabled_and_survives_errors() -> None:
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    try:
+        with gc_paused():
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    assert gc.isenabled()
+
+
+def test_an_import_runs_with_the_collector_paused(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+) -> None:
+    """Checking and committing a real file: paused throughout, running again after."""
+    frame = sample_city.level("grid")[["code", "name", "parent_code", "geometry"]]
+    frame = frame.rename(columns={"code": "DM", "name": "MC", "parent_code": "SJDM"})
+    path = tmp_path / "grid.shp"
+    pyogrio.write_dataframe(frame.reset_index(drop=True), path, encoding="UTF-8")
+    states: list[tuple[str, bool]] = []
+    with psycopg.connect(city_factory()) as conn:
+        report = import_file(conn, path, "grid", commit=True,
+                             progress=lambda _f, m: states.append((m, gc.isenabled())))
+    assert report.committed
+    assert {m for m, _ in states} >= {"checking", "activating"}
+    assert [m for m, enabled in states if enabled] == []
+    assert gc.isenabled()
