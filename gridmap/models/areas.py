@@ -128,4 +128,11 @@ class Area(Base):
         Index("ix_areas_geom_3857", "geom_3857", postgresql_using="gist"),
         Index("ix_areas_parent_code", "parent_code"),
         Index("ix_areas_level_code", "level", "code"),
+        # A code valid at most once per generation: one open row per code here, and
+        # the trigger gridmap_areas_code_ranges (migration 0013) for closed ranges,
+        # which probes ix_areas_generation_high.
+        Index("uq_areas_open_code", "code", unique=True,
+              postgresql_where=text("generation_high IS NULL")),
+        Index("ix_areas_generation_high", "generation_high",
+              postgresql_where=text("generation_high IS NOT NULL")),
     )

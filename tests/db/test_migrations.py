@@ -95,3 +95,25 @@ def test_code_per_generation_is_exclusive(database_factory) -> None:
                             "ORDER BY code, generation_low").fetchall()  # fmt: skip
     assert rows == [("500106", 1, 1), ("500106", 2, 2), ("500106", 3, None),
                     ("500107", 1, 2), ("500107", 3, None)]  # fmt: skip
+
+
+def test_areas_model_matches_the_migrations(database_factory) -> None:
+    """gridmap/models/areas.py describes the table the migrations build (indexes too)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from gridmap.db.engine import sqlalchemy_url
+    from gridmap.models import Base
+
+    def areas_only(obj, name, type_, _reflected, _compare_to) -> bool:  # type: ignore[no-untyped-def]
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return table in ("areas", "generations")
+
+    engine = create_engine(sqlalchemy_url(database_factory()))
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_object": areas_only,
+                                                         "compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == []
