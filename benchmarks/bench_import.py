@@ -12,7 +12,9 @@ medians are compared, and so are the ratios within each round (the machine is no
    and containment are re-run only around changed grids — none;
 4. dry runs of re-divisions of ``--redivide`` communities (merges; merges and splits).
 
-All run every check of issue 4. ogr2ogr loads into a fresh database each time.
+All run every check of issue 4. ogr2ogr loads into a fresh database each time. Every
+run starts after a ``CHECKPOINT``: the writes of the run before (and of creating its
+database) are flushed first instead of landing in whichever run comes next.
 
 A second peer shows what the first import's write costs by itself: **ogr2ogr + INSERT**
 loads the file with ogr2ogr into a scratch table of a copy of the no-grids database and
@@ -52,8 +54,16 @@ def _settle(url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
+def _checkpoint(url: str) -> None:
+    """Flush what the last run (or a ``CREATE DATABASE``) wrote, so that its disk writes
+    do not land in the next run's time."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def _timed_import(url: str, shp: Path, label: str, commit: bool = True) -> float:
     """Wall time of one ``import_file``; prints the time per phase."""
+    _checkpoint(url)
     with psycopg.connect(url) as conn:
         marks: list[tuple[float, str]] = []
         t0 = time.perf_counter()
@@ -96,6 +106,7 @@ def _ogr2ogr_into(url: str, shp: Path) -> None:
 
 def _ogr2ogr(server: str, shp: Path) -> float:
     url = fresh_database(server, "bench_ogr")
+    _checkpoint(url)
     t0 = time.perf_counter()
     _ogr2ogr_into(url, shp)
     seconds = time.perf_counter() - t0
@@ -120,6 +131,7 @@ DROP TABLE grid_ogr;
 def _ogr2ogr_by_hand(server: str, shp: Path) -> float:
     """ogr2ogr into a scratch table, then one INSERT into ``areas`` (no checks)."""
     url = fresh_database(server, "bench_ogr_areas", template="bench_import_nogrids")
+    _checkpoint(url)
     t0 = time.perf_counter()
     _ogr2ogr_into(url, shp)
     with psycopg.connect(url) as conn:
