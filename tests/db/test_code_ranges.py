@@ -1,0 +1,131 @@
+"""Migration 0013 keeps the rule the GiST exclusion constraint kept, statement for
+statement: random sequences of inserts and updates of areas' generation ranges are
+accepted or refused alike by a database at 0012 (the exclusion constraint) and one at
+the head (unique index on open codes plus the statement-level range check)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from gridmap.db import migrate
+
+CODES = ("500101", "500102")
+GENERATIONS = 5
+SQUARE = "ST_Multi(ST_MakeEnvelope(106.5, 29.5, 106.6, 29.6, 4326))"
+ROW = f"(%s, 'district', 'x', %s, %s, {SQUARE}, ST_Transform({SQUARE}, 3857))"
+INSERT = ("INSERT INTO areas (code, level, name, generation_low, generation_high, geom, "
+          "geom_3857) VALUES ")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Insert:
+    rows: tuple[tuple[str, int, int | None], ...]
+
+    def run(self, conn: psycopg.Connection) -> None:
+        params = [value for row in self.rows for value in row]
+        conn.execute(INSERT + ", ".join([ROW] * len(self.rows)), params)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Close:
+    """Set ``generation_high`` of a code's rows starting at ``low`` (None re-opens)."""
+
+    code: str
+    low: int
+    high: int | None
+
+    def run(self, conn: psycopg.Connection) -> None:
+        conn.execute("UPDATE areas SET generation_high = %s WHERE code = %s "
+                     "AND generation_low = %s", (self.high, self.code, self.low))  # fmt: skip
+
+
+def _ranges() -> st.SearchStrategy[tuple[str, int, int | None]]:
+    def row(code: str, low: int, length: int | None) -> tuple[str, int, int | None]:
+        return code, low, None if length is None else min(low + length, GENERATIONS)
+
+    return st.builds(row, st.sampled_from(CODES), st.integers(1, GENERATIONS),
+                     st.none() | st.integers(0, 2))  # fmt: skip
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.builds(Insert, st.lists(_ranges(), min_size=1, max_size=2).map(tuple)),
+        st.builds(Close, st.sampled_from(CODES), st.integers(1, GENERATIONS),
+                  st.none() | st.integers(1, GENERATIONS)),
+    ),
+    min_size=1, max_size=8,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def old_and_new(
+    database_factory: Callable[..., str],
+) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """Connections to a database at 0012 and one at the head, generations 1–5 in each."""
+    conns = []
+    for revision in ("0012_layer_lock_order", "head"):
+        url = database_factory(migrated=False)
+        migrate.upgrade(url, revision)
+        conn = psycopg.connect(url)
+        conn.execute("INSERT INTO generations (id, active) SELECT g, g = 1 "
+                     f"FROM generate_series(1, {GENERATIONS}) g")  # fmt: skip
+        conn.commit()
+        conns.append(conn)
+    yield conns[0], conns[1]
+    for conn in conns:
+        conn.close()
+
+
+def _outcome(conn: psycopg.Connection, operation: Insert | Close) -> str:
+    """'ok', or 'refused' for a range clash (any other error by its class); run in a
+    savepoint of the caller's transaction, so a refused statement is undone alone."""
+    try:
+        with conn.transaction():
+            operation.run(conn)
+    except psycopg.errors.IntegrityError as exc:
+        return "refused" if isinstance(exc, psycopg.errors.ExclusionViolation
+                                       | psycopg.errors.UniqueViolation) else type(exc).__name__
+    return "ok"
+
+
+def _rows(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute("SELECT code, generation_low, generation_high FROM areas "
+                        "ORDER BY 1, 2, 3 NULLS LAST").fetchall()  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(operations=OPERATIONS)
+@example(operations=[Insert((("500101", 1, 1), ("500101", 2, None))), Close("500101", 1, 3)])
+@example(operations=[Insert((("500101", 1, 2),)), Insert((("500101", 3, None),)),
+                     Close("500101", 3, 3), Close("500101", 1, None)])
+def test_same_statements_accepted_and_refused(
+    old_and_new: tuple[psycopg.Connection, psycopg.Connection],
+    operations: list[Insert | Close],
+) -> None:
+    old, new = old_and_new
+    with old.transaction(force_rollback=True), new.transaction(force_rollback=True):
+        for operation in operations:
+            assert _outcome(old, operation) == _outcome(new, operation), operation
+            assert _rows(old) == _rows(new)
+
+
+def test_the_strategy_reaches_both_outcomes(
+    old_and_new: tuple[psycopg.Connection, psycopg.Connection],
+) -> None:
+    """The property above is not vacuous: these clash on both sides, and this does not."""
+    old, new = old_and_new
+    clash = Insert((("500101", 1, None), ("500101", 2, 3)))
+    fine = Insert((("500101", 1, 1), ("500101", 2, None)))
+    for conn in (old, new):
+        with conn.transaction(force_rollback=True):
+            assert _outcome(conn, clash) == "refused"
+            assert _outcome(conn, fine) == "ok"
+            assert len(_rows(conn)) == 2
+
