@@ -37,12 +37,18 @@ depends_on = None
 
 PUBLISH_LOCK = 0x6772_6964  # gridmap.ingest.publish._LOCK_KEY
 
+# One code across levels, as the exclusion constraint had it (its key was the code's
+# value and length): only city and district codes share a length. The level is in the
+# join so that ix_areas_level_code serves it.
 CLASH = """
   SELECT n.code, n.generation_low AS low, n.generation_high AS high,
          a.generation_low AS other_low, a.generation_high AS other_high
     INTO clash
     FROM changed_rows n
-    JOIN areas a ON a.level = n.level AND a.code = n.code AND a.id <> n.id
+    JOIN areas a ON a.code = n.code AND a.id <> n.id
+                AND a.level = ANY (CASE WHEN n.level IN ('city', 'district')
+                                        THEN ARRAY['city', 'district']
+                                        ELSE ARRAY[n.level] END)
    WHERE int4range(a.generation_low, a.generation_high, '[]')
       && int4range(n.generation_low, n.generation_high, '[]')
      AND {only}

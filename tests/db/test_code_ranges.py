@@ -16,19 +16,23 @@ from hypothesis import strategies as st
 from gridmap.db import migrate
 
 CODES = ("500101", "500102")
+# City and district codes share a length: one code at both levels is one code.
+LEVELS = {"500101": ("district", "city"), "500102": ("district",)}
 GENERATIONS = 5
 SQUARE = "ST_Multi(ST_MakeEnvelope(106.5, 29.5, 106.6, 29.6, 4326))"
-ROW = f"(%s, 'district', 'x', %s, %s, {SQUARE}, ST_Transform({SQUARE}, 3857))"
+ROW = f"(%s, %s, 'x', %s, %s, {SQUARE}, ST_Transform({SQUARE}, 3857))"
 INSERT = ("INSERT INTO areas (code, level, name, generation_low, generation_high, geom, "
           "geom_3857) VALUES ")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Insert:
-    rows: tuple[tuple[str, int, int | None], ...]
+    rows: tuple[tuple[str, int, int | None] | tuple[str, int, int | None, str], ...]
+    """(code, low, high[, level]): district unless a level is given."""
 
     def run(self, conn: psycopg.Connection) -> None:
-        params = [value for row in self.rows for value in row]
+        params = [value for code, low, high, *level in self.rows
+                  for value in (code, level[0] if level else "district", low, high)]
         conn.execute(INSERT + ", ".join([ROW] * len(self.rows)), params)  # type: ignore[arg-type]
 
 
@@ -45,12 +49,14 @@ class Close:
                      "AND generation_low = %s", (self.high, self.code, self.low))  # fmt: skip
 
 
-def _ranges() -> st.SearchStrategy[tuple[str, int, int | None]]:
-    def row(code: str, low: int, length: int | None) -> tuple[str, int, int | None]:
-        return code, low, None if length is None else min(low + length, GENERATIONS)
+def _ranges() -> st.SearchStrategy[tuple[str, int, int | None, str]]:
+    def row(code: str, low: int, length: int | None, city: bool
+            ) -> tuple[str, int, int | None, str]:
+        high = None if length is None else min(low + length, GENERATIONS)
+        return code, low, high, LEVELS[code][city and len(LEVELS[code]) > 1]
 
     return st.builds(row, st.sampled_from(CODES), st.integers(1, GENERATIONS),
-                     st.none() | st.integers(0, 2))  # fmt: skip
+                     st.none() | st.integers(0, 2), st.booleans())  # fmt: skip
 
 
 OPERATIONS = st.lists(
@@ -105,6 +111,7 @@ def _rows(conn: psycopg.Connection) -> list[tuple[object, ...]]:
 @example(operations=[Insert((("500101", 1, 1), ("500101", 2, None))), Close("500101", 1, 3)])
 @example(operations=[Insert((("500101", 1, 2),)), Insert((("500101", 3, None),)),
                      Close("500101", 3, 3), Close("500101", 1, None)])
+@example(operations=[Insert((("500101", 1, 1, "city"),)), Insert((("500101", 1, None),))])
 def test_same_statements_accepted_and_refused(
     old_and_new: tuple[psycopg.Connection, psycopg.Connection],
     operations: list[Insert | Close],
