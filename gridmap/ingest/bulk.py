@@ -30,6 +30,7 @@ from psycopg import sql
 from pyproj import Transformer
 
 from gridmap.catalog import CATEGORIES, DEPARTMENTS, MAJOR_CLASSES
+from gridmap.db.locks import lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError
 
 LOADED_TABLES = (
@@ -117,6 +118,7 @@ def load_city(
     timer = _Timer()
     with conn.transaction():
         with timer("prepare"):
+            lock_areas_writers(conn)  # before the table locks, as publishers do
             _lock(conn)
             _ensure_empty(conn, replace)
             conn.execute("SET LOCAL maintenance_work_mem = '256MB'")

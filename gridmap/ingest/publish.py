@@ -22,6 +22,7 @@ import pandas as pd
 import psycopg
 import shapely
 
+from gridmap.db.locks import lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import (
@@ -45,7 +46,6 @@ from gridmap.ingest.reassign import reassign_after_grid_change
 
 NOTIFY_CHANNEL = "gridmap_generation"
 CHILD_LEVEL = {parent: child for child, parent in PARENT_LEVEL.items()}
-_LOCK_KEY = 0x6772_6964  # advisory lock: one publisher at a time
 
 
 @dataclass
@@ -368,7 +368,7 @@ def commit_plan(
     level = report.level
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        lock_areas_writers(conn)  # one publisher at a time, before any row lock
         if _active_generation(conn) != plan.previous_generation:
             raise ConflictError(
                 f"generation {_active_generation(conn)} was activated after this import was "

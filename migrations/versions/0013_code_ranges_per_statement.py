@@ -7,19 +7,27 @@ one entry per row into a GiST tree. The same rule is now kept by
 
 - a partial unique index on the codes still valid (``generation_high IS NULL``):
   at most one open row per code, enforced row by row and across concurrent
-  transactions by PostgreSQL's unique check;
+  transactions by PostgreSQL's unique check (a second open row of a code now fails
+  with ``unique_violation`` on ``uq_areas_open_code``);
 - a statement-level trigger that, after every INSERT or UPDATE, refuses any two rows
   of one code whose generation ranges overlap: rows the statement closed are joined to
   ``areas`` by code; rows it left open can only clash with a closed row ending at or
   after their start, which one probe of an index on ``generation_high`` rules out in
   the usual case (a publish opens rows in a generation newer than every end). It
-  raises ``exclusion_violation`` naming the old constraint, so callers see the same
-  error.
+  raises ``exclusion_violation`` naming the old constraint. City and district codes
+  share a length, so a code is one code across those two levels, as before.
 
-The trigger first takes the publishers' advisory lock (``gridmap.ingest.publish``
-holds it already; for anyone else it serialises writers of ``areas``), so under READ
-COMMITTED its query sees every committed row: two transactions cannot each pass the
-check with rows that clash only with the other's.
+Checked per statement, not per row: a statement whose rows clash only half-way
+through (swapping two codes in one UPDATE) passes where the constraint refused it;
+what the statement leaves behind is checked exactly.
+
+Writers of ``areas`` take the advisory lock ``gridmap.db.locks.AREAS_WRITERS`` before
+they touch a row — publishers and the bulk loader themselves, anyone else through a
+BEFORE-statement trigger — so under READ COMMITTED the check's queries see every
+committed row: two transactions cannot each pass with rows that clash only with the
+other's. (Under REPEATABLE READ or SERIALIZABLE they would see their snapshot only;
+there the layer-invalidation trigger of 0003/0012 already fails a concurrent writer
+with a serialization error.)
 
 Revision ID: 0013_code_ranges_per_statement
 Revises: 0012_layer_lock_order
@@ -35,7 +43,7 @@ down_revision = "0012_layer_lock_order"
 branch_labels = None
 depends_on = None
 
-PUBLISH_LOCK = 0x6772_6964  # gridmap.ingest.publish._LOCK_KEY
+AREAS_WRITERS = 0x6772_6964  # gridmap.db.locks.AREAS_WRITERS (a migration is frozen)
 
 # One code across levels, as the exclusion constraint had it (its key was the code's
 # value and length): only city and district codes share a length. The level is in the
@@ -55,6 +63,14 @@ CLASH = """
    LIMIT 1;
     clashed := FOUND;"""
 
+LOCK_FUNCTION = f"""
+CREATE FUNCTION gridmap_areas_writers_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock({AREAS_WRITERS});
+  RETURN NULL;
+END $$;
+"""
+
 CHECK_FUNCTION = f"""
 CREATE FUNCTION gridmap_areas_code_ranges() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -63,7 +79,6 @@ DECLARE
   any_closed boolean;
   earliest_open integer;
 BEGIN
-  PERFORM pg_advisory_xact_lock({PUBLISH_LOCK});
   SELECT bool_or(generation_high IS NOT NULL),
          min(generation_low) FILTER (WHERE generation_high IS NULL)
     INTO any_closed, earliest_open
@@ -100,7 +115,18 @@ def upgrade() -> None:
         "CREATE INDEX ix_areas_generation_high ON areas (generation_high) "
         "WHERE generation_high IS NOT NULL"
     )
+    op.execute(LOCK_FUNCTION)
     op.execute(CHECK_FUNCTION)
+    # The lock before the statement touches a row: taken after, it would wait while
+    # holding row locks a publisher (which holds the lock) may need — a deadlock.
+    for event in ("INSERT", "UPDATE OF code, level, generation_low, generation_high"):
+        name = event.split()[0].lower()
+        op.execute(
+            f"CREATE TRIGGER tr_areas_writers_lock_{name} BEFORE {event} ON areas "
+            "FOR EACH STATEMENT EXECUTE FUNCTION gridmap_areas_writers_lock()"
+        )
+    # Transition tables rule out a column list: every UPDATE is checked (renames
+    # change no range and pass).
     for event in ("INSERT", "UPDATE"):
         op.execute(
             f"CREATE TRIGGER tr_areas_code_ranges_{event.lower()} AFTER {event} ON areas "
@@ -112,7 +138,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     for event in ("insert", "update"):
         op.execute(f"DROP TRIGGER IF EXISTS tr_areas_code_ranges_{event} ON areas")
+        op.execute(f"DROP TRIGGER IF EXISTS tr_areas_writers_lock_{event} ON areas")
     op.execute("DROP FUNCTION IF EXISTS gridmap_areas_code_ranges()")
+    op.execute("DROP FUNCTION IF EXISTS gridmap_areas_writers_lock()")
     op.execute("DROP INDEX IF EXISTS uq_areas_open_code")
     op.execute("DROP INDEX IF EXISTS ix_areas_generation_high")
     op.execute(

@@ -5,6 +5,8 @@ the head (unique index on open codes plus the statement-level range check)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gridmap.db import migrate
+from gridmap.db.locks import lock_areas_writers
 
 CODES = ("500101", "500102")
 # City and district codes share a length: one code at both levels is one code.
@@ -136,3 +139,53 @@ def test_the_strategy_reaches_both_outcomes(
             assert _outcome(conn, fine) == "ok"
             assert len(_rows(conn)) == 2
 
+
+
+def test_writers_take_the_lock_before_any_row(database_factory: Callable[..., str]) -> None:
+    """A writer that is not a publisher waits for the publishers' lock before it locks
+    a row, so a publisher holding the lock can still update that row (no deadlock)."""
+    url = database_factory()
+    with psycopg.connect(url) as setup:
+        setup.execute("INSERT INTO generations (id, active) SELECT g, g = 1 "
+                      "FROM generate_series(1, 3) g")  # fmt: skip
+        Insert((("500101", 1, None),)).run(setup)
+    publisher, other = psycopg.connect(url), psycopg.connect(url)
+    errors: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            other.execute("UPDATE areas SET generation_high = 1 WHERE code = '500101'")
+            other.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            other.rollback()
+
+    try:
+        lock_areas_writers(publisher)
+        worker = threading.Thread(target=other_writer)
+        worker.start()
+        time.sleep(0.5)  # the other writer is now waiting (for the lock, not a row)
+        assert worker.is_alive()
+        publisher.execute("SET lock_timeout = '5s'")
+        publisher.execute("UPDATE areas SET generation_high = 2 WHERE code = '500101'")
+        publisher.commit()
+        worker.join(10)
+        assert not worker.is_alive() and errors == []
+        rows = _rows(publisher)
+    finally:
+        publisher.close()
+        other.close()
+    assert rows == [("500101", 1, 1)]  # the other writer came second
+
+
+def test_renames_do_not_wait_for_publishers(database_factory: Callable[..., str]) -> None:
+    url = database_factory()
+    with psycopg.connect(url) as setup:
+        setup.execute("INSERT INTO generations (id, active) VALUES (1, true)")
+        Insert((("500101", 1, None),)).run(setup)
+    with psycopg.connect(url) as publisher, psycopg.connect(url) as other:
+        lock_areas_writers(publisher)
+        other.execute("SET lock_timeout = '2s'")
+        other.execute("UPDATE areas SET name = 'renamed' WHERE code = '500101'")
+        other.commit()
+        publisher.rollback()
