@@ -1,14 +1,19 @@
 """Python's cyclic garbage collector paused for the length of a bulk step.
 
-Reading, checking and writing 65,000 areas allocate hundreds of thousands of
+Reading and checking 65,000 areas allocate hundreds of thousands of
 short-lived containers; every 700 net allocations the collector runs, and each
 full collection walks every tracked object the process holds. None of this work
 builds reference cycles that need collecting before it ends (reference counting
 frees its garbage as it goes), so the collector is paused meanwhile (what that saves:
 ``benchmarks/RESULTS.md``, "garbage collector").
 
-The switch is process-wide: API import jobs run in threads, so pauses nest and the
-collector resumes when the last one ends (and only if it was running before).
+Pause only CPU-bound work on one file, never a query that can wait for another
+transaction (on the published areas, or a commit): the switch is process-wide, and
+other threads of an API process go on allocating (their cyclic garbage waits for the
+pause to end). Import jobs run in threads, so pauses
+nest and the collector resumes when the last one ends — and only if it was running
+when the first began. Code that calls ``gc.enable()``/``gc.disable()`` itself during a
+pause is overridden when the pause ends.
 """
 
 from __future__ import annotations

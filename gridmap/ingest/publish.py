@@ -76,7 +76,6 @@ def _noop(_fraction: float, _message: str) -> None:
     return None
 
 
-@gc_paused()
 def prepare_import(
     conn: psycopg.Connection,
     path: Path | str,
@@ -109,17 +108,21 @@ def prepare_import(
             details=[{"field": "level", "value": level}],
         )
     # The database digests its geometries (another process) while this one reads the file.
+    # The collector is paused for the reading and the checks (CPU work on one file),
+    # never while waiting for the database.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(fetch_published, conn, level)
-        read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
+        with gc_paused():
+            read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
         published = pending.result()
-    report_progress(0.6, "checking")
-    position, identical = _match(published.old, read.frame, read.digests)
-    unchanged = _unchanged(published, read.frame, position, identical, level)
-    report, frame = check_layer(
-        read, level, published.parents, thresholds, unchanged=unchanged,
-        touched_parents=_touched_parents(published, position, unchanged),
-    )  # fmt: skip
+    with gc_paused():
+        report_progress(0.6, "checking")
+        position, identical = _match(published.old, read.frame, read.digests)
+        unchanged = _unchanged(published, read.frame, position, identical, level)
+        report, frame = check_layer(
+            read, level, published.parents, thresholds, unchanged=unchanged,
+            touched_parents=_touched_parents(published, position, unchanged),
+        )  # fmt: skip
     report_progress(0.85, "comparing with the active generation")
     repaired = _repaired(read.frame, frame)
     if repaired.size:  # --fix replaced these geometries: digest them again
@@ -338,7 +341,6 @@ def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
     return sym / np.maximum(union, 1e-12)
 
 
-@gc_paused()
 def commit_plan(
     conn: psycopg.Connection,
     plan: Plan | FeaturePlan,
