@@ -387,7 +387,11 @@ def commit_plan(
         step(0.3, "staging added and changed areas")
         staged = plan.frame.iloc[np.concatenate([plan.added, plan.changed])]
         staged = staged.assign(level=level)
-        bulk._copy_frame(conn, "areas", staged, lambda part: bulk._areas_columns(part, generation))
+        # No other writer can make the COPY wait (they need the lock we hold): encoding
+        # 65,000 rows runs with the collector paused.
+        with gc_paused():
+            bulk._copy_frame(conn, "areas", staged,
+                             lambda part: bulk._areas_columns(part, generation))
         step(0.6, "activating")
         conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
         bulk._activate(conn, generation)

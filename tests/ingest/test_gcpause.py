@@ -6,10 +6,13 @@ import gc
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pyogrio
+import pytest
 
+from gridmap.ingest import bulk
 from gridmap.ingest.gcpause import gc_paused
 from gridmap.ingest.publish import import_file
 from sample_data.city import SampleCity
@@ -54,21 +57,33 @@ def test_leaves_a_disabled_collector_disabled_and_survives_errors() -> None:
     assert gc.isenabled()
 
 
-def test_an_import_pauses_the_collector_for_reading_and_checking_only(
-    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+def test_an_import_pauses_the_collector_for_reading_checking_and_copying_only(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Reading and checking a real file run paused; the database work around them
-    (comparing with the published generation, the commit) does not."""
+    """Reading and checking a real file run paused, and so does the COPY of its
+    areas; the database work around them (comparing with the published generation,
+    activating) does not."""
     frame = sample_city.level("grid")[["code", "name", "parent_code", "geometry"]]
     frame = frame.rename(columns={"code": "DM", "name": "MC", "parent_code": "SJDM"})
+    frame.loc[frame.index[0], "MC"] = "改名网格"  # one changed area to write
     path = tmp_path / "grid.shp"
     pyogrio.write_dataframe(frame.reset_index(drop=True), path, encoding="UTF-8")
     states: dict[str, bool] = {}
+    copies: list[bool] = []
+    copy_frame = bulk._copy_frame
+
+    def watched(*args: Any, **kwargs: Any) -> int:
+        copies.append(gc.isenabled())
+        return copy_frame(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "_copy_frame", watched)
     with psycopg.connect(city_factory()) as conn:
         report = import_file(conn, path, "grid", commit=True,
                              progress=lambda _f, m: states.setdefault(m, gc.isenabled()))
     assert report.committed
     paused = {m for m, enabled in states.items() if not enabled}
     assert paused == {"reading grid.shp", f"read {len(frame):,} features", "checking"}
+    assert copies == [False]
     assert states["comparing with the active generation"]
     assert states["activating"] and gc.isenabled()
