@@ -27,7 +27,7 @@ INSERT INTO areas (code, level, name, parent_code, generation_low, geom, geom_38
 SELECT '9' || substr(code, 2), level, name, parent_code, %s, geom, geom_3857 FROM staged
 """
 _DROPS = {
-    "spatial indexes": "DROP INDEX ix_areas_geom; DROP INDEX ix_areas_geom_3857",
+    "spatial index": "DROP INDEX ix_areas_geom",
     "code/generation range check": "DROP TRIGGER tr_areas_code_ranges_insert ON areas; "
                                    "DROP INDEX uq_areas_open_code",
     "ST_IsValid check": "ALTER TABLE areas DROP CONSTRAINT ck_areas_geom_valid",

@@ -125,7 +125,6 @@ class Area(Base):
             "generation_high IS NULL OR generation_high >= generation_low", name="generation_range"
         ),
         Index("ix_areas_geom", "geom", postgresql_using="gist"),
-        Index("ix_areas_geom_3857", "geom_3857", postgresql_using="gist"),
         Index("ix_areas_parent_code", "parent_code"),
         Index("ix_areas_level_code", "level", "code"),
         # A code valid at most once per generation: one open row per code here, and

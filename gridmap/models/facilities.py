@@ -76,5 +76,4 @@ class Facility(Base):
         Index("ix_facilities_geom", "geom", postgresql_using="gist"),
         Index("ix_facilities_grid_code", "grid_code"),
         Index("ix_facilities_class", "major_code", "minor_code"),
-        Index("ix_facilities_geom_3857", "geom_3857", postgresql_using="gist"),
     )

@@ -41,7 +41,6 @@ class Building(Base):
 
     __table_args__ = (
         Index("ix_buildings_geom", "geom", postgresql_using="gist"),
-        Index("ix_buildings_geom_3857", "geom_3857", postgresql_using="gist"),
         Index("ix_buildings_grid_code", "grid_code"),
     )
 

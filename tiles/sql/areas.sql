@@ -2,7 +2,10 @@
 -- Parameters: z, x, y, level, layer, extent, buffer, margin, tolerance, cap.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
-         ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
+         -- The tile (with its margin) in lon/lat: Web Mercator maps axis-parallel
+         -- rectangles to axis-parallel rectangles, so this is the same filter as
+         -- in 3857, served by the one spatial index (on geom).
+         ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
 ),
 features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(
@@ -12,7 +15,7 @@ features AS MATERIALIZED (
          a.code, a.name, a.level, a.parent_code
   FROM areas a, bounds
   WHERE a.level = :level
-    AND a.geom_3857 && bounds.search
+    AND a.geom && bounds.search
     AND a.generation_low <= (SELECT id FROM generations WHERE active)
     AND (a.generation_high IS NULL
          OR a.generation_high >= (SELECT id FROM generations WHERE active))

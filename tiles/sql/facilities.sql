@@ -2,14 +2,17 @@
 -- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
-         ST_TileEnvelope(:z, :x, :y, margin => :margin) AS search
+         -- The tile (with its margin) in lon/lat: Web Mercator maps axis-parallel
+         -- rectangles to axis-parallel rectangles, so this is the same filter as
+         -- in 3857, served by the one spatial index (on geom).
+         ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
 ),
 features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(f.geom_3857, bounds.env, :extent, :buffer, true) AS geom,
          f.code, f.major_code, f.major_code || f.minor_code AS class, f.name, f.state,
          f.grid_code
   FROM facilities f, bounds
-  WHERE f.geom_3857 && bounds.search
+  WHERE f.geom && bounds.search
     AND (CAST(:scopes AS text[]) IS NULL OR f.grid_code LIKE ANY(CAST(:scopes AS text[])))
     AND CAST(:tolerance AS float8) >= 0
   ORDER BY f.code
