@@ -8,6 +8,12 @@ queries now filter ``geom && ST_Transform(envelope, 4326)`` (as the events tiles
 always did) and the 3857 indexes go. ``geom_3857`` stays: it is what the tiles draw.
 Each row written maintains one GiST index fewer (``benchmarks/RESULTS.md``).
 
+``gridmap_tile_bounds_4326`` builds that envelope for every tile query. A tile at the
+antimeridian, with its margin, reaches past x = ±20037508 m, where PROJ wraps the
+longitude: the transformed box became the rest of the world (at z1 and z2 the eastern
+tiles selected nothing in China — the events tiles had this). The envelope is clamped
+to the world in x first; the 3857 filter found nothing past it either.
+
 Revision ID: 0014_one_spatial_index
 Revises: 0013_code_ranges_per_statement
 Create Date: 2026-11-23
@@ -23,13 +29,26 @@ branch_labels = None
 depends_on = None
 
 TABLES = ("areas", "buildings", "facilities")
+WORLD = 20037508.342789244  # half the Web Mercator world's width, m
+
+TILE_BOUNDS = f"""
+CREATE FUNCTION gridmap_tile_bounds_4326(z integer, x integer, y integer, margin float8)
+RETURNS geometry LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT ST_Transform(ST_MakeEnvelope(greatest(ST_XMin(e), -{WORLD}), ST_YMin(e),
+                                      least(ST_XMax(e), {WORLD}), ST_YMax(e), 3857), 4326)
+  FROM ST_TileEnvelope(z, x, y, margin => margin) AS e
+$$
+"""
 
 
 def upgrade() -> None:
     for table in TABLES:
         op.drop_index(f"ix_{table}_geom_3857", table_name=table)
+    op.execute(TILE_BOUNDS)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS gridmap_tile_bounds_4326(integer, integer, integer, "
+               "float8)")
     for table in TABLES:
         op.create_index(f"ix_{table}_geom_3857", table, ["geom_3857"], postgresql_using="gist")

@@ -1,6 +1,6 @@
-"""Migration 0014: a tile's envelope in EPSG:4326 selects the rows its EPSG:3857 envelope
-did, for every table the tiles draw, at the zooms the layers serve — up to rows on the
-margin's edge, which draw nothing."""
+"""Migration 0014: a tile's envelope in EPSG:4326 (``gridmap_tile_bounds_4326``) selects
+the rows its EPSG:3857 envelope did, for every table the tiles draw, at every zoom —
+up to rows on the margin's edge, which draw nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from tiles.layers import BUFFER, EXTENT
 
-# Every tile over the sample city (and one ring around it) at these zooms.
+# Every tile of the world at z0-z3 (the antimeridian's included), and every tile over
+# the sample city (and one ring around it) at the zooms the layers start drawing.
 ZOOMS = (8, 10, 12, 14, 15)
 _DIFFERENCE = """
 WITH box AS (
@@ -24,13 +25,17 @@ WITH box AS (
                        floor((ST_XMax(b) + 20037508.342789244) / size)::int + 1) AS x,
        generate_series(floor((20037508.342789244 - ST_YMax(b)) / size)::int - 1,
                        floor((20037508.342789244 - ST_YMin(b)) / size)::int + 1) AS y
+  UNION
+  SELECT z, x, y FROM generate_series(0, 3) AS z,
+       LATERAL generate_series(0, (1 << z) - 1) AS x,
+       LATERAL generate_series(0, (1 << z) - 1) AS y
 ), mercator AS (
   SELECT t.z, t.x, t.y, r.id FROM tiles t
   JOIN {table} r ON r.geom_3857 && ST_TileEnvelope(t.z, t.x, t.y, margin => %(margin)s)
 ), lonlat AS (
   SELECT t.z, t.x, t.y, r.id FROM tiles t
   JOIN {table} r
-    ON r.geom && ST_Transform(ST_TileEnvelope(t.z, t.x, t.y, margin => %(margin)s), 4326)
+    ON r.geom && gridmap_tile_bounds_4326(t.z, t.x, t.y, %(margin)s)
 ), differ AS (
   (SELECT * FROM mercator EXCEPT SELECT * FROM lonlat)
   UNION ALL (SELECT * FROM lonlat EXCEPT SELECT * FROM mercator)

@@ -49,6 +49,17 @@ def test_grid_tile_has_features_and_properties(client: TestClient, city_center) 
     assert len(props["code"]) == 15 and props["open_events"] == 0
 
 
+@pytest.mark.parametrize("z", [0, 1, 2, 3])
+def test_districts_show_at_the_lowest_zooms(client: TestClient, city_center, z: int) -> None:
+    """The tile holding the city, at the world's first zooms: its envelope with the
+    margin reaches past the antimeridian (a lon/lat envelope that wrapped there drew
+    nothing east of Greenwich at z1 and z2)."""
+    x, y = tile_of(*city_center, z)
+    resp = client.get(f"/tiles/districts/{z}/{x}/{y}.mvt")
+    assert resp.status_code == 200 and resp.content
+    assert decode(resp.content)["districts"]["features"]
+
+
 @pytest.mark.parametrize(
     ("layer", "z", "fields"),
     [

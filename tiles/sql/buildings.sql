@@ -2,10 +2,9 @@
 -- Parameters: z, x, y, layer, extent, buffer, margin, tolerance, cap.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
-         -- The tile (with its margin) in lon/lat: Web Mercator maps axis-parallel
-         -- rectangles to axis-parallel rectangles, so this is the same filter as
-         -- in 3857, served by the one spatial index (on geom).
-         ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
+         -- The tile with its margin, in lon/lat (migration 0014): the same filter
+         -- as in 3857, served by the one spatial index (on geom).
+         gridmap_tile_bounds_4326(:z, :x, :y, :margin) AS search
 ),
 features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(

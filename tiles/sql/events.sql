@@ -11,7 +11,7 @@
 -- Parameters: z, x, y, layer, extent, buffer, margin, tolerance (unused), cap, scopes.
 WITH bounds AS (
   SELECT ST_TileEnvelope(:z, :x, :y) AS env,
-         ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS search
+         gridmap_tile_bounds_4326(:z, :x, :y, :margin) AS search
 ),
 features AS MATERIALIZED (
   SELECT ST_AsMVTGeom(ST_Transform(e.geom, 3857), bounds.env, :extent, :buffer, true) AS geom,
