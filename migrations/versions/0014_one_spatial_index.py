@@ -31,12 +31,16 @@ depends_on = None
 TABLES = ("areas", "buildings", "facilities")
 WORLD = 20037508.342789244  # half the Web Mercator world's width, m
 
+# One expression, no FROM: PostgreSQL inlines the function into each tile query (a body
+# with a FROM clause is planned again on every call: +0.08 ms a tile in bench_tiles).
 TILE_BOUNDS = f"""
 CREATE FUNCTION gridmap_tile_bounds_4326(z integer, x integer, y integer, margin float8)
 RETURNS geometry LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT ST_Transform(ST_MakeEnvelope(greatest(ST_XMin(e), -{WORLD}), ST_YMin(e),
-                                      least(ST_XMax(e), {WORLD}), ST_YMax(e), 3857), 4326)
-  FROM ST_TileEnvelope(z, x, y, margin => margin) AS e
+  SELECT ST_Transform(ST_MakeEnvelope(
+    greatest(ST_XMin(ST_TileEnvelope(z, x, y, margin => margin)), -{WORLD}),
+    ST_YMin(ST_TileEnvelope(z, x, y, margin => margin)),
+    least(ST_XMax(ST_TileEnvelope(z, x, y, margin => margin)), {WORLD}),
+    ST_YMax(ST_TileEnvelope(z, x, y, margin => margin)), 3857), 4326)
 $$
 """
 
