@@ -126,6 +126,24 @@ def uvicorn(python: str, app: str, port: int, workers: int) -> list[str]:
             "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
 
 
+@contextmanager
+def tipg_index(database_url: str) -> Iterator[None]:
+    """A GiST index on ``areas.geom_3857`` for the length of the run, then dropped.
+
+    tipg filters on the column it serves (geom_3857); gridmap's schema has no index
+    there since migration 0014 (its tiles filter on geom), and the benchmark database
+    is shared with other benchmarks that write areas.
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX IF NOT EXISTS bench_tipg_areas_geom_3857 "
+                     "ON areas USING gist (geom_3857)")  # fmt: skip
+    try:
+        yield
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DROP INDEX IF EXISTS bench_tipg_areas_geom_3857")
+
+
 def gridmap_server(port: int, workers: int) -> list[str]:
     return uvicorn(sys.executable, "api.main:create_app", port, workers) + ["--factory"]
 
@@ -204,11 +222,6 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("need wrk (apt-get install wrk)")
     args.database_url = args.database_url or bench_database(args.grids)
-    # tipg filters on the column it serves (geom_3857); gridmap's schema has no index
-    # there since migration 0014 (its tiles filter on geom), so tipg gets its own.
-    with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute("CREATE INDEX IF NOT EXISTS bench_tipg_areas_geom_3857 "
-                     "ON areas USING gist (geom_3857)")  # fmt: skip
     # gridmap's layers need a key (tipg ignores the header); tiles are cached per scope.
     HEADERS["X-API-Key"] = bench_api_key(args.database_url)
     args.tipg_python = args.tipg_python or str(ensure_tipg())
@@ -239,6 +252,7 @@ def main() -> None:
     pg_pid = postmaster_pid(args.database_url)
     targets: list[Target] = []
     with ExitStack() as stack:
+        stack.enter_context(tipg_index(args.database_url))
         for name, cmd, cmd_env, probe, walk in specs:
             port = free_port()
             cmd[cmd.index("--port") + 1] = str(port)

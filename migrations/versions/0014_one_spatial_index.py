@@ -3,9 +3,10 @@
 Areas, buildings and facilities kept two GiST indexes, on ``geom`` (lookups, imports)
 and on ``geom_3857`` (the tile queries' bounding-box filter). Web Mercator maps
 axis-parallel rectangles onto axis-parallel rectangles, so a tile's envelope
-transformed to EPSG:4326 selects exactly the rows its 3857 envelope did: the tile
-queries now filter ``geom && ST_Transform(envelope, 4326)`` (as the events tiles
-always did) and the 3857 indexes go. ``geom_3857`` stays: it is what the tiles draw.
+transformed to EPSG:4326 selects the rows its 3857 envelope did (both compare float4
+boxes rounded outward: rows on the margin's very edge may differ, and draw nothing).
+The tile queries now filter ``geom && gridmap_tile_bounds_4326(...)`` (as the events
+tiles did, unclamped) and the 3857 indexes go. ``geom_3857`` stays: the tiles draw it.
 Each row written maintains one GiST index fewer (``benchmarks/RESULTS.md``).
 
 ``gridmap_tile_bounds_4326`` builds that envelope for every tile query. A tile at the
