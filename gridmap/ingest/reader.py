@@ -303,8 +303,31 @@ def _read_dataset(
         digests = None
         report(0.8, f"reprojected from {crs}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
+    _check_range(frame.geometry.to_numpy(), label)
     return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
                      warnings, digests)  # fmt: skip
+
+
+MAX_LATITUDE = 85.0511287798066
+"""Web Mercator's edge: the map (``geom_3857``) cannot draw beyond it."""
+
+
+def _check_range(geoms: np.ndarray, label: str) -> None:
+    """InvalidInputError naming the features (in EPSG:4326) with a longitude outside
+    ±180° or a latitude outside Web Mercator's ±85.05°: they cannot be stored and drawn
+    consistently (PROJ wraps such longitudes in the map copy)."""
+    box = shapely.bounds(geoms)
+    outside = np.flatnonzero((box[:, 0] < -180) | (box[:, 2] > 180) |
+                             (box[:, 1] < -MAX_LATITUDE) | (box[:, 3] > MAX_LATITUDE))
+    if outside.size:
+        features = outside[:10].tolist()
+        raise InvalidInputError(
+            f"{label}: feature(s) {features} lie outside longitude -180..180 or latitude "
+            f"-{MAX_LATITUDE:.2f}..{MAX_LATITUDE:.2f} (after reprojection to EPSG:4326); "
+            "check the file's CRS",
+            details=[{"file": label, "problem": "out_of_range", "feature": int(i)}
+                     for i in outside[:50]],
+        )  # fmt: skip
 
 
 def _check_vertices(geoms: Any, limit: int, label: str) -> None:

@@ -128,6 +128,21 @@ def test_mixed_geometry_and_nan_refused(tmp_path: Path) -> None:
         read_layer(_write(nan, tmp_path / "n.gpkg", driver="GPKG"), "grid")
 
 
+@pytest.mark.parametrize("corner", [(179.9, 29.0), (106.0, 85.2), (-180.5, 29.0)])
+def test_coordinates_off_the_map_refused(tmp_path: Path, corner: tuple[float, float]) -> None:
+    """Past ±180° longitude or Web Mercator's ±85.05° latitude, named by feature."""
+    x, y = corner
+    frame = gpd.GeoDataFrame(
+        {"CODE": ["500103001001001", "500103001001002"], "NAME": ["a", "b"]},
+        geometry=[shapely.box(106.0, 29.0, 106.1, 29.1), shapely.box(x, y, x + 0.2, y + 0.1)],
+        crs=4326,
+    )
+    path = _write(frame, tmp_path / "far.gpkg", driver="GPKG")
+    with pytest.raises(InvalidInputError, match=r"feature\(s\) \[1\] lie outside") as caught:
+        read_layer(path, "grid")
+    assert caught.value.details == [{"file": "far.gpkg", "problem": "out_of_range", "feature": 1}]
+
+
 # --- checks -------------------------------------------------------------------------------
 
 
