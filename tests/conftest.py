@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import psycopg
@@ -231,3 +231,27 @@ def live_server(city_db: str) -> Iterator[str]:
     """A real uvicorn serving the API on the sample city, on a free port; yields its URL."""
     with serve_api(city_db) as url:
         yield url
+
+
+def schema_diff(url: str, tables: Collection[str]) -> list[object]:
+    """What Alembic's autogenerate finds between ``gridmap.models`` and the database at
+    ``url`` (built by the migrations), for ``tables`` and their indexes: [] if they agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from gridmap.db.engine import sqlalchemy_url
+    from gridmap.models import Base
+
+    def ours(obj, name, type_, _reflected, _compare_to) -> bool:  # type: ignore[no-untyped-def]
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return table in tables
+
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"include_object": ours,
+                                                             "compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()

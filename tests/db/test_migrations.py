@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from gridmap.db import migrate
+from tests.conftest import schema_diff
 
 TABLES = {
     "generations", "areas", "buildings", "households", "persons", "departments",
@@ -98,22 +99,7 @@ def test_code_per_generation_is_exclusive(database_factory) -> None:
 
 
 def test_areas_model_matches_the_migrations(database_factory) -> None:
-    """gridmap/models/areas.py describes the table the migrations build (indexes too)."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import create_engine
-
-    from gridmap.db.engine import sqlalchemy_url
-    from gridmap.models import Base
-
-    def areas_only(obj, name, type_, _reflected, _compare_to) -> bool:  # type: ignore[no-untyped-def]
-        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-        return table in ("areas", "generations")
-
-    engine = create_engine(sqlalchemy_url(database_factory()))
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_object": areas_only,
-                                                         "compare_type": True})
-        diff = compare_metadata(context, Base.metadata)
-    engine.dispose()
-    assert diff == []
+    """gridmap/models describes the tables the migrations build (indexes too): areas,
+    generations and buildings. (Facilities are left out: the migrations' foreign key
+    to facility_categories is not in the model — older than this test.)"""
+    assert schema_diff(database_factory(), ("areas", "generations", "buildings")) == []

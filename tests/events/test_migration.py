@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import psycopg
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
 
-from gridmap.db.engine import sqlalchemy_url
-from gridmap.models import Base
+from tests.conftest import schema_diff
 
 EVENT_TABLES = {"event_categories", "work_periods", "events", "event_transitions",
                 "event_photos", "devices", "sensor_rules", "webhooks", "webhook_deliveries"}
 
 
-def _ours(obj, name, type_, _reflected, _compare_to) -> bool:  # type: ignore[no-untyped-def]
-    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
-    return table in EVENT_TABLES
-
-
 def test_models_and_migration_agree(events_db: str) -> None:
-    engine = create_engine(sqlalchemy_url(events_db))
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_object": _ours,
-                                                     "compare_type": True})
-        diff = compare_metadata(ctx, Base.metadata)
-    engine.dispose()
-    assert diff == []
+    assert schema_diff(events_db, EVENT_TABLES) == []
 
 
 def test_seeds(events_db: str) -> None:
