@@ -10,10 +10,11 @@ frees its garbage as it goes), so the collector is paused meanwhile (what that s
 Pause only CPU-bound work on one file, never a query that can wait for another
 transaction (on the published areas, or a commit): the switch is process-wide, and
 other threads of an API process go on allocating (their cyclic garbage waits for the
-pause to end). Import jobs run in threads, so pauses
-nest and the collector resumes when the last one ends — and only if it was running
-when the first began. Code that calls ``gc.enable()``/``gc.disable()`` itself during a
-pause is overridden when the pause ends.
+pause to end). Used by ``reader.read_layer`` (every import reads through it) and by
+``publish`` around the checks and the COPY of new areas. Import jobs run in threads,
+so pauses nest and the collector resumes when the last one ends — and only if it was
+running when the first began. Code that calls ``gc.enable()``/``gc.disable()`` itself
+during a pause is overridden when the pause ends.
 """
 
 from __future__ import annotations

@@ -108,13 +108,12 @@ def prepare_import(
             details=[{"field": "level", "value": level}],
         )
     # The database digests its geometries (another process) while this one reads the file.
-    # The collector is paused for the reading and the checks (CPU work on one file),
-    # never while waiting for the database.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(fetch_published, conn, level)
-        with gc_paused():
-            read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
+        read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
         published = pending.result()
+    # The reader pauses the collector itself; so do the checks (CPU work on one file,
+    # never while waiting for the database).
     with gc_paused():
         report_progress(0.6, "checking")
         position, identical = _match(published.old, read.frame, read.digests)

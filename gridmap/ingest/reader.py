@@ -30,6 +30,7 @@ from pyproj import CRS
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
+from gridmap.ingest.gcpause import gc_paused
 
 AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
@@ -103,6 +104,7 @@ class LayerRead:
     for free (None entries elsewhere); None when the geometry was reprojected."""
 
 
+@gc_paused()  # CPU work on one file: no database, no lock waits
 def read_layer(
     path: Path | str,
     level: str,
