@@ -51,7 +51,7 @@ def _settle(url: str) -> None:
     """No autovacuum of a fresh load during the timings."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
+    _checkpoint(url)
 
 
 def _checkpoint(url: str) -> None:
