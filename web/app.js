@@ -267,14 +267,18 @@
   }
 
   let refreshTimer = null;
-  /* After a live event: refresh the event and grid tiles (debounced) and the statistics. */
+  /* After a live event: refresh the event and grid tiles (debounced) and the statistics.
+   * Not before the tile servers' snapshot of the layer versions has expired
+   * (config.tile_version_ttl_ms): until then they may still answer with the tile built
+   * before the event, and nothing would ask again. */
   function refreshEventLayers() {
     clearTimeout(refreshTimer);
+    const ttl = (gridmap.config && gridmap.config.tile_version_ttl_ms) || 0;
     refreshTimer = setTimeout(() => {
       gridmap.statsVersion = (gridmap.statsVersion || 0) + 1;
       gridmap.refreshLayer("events");
       gridmap.refreshLayer("grids");
-    }, 300);
+    }, Math.max(300, ttl + 200));
   }
 
   function onFeedMessage(event) {

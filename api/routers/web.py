@@ -53,7 +53,9 @@ EVENT_KINDS = ["report", "assign", "link_duplicate", "created", *ACTIONS]
 @router.get("/map/config.json", operation_id="get_map_config", response_model=dict[str, Any])
 def map_config(request: Request, session: SessionDep, _principal: PrincipalDep) -> Any:
     """What the page needs: layers, city bounds, facility classes, optional base map, the
-    live event feed and the names of its messages."""
+    live event feed and the names of its messages, and how long a tile server may answer
+    from its snapshot of the layer versions (the page refreshes tiles after a live event
+    only once that has passed)."""
     settings = get_settings()
     return {
         "bounds": list(city_extent(session)),
@@ -65,4 +67,5 @@ def map_config(request: Request, session: SessionDep, _principal: PrincipalDep) 
         "facility_classes": MAJOR_CLASSES,
         "events_stream": getattr(request.app.state, "events_stream", EVENTS_STREAM),
         "event_kinds": EVENT_KINDS,
+        "tile_version_ttl_ms": round(settings.tile_version_ttl_s * 1000),
     }
