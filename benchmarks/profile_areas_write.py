@@ -33,7 +33,6 @@ _DROPS = {
     "ST_IsValid check": "ALTER TABLE areas DROP CONSTRAINT ck_areas_geom_valid",
     "generation foreign key": "ALTER TABLE areas DROP CONSTRAINT "
                               "fk_areas_generation_low_generations",
-    "geometry digest": "ALTER TABLE areas DROP COLUMN geom_digest",
 }  # fmt: skip
 # The rule the range check replaced (migration 0013), for an A/B in one run.
 _BEFORE_0013 = (_DROPS["code/generation range check"] + "; ALTER TABLE areas ADD CONSTRAINT "

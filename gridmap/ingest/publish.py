@@ -10,7 +10,6 @@ at all.
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +68,8 @@ class Published:
     checked_levels: list[str]
     parents: Parents
     old: pd.DataFrame
-    """One row per area: id, code, name, parent_code, digest (``areas.geom_digest``)."""
+    """One row per area: id, code, name, parent_code, wkb (little-endian, one-part
+    MultiPolygons as their Polygon: what :func:`canonical_wkb` gives unoriented)."""
 
 
 def _noop(_fraction: float, _message: str) -> None:
@@ -107,7 +107,7 @@ def prepare_import(
             f"unknown level {level!r}; one of {', '.join((*AREA_LEVELS, *FEATURE_LEVELS))}",
             details=[{"field": "level", "value": level}],
         )
-    # The database digests its geometries (another process) while this one reads the file.
+    # The database sends its areas (another process) while this one reads the file.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(fetch_published, conn, level)
         read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
@@ -116,7 +116,7 @@ def prepare_import(
     # never while waiting for the database).
     with gc_paused():
         report_progress(0.6, "checking")
-        position, identical = _match(published.old, read.frame, read.digests)
+        position, identical = _match(published.old, read.frame, read.wkb)
         unchanged = _unchanged(published, read.frame, position, identical, level)
         report, frame = check_layer(
             read, level, published.parents, thresholds, unchanged=unchanged,
@@ -124,9 +124,9 @@ def prepare_import(
         )  # fmt: skip
     report_progress(0.85, "comparing with the active generation")
     repaired = _repaired(read.frame, frame)
-    if repaired.size:  # --fix replaced these geometries: digest them again
+    if repaired.size:  # --fix replaced these geometries: compare them again
         identical[repaired] = _match(published.old, frame.iloc[repaired])[1]
-    plan = _diff(conn, report, frame, published, position, identical)
+    plan = _diff(report, frame, published, position, identical)
     report_progress(1.0, "checked")
     return plan
 
@@ -155,14 +155,16 @@ def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Paren
 
 _OLD_AREAS = f"""
 SELECT array_agg(id), array_agg(code), array_agg(name), array_agg(parent_code),
-       array_agg(geom_digest)
+       array_agg(ST_AsBinary(CASE WHEN ST_NumGeometries(geom) = 1 THEN ST_GeometryN(geom, 1)
+                                  ELSE geom END, 'NDR'))
 FROM areas WHERE level = %(level)s AND {_VALID}
 """
-_OLD_COLUMNS = ("id", "code", "name", "parent_code", "digest")
+_OLD_COLUMNS = ("id", "code", "name", "parent_code", "wkb")
 
 
 def fetch_published(conn: psycopg.Connection, level: str) -> Published:
-    """The active generation's areas of ``level`` (as digests) and of the level above."""
+    """The active generation's areas of ``level`` (geometries as WKB) and of the level
+    above."""
     row = conn.execute("SELECT id, checked_levels FROM generations WHERE active").fetchone()
     if row is None:
         raise NotFoundError("no active generation: load a division first (gridmap sample)")
@@ -180,23 +182,26 @@ def fetch_published(conn: psycopg.Connection, level: str) -> Published:
     return Published(generation, checked, parents, old)
 
 
-def wkb_digests(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
-    """MD5 of each geometry's little-endian 2D WKB, exterior rings clockwise and holes
-    counter-clockwise as ``areas.geom_digest`` (``oriented=False``: as they are)."""
+def canonical_wkb(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
+    """Each geometry's little-endian 2D WKB, one-part MultiPolygons as their Polygon;
+    ``oriented``: exterior rings clockwise and holes counter-clockwise, so that an area
+    compares equal however a file wound its rings (``oriented=False``: as they are)."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    one_part = (shapely.get_type_id(geoms) == 6) & (shapely.get_num_geometries(geoms) == 1)
+    geoms[one_part] = shapely.get_geometry(geoms[one_part], 0)
     if oriented:
         geoms = shapely.orient_polygons(geoms, exterior_cw=True)
-    wkb = shapely.to_wkb(geoms, byte_order=1, output_dimension=2)
-    return np.array([hashlib.md5(b).digest() for b in wkb], dtype=object)
+    return np.asarray(shapely.to_wkb(geoms, byte_order=1, output_dimension=2), dtype=object)
 
 
 def _match(
-    old: pd.DataFrame, frame: gpd.GeoDataFrame, read_digests: np.ndarray | None = None
+    old: pd.DataFrame, frame: gpd.GeoDataFrame, read_wkb: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per feature: the row of ``old`` with its code (-1: none), and whether the
     geometry is byte-identical to that row's (up to ring orientation).
 
-    ``read_digests`` are the reader's digests of the geometries as read (None entries:
-    not known); the others are computed here.
+    ``read_wkb`` is the reader's WKB of the geometries as read (None entries: not
+    known); the others are encoded here.
     """
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     position = (pd.Index(old.code).get_indexer(codes) if len(old)
@@ -206,27 +211,27 @@ def _match(
     if known.size:
         geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[known]
         missing = shapely.is_missing(geoms)
-        geoms = np.where(missing, shapely.from_wkt("POLYGON EMPTY"), geoms)
-        stored = old.digest.to_numpy()[position[known]]
-        # Shapefiles hold exterior rings clockwise already: orient only what differs.
-        same = ~missing & (_as_read(geoms, read_digests, known) == stored)
+        stored = old.wkb.to_numpy()[position[known]]
+        # A re-imported export winds its rings as the stored copy: compare the bytes as
+        # they are first, and orient both sides only where they differ.
+        same = ~missing & (_as_read(geoms, read_wkb, known) == stored)
         other = np.flatnonzero(~same & ~missing)
         if other.size:
-            same[other] = wkb_digests(geoms[other]) == stored[other]
+            theirs = canonical_wkb(shapely.from_wkb(stored[other]))
+            same[other] = canonical_wkb(geoms[other]) == theirs
         identical[known] = same
     return position, identical
 
 
-def _as_read(geoms: np.ndarray, read_digests: np.ndarray | None, known: np.ndarray
-             ) -> np.ndarray:  # fmt: skip
-    """Digests of ``geoms`` (features ``known``) in their own ring orientation."""
-    if read_digests is None:
-        return wkb_digests(geoms, oriented=False)
-    digests = read_digests[known].copy()
-    todo = np.flatnonzero(pd.isna(digests))
+def _as_read(geoms: np.ndarray, read_wkb: np.ndarray | None, known: np.ndarray) -> np.ndarray:
+    """WKB of ``geoms`` (features ``known``) in their own ring orientation."""
+    if read_wkb is None:
+        return canonical_wkb(geoms, oriented=False)
+    wkb = read_wkb[known].copy()
+    todo = np.flatnonzero(pd.isna(wkb))
     if todo.size:
-        digests[todo] = wkb_digests(geoms[todo], oriented=False)
-    return digests
+        wkb[todo] = canonical_wkb(geoms[todo], oriented=False)
+    return wkb
 
 
 def _unchanged(
@@ -265,25 +270,20 @@ def _repaired(read: gpd.GeoDataFrame, checked: gpd.GeoDataFrame) -> np.ndarray:
                     dtype=int)  # fmt: skip
 
 
-def _old_geometries(conn: psycopg.Connection, ids: list[int]) -> np.ndarray:
-    """Geometries of ``ids`` in that order (only rows whose digest differed are fetched)."""
-    if not ids:
-        return np.array([], dtype=object)
-    rows: dict[int, bytes] = dict(conn.execute(
-        "SELECT id, ST_AsBinary(geom) FROM areas WHERE id = ANY(%s)",
-                             (ids,)).fetchall())  # fmt: skip
-    return shapely.from_wkb([bytes(rows[i]) for i in ids])
+def _old_geometries(old: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Geometries of the areas at ``rows`` of ``old``."""
+    return np.asarray(shapely.from_wkb(old.wkb.to_numpy()[rows]), dtype=object)
 
 
 def _diff(
-    conn: psycopg.Connection, report: Report, frame: gpd.GeoDataFrame, published: Published,
+    report: Report, frame: gpd.GeoDataFrame, published: Published,
     position: np.ndarray, identical: np.ndarray,
 ) -> Plan:
     """Added, removed, changed, unchanged areas against the published generation.
 
-    Geometry was compared by a digest of its WKB computed in the database, so unchanged
-    areas never leave it; only areas whose digests differ are fetched and compared with
-    ``shapely.equals`` (same shape, other vertex order counts as unchanged).
+    Geometries whose WKB differs from the published one (``identical`` false) are
+    compared again with ``shapely.equals``: the same shape with another vertex order
+    counts as unchanged.
     """
     old = published.old
     codes = frame.code.to_numpy(dtype=object)
@@ -293,8 +293,8 @@ def _diff(
     same_geom = identical.copy()
     recheck = known[~same_geom[known]]
     if recheck.size:
-        old_ids = old.id.to_numpy()[match[recheck]].tolist()
-        same_geom[recheck] = shapely.equals(read_geoms[recheck], _old_geometries(conn, old_ids))
+        same_geom[recheck] = shapely.equals(read_geoms[recheck],
+                                            _old_geometries(old, match[recheck]))
     same_attrs = np.zeros(len(frame), dtype=bool)
     if known.size:
         same_attrs[known] = (
@@ -306,7 +306,7 @@ def _diff(
     changed = np.flatnonzero((match >= 0) & ~unchanged)
     added = np.flatnonzero(match < 0)
     old_ids_changed = old.id.to_numpy()[match[changed]].tolist()
-    old_geoms_changed = _old_geometries(conn, old_ids_changed)
+    old_geoms_changed = _old_geometries(old, match[changed])
     new_changed = bulk._as_multi(read_geoms[changed])
     ratios: Any = _symdiff_ratios(new_changed, old_geoms_changed) if changed.size else []
     kept = np.zeros(len(old), dtype=bool)

@@ -99,9 +99,9 @@ class LayerRead:
     z_dropped: list[int] = field(default_factory=list)
     m_dropped: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    digests: np.ndarray | None = None
-    """Per feature, the MD5 of its 2D little-endian WKB as read, where the reader had it
-    for free (None entries elsewhere); None when the geometry was reprojected."""
+    wkb: np.ndarray | None = None
+    """Per feature, its 2D little-endian WKB as read, where the reader had it for free
+    (None entries elsewhere); None when the geometry was reprojected."""
 
 
 @gc_paused()  # CPU work on one file: no database, no lock waits
@@ -273,10 +273,10 @@ def _read_dataset(
     dataset: Path, level: str, options: ReadOptions, label: str, report: Progress
 ) -> LayerRead:
     driver = SUFFIXES[dataset.suffix.lower()]
-    encoding, digests = "UTF-8", None
+    encoding, wkb = "UTF-8", None
     try:
         if driver == "ESRI Shapefile":
-            raw, encoding, digests = _read_shapefile(dataset, options, label)
+            raw, encoding, wkb = _read_shapefile(dataset, options, label)
         else:
             layer = options.layer if driver == "GPKG" else None
             # Arrow batches: about 2× faster than GDAL's row-by-row path.
@@ -302,12 +302,12 @@ def _read_dataset(
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
-        digests = None
+        wkb = None
         report(0.8, f"reprojected from {crs}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     _check_range(frame.geometry.to_numpy(), label)
     return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
-                     warnings, digests)  # fmt: skip
+                     warnings, wkb)  # fmt: skip
 
 
 MAX_LATITUDE = 85.0511287798066
@@ -348,7 +348,7 @@ def _check_vertices(geoms: Any, limit: int, label: str) -> None:
 def _read_shapefile(dataset: Path, options: ReadOptions, label: str
                     ) -> tuple[gpd.GeoDataFrame, str, np.ndarray]:  # fmt: skip
     """A shapefile's features with text decoded in the right encoding, that encoding,
-    and the WKB digests :func:`gridmap.ingest.shapefile.read_polygons` made.
+    and the WKB :func:`gridmap.ingest.shapefile.read_polygons` took from the file.
 
     GDAL hands text over in the file's own bytes and the reader decodes it, so that a
     wrong encoding is detected instead of silently turned into mojibake.
@@ -357,7 +357,7 @@ def _read_shapefile(dataset: Path, options: ReadOptions, label: str
     records = _check_shx_matches_shp(dataset, label)
     meta, table = shapefile.read_attributes(dataset)
     try:
-        geoms, digests = shapefile.read_polygons(dataset, records)
+        geoms, wkb = shapefile.read_polygons(dataset, records)
     except shapefile.DamagedRecord as exc:
         raise InvalidInputError(
             f"{label}: {dataset.name} is damaged: {exc}",
@@ -367,7 +367,7 @@ def _read_shapefile(dataset: Path, options: ReadOptions, label: str
     frame = table.to_pandas()
     crs = meta.get("crs")
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index, crs=crs)
-                            ), encoding, digests  # fmt: skip
+                            ), encoding, wkb  # fmt: skip
 
 
 def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str

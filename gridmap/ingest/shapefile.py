@@ -14,7 +14,6 @@ for byte). A one-ring polygon that is not closed is refused, naming the feature.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,9 +96,9 @@ def read_attributes(path: Path) -> tuple[dict[str, Any], pa.Table]:
 
 def read_polygons(shp: Path, records: Records) -> tuple[np.ndarray, np.ndarray]:
     """Every record's geometry in file order (None for null shapes), as GDAL reads it,
-    and the MD5 of each one-ring polygon's little-endian WKB as it stands in the file
-    (None for the records GDAL read): what ``publish.wkb_digests(..., oriented=False)``
-    computes, hashed straight from the file's bytes.
+    and each one-ring polygon's little-endian 2D WKB as it stands in the file (None for
+    the records GDAL read): what ``shapely.to_wkb(geom, byte_order=1)`` gives, taken
+    straight from the file's bytes.
 
     Raises
     ------
@@ -129,22 +128,22 @@ def read_polygons(shp: Path, records: Records) -> tuple[np.ndarray, np.ndarray]:
         shapely.GeometryType.POLYGON, coords, (rings, np.arange(points.size + 1))
     ) if points.size else np.zeros(0, dtype=object)  # fmt: skip
     geoms[fast] = polygons
-    digests = np.full(records.start.size, None, dtype=object)
-    digests[fast] = _wkb_digests(data, start + _HEADER + 4, points)
+    wkb = np.full(records.start.size, None, dtype=object)
+    wkb[fast] = _polygon_wkb(data, start + _HEADER + 4, points)
     done = kind == _NULL
     done[fast] = True
     others = np.flatnonzero(~done)
     if others.size:  # GDAL reads what is not a plain one-ring polygon
         geoms[others] = _gdal_geometries(shp, others, geoms.size)
-    return geoms, digests
+    return geoms, wkb
 
 
-def _wkb_digests(data: np.ndarray, start: np.ndarray, points: np.ndarray) -> list[bytes]:
-    """MD5 of a one-ring polygon's WKB: a 13-byte header, then the record's points,
-    which the .shp stores as little-endian doubles exactly as WKB does."""
+def _polygon_wkb(data: np.ndarray, start: np.ndarray, points: np.ndarray) -> list[bytes]:
+    """A one-ring polygon's WKB: a 13-byte header, then the record's points, which the
+    .shp stores as little-endian doubles exactly as WKB does."""
     header = struct.Struct("<BIII").pack
-    md5, view = hashlib.md5, data.data
-    return [md5(header(1, 3, 1, n) + view[at:at + 16 * n]).digest()
+    view = data.data
+    return [header(1, 3, 1, n) + view[at:at + 16 * n]
             for at, n in zip(start.tolist(), points.tolist(), strict=True)]  # fmt: skip
 
 

@@ -14,12 +14,10 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
-    Computed,
     DateTime,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     func,
@@ -80,14 +78,6 @@ class Generation(Base):
     )
 
 
-GEOM_DIGEST_SQL = (
-    "decode(md5(ST_AsBinary(ST_ForcePolygonCW(CASE WHEN ST_NumGeometries(geom) = 1 "
-    "THEN ST_GeometryN(geom, 1) ELSE geom END), 'NDR')), 'hex')"
-)
-"""Digest of a one-part MultiPolygon as a Polygon, exterior ring clockwise, as
-little-endian WKB (what :func:`gridmap.ingest.publish.wkb_digests` computes)."""
-
-
 class Area(Base):
     """An area of any level, valid over a range of generations."""
 
@@ -103,10 +93,6 @@ class Area(Base):
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
     geom_3857 = mapped_column(
         Geometry("MULTIPOLYGON", srid=3857, spatial_index=False), nullable=False
-    )
-    # MD5 of the geometry's WKB as files hold it (imports find unchanged areas by it).
-    geom_digest: Mapped[bytes | None] = mapped_column(
-        LargeBinary, Computed(GEOM_DIGEST_SQL, persisted=True)
     )
 
     __table_args__ = (

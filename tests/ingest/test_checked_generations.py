@@ -253,6 +253,31 @@ def test_unchanged_file_over_a_checked_generation_checks_nothing_twice(
     assert _checked_levels(checked_conn) == ["grid"]
 
 
+def test_rewound_multipolygons_are_the_same_areas(
+    checked_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
+) -> None:
+    """The published grids as GeoJSON: rings counter-clockwise, each a one-part
+    MultiPolygon. Byte for byte they differ from the stored copies; as areas they are
+    the same, so nothing is checked again — except the one grid whose corner moved."""
+    frame = _grids(sample_city)
+    parts = shapely.get_parts(frame.geometry.to_numpy())
+    assert len(parts) == len(frame)
+    moved = shapely.get_coordinates(parts[7])
+    moved[0] = moved[-1] = moved[0] + 1e-7
+    parts[7] = shapely.Polygon(moved)
+    wound = shapely.orient_polygons(parts, exterior_cw=False)
+    frame["geometry"] = [shapely.MultiPolygon([g]) for g in wound]
+    path = tmp_path / "grid.geojson"
+    pyogrio.write_dataframe(frame, path, driver="GeoJSON")
+    plan = prepare_import(checked_conn, path, "grid")
+    assert isinstance(plan, Plan)
+    assert plan.report.coverage["scope"] == "changed"
+    assert plan.report.coverage["features_checked"] + plan.report.coverage["tiled"] <= 40
+    assert {k: plan.report.diff[k] for k in ("added", "removed", "changed", "unchanged")} == {
+        "added": 0, "removed": 0, "changed": 1, "unchanged": len(frame) - 1}
+    assert plan.report.diff["changed_areas"][0]["code"] == frame.CODE[7]
+
+
 def test_unmarked_generation_gets_the_full_check(
     city_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
 ) -> None:

@@ -19,7 +19,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
-from gridmap.ingest.publish import wkb_digests
+from gridmap.ingest.publish import canonical_wkb
 from gridmap.ingest.reader import read_layer
 from sample_data.city import SampleCity
 
@@ -130,23 +130,25 @@ def test_points_and_mostly_multipart_files_are_gdals(tmp_path: Path) -> None:
                          tmp_path / "multi.shp"))  # fmt: skip
 
 
-def test_digests_from_the_files_bytes_are_the_wkbs(tmp_path: Path) -> None:
-    """Each one-ring polygon's digest is the MD5 of its WKB as read; GDAL's records
-    (holes, several parts, null) get none, and a reprojected read keeps none."""
+def test_wkb_from_the_files_bytes_is_shapelys(tmp_path: Path) -> None:
+    """Each one-ring polygon's WKB, taken from the file's bytes, is shapely's WKB of the
+    geometry as read; GDAL's records (holes, several parts, null) get none, and a
+    reprojected read keeps none."""
     square = box(106.5, 29.5, 106.6, 29.6)
     holed = Polygon(square.exterior.coords, [box(106.52, 29.52, 106.54, 29.54).exterior.coords])
     path = _write([square, holed, None, square], tmp_path / "d.shp")
-    geoms, digests = _read(path)
-    assert digests[1] is None and digests[2] is None
+    geoms, wkb = _read(path)
+    assert wkb[1] is None and wkb[2] is None
     plain = [0, 3]
-    assert list(digests[plain]) == list(wkb_digests(geoms[plain], oriented=False))
+    assert list(wkb[plain]) == list(canonical_wkb(geoms[plain], oriented=False))
+    assert list(wkb[plain]) == [shapely.to_wkb(g, byte_order=1) for g in geoms[plain]]
     frame = gpd.GeoDataFrame({"CODE": ["500103001001001"], "NAME": ["a"],
                               "PARENT": ["500103001001"]}, geometry=[square], crs=4326)
     gk = tmp_path / "gk.shp"
     pyogrio.write_dataframe(frame.to_crs(4545), gk, encoding="UTF-8")
-    assert read_layer(gk, "grid").digests is None
+    assert read_layer(gk, "grid").wkb is None
     same = tmp_path / "same.shp"
     pyogrio.write_dataframe(frame, same, encoding="UTF-8")
     read = read_layer(same, "grid")  # rings as the file holds them (clockwise)
-    assert read.digests is not None
-    assert list(read.digests) == list(wkb_digests(read.frame.geometry.to_numpy(), oriented=False))
+    assert read.wkb is not None
+    assert list(read.wkb) == list(canonical_wkb(read.frame.geometry.to_numpy(), oriented=False))
