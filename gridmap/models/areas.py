@@ -15,7 +15,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -88,8 +87,10 @@ class Area(Base):
     level: Mapped[str] = mapped_column(String(12), nullable=False)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     parent_code: Mapped[str | None] = mapped_column(String(15))
-    generation_low: Mapped[int] = mapped_column(ForeignKey("generations.id"), nullable=False)
-    generation_high: Mapped[int | None] = mapped_column(ForeignKey("generations.id"))
+    # Both name generations (ids): the triggers of migration 0016 keep them so, once per
+    # statement, as foreign keys would row by row.
+    generation_low: Mapped[int] = mapped_column(Integer, nullable=False)
+    generation_high: Mapped[int | None] = mapped_column(Integer)
     geom = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
     geom_3857 = mapped_column(
         Geometry("MULTIPOLYGON", srid=3857, spatial_index=False), nullable=False
