@@ -246,20 +246,19 @@ def import_(
 
     from gridmap.db.engine import libpq_url
     from gridmap.ingest.checks import Thresholds
-    from gridmap.ingest.publish import commit_plan, prepare_import
+    from gridmap.ingest.publish import check_and_publish, prepare_import
     from gridmap.ingest.reader import ReadOptions
 
     options = ReadOptions(code_field, name_field, parent_field, encoding, source_crs, layer,
                           get_settings().import_max_bytes)
     thresholds = Thresholds(sliver_m2, overlap_m2, gap_m2, outside_fraction, fix)
     with _progress(quiet=as_json) as step, psycopg.connect(libpq_url()) as conn:
-        # Read and check once; commit that same plan (no second read of the file).
-        plan = prepare_import(conn, path, level, options, thresholds,
-                              lambda f, m: step(f * (0.6 if commit else 1.0), m))  # fmt: skip
-        conn.rollback()
-        report = plan.report
-        if commit and not report.errors:
-            report = commit_plan(conn, plan, progress=lambda f, m: step(0.6 + 0.4 * f, m))
+        if commit:  # read and check once, publishing only if the report holds no errors
+            report = check_and_publish(conn, path, level, options=options,
+                                       thresholds=thresholds, progress=step)  # fmt: skip
+        else:
+            report = prepare_import(conn, path, level, options, thresholds, step).report
+            conn.rollback()
     typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json
                else report.to_text())
     if report.errors:

@@ -1,16 +1,19 @@
 """Publishing a checked layer as a new generation: diff, stage, activate, re-assign.
 
-Everything after the checks runs in one transaction: a new (inactive) generation is
-created, the added and changed areas are COPYed in (the bulk loader's COPY machinery),
-removed and changed rows are closed (``generation_high`` = previous generation),
-unchanged rows keep their identity, the generation is activated, features are
-re-assigned and ``NOTIFY gridmap_generation`` is sent — all visible at COMMIT or not
-at all.
+The write runs in one transaction: a new (inactive) generation is created, the added
+and changed areas are COPYed in (the bulk loader's COPY machinery), removed and
+changed rows are closed (``generation_high`` = previous generation), unchanged rows
+keep their identity, the generation is activated, features are re-assigned and
+``NOTIFY gridmap_generation`` is sent — all visible at COMMIT or not at all.
+
+A dry run (:func:`prepare_import`) makes a plan that :func:`commit_plan` writes later
+(the upload API's two steps). :func:`check_and_publish` (``gridmap import --commit``)
+stages the areas while the checks run and activates them only if the checks pass.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from gridmap.ingest.features import (
     prepare_features,
 )
 from gridmap.ingest.gcpause import gc_paused
-from gridmap.ingest.reader import AREA_LEVELS, Progress, ReadOptions, read_layer
+from gridmap.ingest.reader import AREA_LEVELS, LayerRead, Progress, ReadOptions, read_layer
 from gridmap.ingest.reassign import reassign_after_grid_change
 
 NOTIFY_CHANNEL = "gridmap_generation"
@@ -102,6 +105,38 @@ def prepare_import(
     report_progress = progress or _noop
     if level in FEATURE_LEVELS:
         return prepare_features(conn, path, level, options, report_progress)
+    matched = _read_and_match(conn, path, level, options, report_progress)
+    report, frame = _check(matched, level, thresholds, report_progress)
+    report_progress(0.85, "comparing with the active generation")
+    identical = matched.identical
+    repaired = _repaired(matched.read.frame, frame)
+    if repaired.size:  # --fix replaced these geometries: compare them again
+        identical = identical.copy()
+        identical[repaired] = _match(matched.published.old, frame.iloc[repaired])[1]
+    plan = _plan(report, frame, matched.published,
+                 _diff(frame, matched.published, matched.position, identical))  # fmt: skip
+    report_progress(1.0, "checked")
+    return plan
+
+
+@dataclass
+class _Matched:
+    """A file read, and its features matched with the active generation's areas."""
+
+    read: LayerRead
+    published: Published
+    position: np.ndarray
+    """Per feature, its code's row in ``published.old`` (-1: a new code)."""
+    identical: np.ndarray
+    """Per feature, whether its geometry is that row's (up to ring orientation)."""
+    unchanged: np.ndarray | None
+    """What :func:`_unchanged` says (None: the published areas were never checked)."""
+
+
+def _read_and_match(
+    conn: psycopg.Connection, path: Path | str, level: str, options: ReadOptions | None,
+    progress: Progress,
+) -> _Matched:
     if level not in AREA_LEVELS:
         raise InvalidInputError(
             f"unknown level {level!r}; one of {', '.join((*AREA_LEVELS, *FEATURE_LEVELS))}",
@@ -110,25 +145,27 @@ def prepare_import(
     # The database sends its areas (another process) while this one reads the file.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(fetch_published, conn, level)
-        read = read_layer(path, level, options, lambda f, m: report_progress(f * 0.5, m))
+        read = read_layer(path, level, options, lambda f, m: progress(f * 0.5, m))
         published = pending.result()
-    # The reader pauses the collector itself; so do the checks (CPU work on one file,
-    # never while waiting for the database).
     with gc_paused():
-        report_progress(0.6, "checking")
         position, identical = _match(published.old, read.frame, read.wkb)
         unchanged = _unchanged(published, read.frame, position, identical, level)
-        report, frame = check_layer(
-            read, level, published.parents, thresholds, unchanged=unchanged,
-            touched_parents=_touched_parents(published, position, unchanged),
+    return _Matched(read, published, position, identical, unchanged)
+
+
+def _check(
+    matched: _Matched, level: str, thresholds: Thresholds | None, progress: Progress
+) -> tuple[Report, gpd.GeoDataFrame]:
+    """:func:`check_layer` on the matched file (CPU work on one file, never a wait for
+    the database: the collector stays paused)."""
+    with gc_paused():
+        progress(0.6, "checking")
+        return check_layer(
+            matched.read, level, matched.published.parents, thresholds,
+            unchanged=matched.unchanged,
+            touched_parents=_touched_parents(matched.published, matched.position,
+                                             matched.unchanged),
         )  # fmt: skip
-    report_progress(0.85, "comparing with the active generation")
-    repaired = _repaired(read.frame, frame)
-    if repaired.size:  # --fix replaced these geometries: compare them again
-        identical[repaired] = _match(published.old, frame.iloc[repaired])[1]
-    plan = _diff(report, frame, published, position, identical)
-    report_progress(1.0, "checked")
-    return plan
 
 
 def _active_generation(conn: psycopg.Connection) -> int:
@@ -275,10 +312,21 @@ def _old_geometries(old: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return np.asarray(shapely.from_wkb(old.wkb.to_numpy()[rows]), dtype=object)
 
 
+@dataclass
+class Diff:
+    """How a layer differs from the published generation's areas of its level."""
+
+    added: np.ndarray
+    changed: np.ndarray
+    changed_ids: list[int]
+    removed_ids: list[int]
+    summary: dict[str, Any]
+    """The report's ``diff``."""
+
+
 def _diff(
-    report: Report, frame: gpd.GeoDataFrame, published: Published,
-    position: np.ndarray, identical: np.ndarray,
-) -> Plan:
+    frame: gpd.GeoDataFrame, published: Published, position: np.ndarray, identical: np.ndarray,
+) -> Diff:
     """Added, removed, changed, unchanged areas against the published generation.
 
     Geometries whose WKB differs from the published one (``identical`` false) are
@@ -313,7 +361,7 @@ def _diff(
     kept[match[known]] = True
     gone = old[~kept].sort_values("code")
     removed = gone.code.tolist()
-    report.diff = {
+    summary = {
         "previous_generation": published.generation,
         "added": int(added.size),
         "removed": len(removed),
@@ -326,11 +374,14 @@ def _diff(
             for i, r in zip(changed[:1000], ratios[:1000], strict=False)
         ],
     }
-    return Plan(
-        report, frame, published.generation, added, changed,
-        changed_ids=[int(i) for i in old_ids_changed],
-        removed_ids=[int(i) for i in gone.id.tolist()],
-    )  # fmt: skip
+    return Diff(added, changed, [int(i) for i in old_ids_changed],
+                [int(i) for i in gone.id.tolist()], summary)  # fmt: skip
+
+
+def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: Diff) -> Plan:
+    report.diff = diff.summary
+    return Plan(report, frame, published.generation, diff.added, diff.changed,
+                diff.changed_ids, diff.removed_ids)  # fmt: skip
 
 
 def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -360,51 +411,74 @@ def commit_plan(
     if isinstance(plan, FeaturePlan):
         return commit_features(conn, plan, progress)
     report = plan.report
-    if report.errors:
-        raise InvalidInputError(
-            f"{report.source}: {report.errors} error(s) in the report block --commit; "
-            "fix the file (or use --fix for invalid geometry) and try again",
-            details=error_details(report),
-        )  # fmt: skip
-    level = report.level
+    _refuse_errors(report)
     with conn.transaction():
-        conn.execute("SET LOCAL statement_timeout = 0")
-        lock_areas_writers(conn)  # one publisher at a time, before any row lock
-        if _active_generation(conn) != plan.previous_generation:
-            raise ConflictError(
-                f"generation {_active_generation(conn)} was activated after this import was "
-                f"checked against {plan.previous_generation}; check it again"
-            )
-        step(0.1, "staging a new generation")
-        generation = bulk._new_generation(conn, description or f"import {level} {report.source}")
-        _mark_checked_levels(conn, plan, generation)
-        # Close first: one open row per code (uq_areas_open_code, migration 0013).
-        conn.execute(
-            "UPDATE areas SET generation_high = %s WHERE id = ANY(%s)",
-            (plan.previous_generation, plan.changed_ids + plan.removed_ids),
-        )
-        step(0.3, "staging added and changed areas")
-        staged = plan.frame.iloc[np.concatenate([plan.added, plan.changed])]
-        staged = staged.assign(level=level)
-        # No other writer can make the COPY wait (they need the lock we hold): encoding
-        # 65,000 rows runs with the collector paused.
-        with gc_paused():
-            bulk._copy_frame(conn, "areas", staged,
-                             lambda part: bulk._areas_columns(part, generation))
-        step(0.6, "activating")
-        conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
-        bulk._activate(conn, generation)
-        if level == "grid" and (plan.added.size or plan.changed.size or plan.removed_ids):
-            step(0.7, "re-assigning buildings, facilities, workers, events")
-            report.reassignment = reassign_after_grid_change(
-                conn, generation, plan.previous_generation
-            )
-        conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
-        step(0.95, "committing")
+        generation = _stage(conn, report.level, plan.frame, _as_diff(plan),
+                            plan.previous_generation,
+                            description or f"import {report.level} {report.source}", step)
+        _activate_staged(conn, plan, generation, step)
     report.generation_id = generation
     report.committed = True
     step(1.0, f"generation {generation} active")
     return report
+
+
+def _as_diff(plan: Plan) -> Diff:
+    return Diff(plan.added, plan.changed, plan.changed_ids, plan.removed_ids,
+                plan.report.diff or {})  # fmt: skip
+
+
+def _stage(
+    conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, diff: Diff,
+    previous_generation: int, description: str, step: Progress,
+) -> int:
+    """In the caller's transaction: a new, inactive generation holding ``diff`` — the
+    changed and removed areas closed, the added and changed ones (of ``level``, from
+    ``frame``) written. Returns its id.
+
+    Raises ConflictError when another generation was activated since ``previous_generation``.
+    """
+    conn.execute("SET LOCAL statement_timeout = 0")
+    lock_areas_writers(conn)  # one publisher at a time, before any row lock
+    if _active_generation(conn) != previous_generation:
+        raise ConflictError(
+            f"generation {_active_generation(conn)} was activated after this import was "
+            f"checked against {previous_generation}; check it again"
+        )
+    step(0.1, "staging a new generation")
+    generation = bulk._new_generation(conn, description)
+    # Close first: one open row per code (uq_areas_open_code, migration 0013).
+    conn.execute(
+        "UPDATE areas SET generation_high = %s WHERE id = ANY(%s)",
+        (previous_generation, diff.changed_ids + diff.removed_ids),
+    )
+    step(0.3, "staging added and changed areas")
+    staged = frame.iloc[np.concatenate([diff.added, diff.changed])]
+    staged = staged.assign(level=level)
+    # No other writer can make the COPY wait (they need the lock we hold): encoding
+    # 65,000 rows runs with the collector paused.
+    with gc_paused():
+        bulk._copy_frame(conn, "areas", staged,
+                         lambda part: bulk._areas_columns(part, generation))
+    return generation
+
+
+def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step: Progress
+                     ) -> None:  # fmt: skip
+    """In the caller's transaction: mark what ``plan``'s checks proved, activate the
+    staged ``generation``, re-assign features to new grids and notify listeners."""
+    _mark_checked_levels(conn, plan, generation)
+    step(0.6, "activating")
+    conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
+    bulk._activate(conn, generation)
+    if plan.report.level == "grid" and (plan.added.size or plan.changed.size
+                                        or plan.removed_ids):  # fmt: skip
+        step(0.7, "re-assigning buildings, facilities, workers, events")
+        plan.report.reassignment = reassign_after_grid_change(
+            conn, generation, plan.previous_generation
+        )
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
+    step(0.95, "committing")
 
 
 def _mark_checked_levels(conn: psycopg.Connection, plan: Plan, generation: int) -> None:
@@ -440,14 +514,103 @@ def import_file(
     thresholds: Thresholds | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Read, check and diff ``path``; with ``commit`` publish it (errors block that)."""
-    step = progress or _noop
-    plan = prepare_import(conn, path, level, options, thresholds,
-                          lambda f, m: step(f * (0.6 if commit else 1.0), m))  # fmt: skip
-    conn.rollback()  # end the read-only transaction before committing
+    """Read, check and diff ``path``; with ``commit`` publish it (errors in the report
+    raise InvalidInputError, and nothing is written)."""
     if not commit:
+        plan = prepare_import(conn, path, level, options, thresholds, progress)
+        conn.rollback()  # end the read-only transaction
         return plan.report
-    return commit_plan(conn, plan, progress=lambda f, m: step(0.6 + 0.4 * f, m))
+    report = check_and_publish(conn, path, level, options=options, thresholds=thresholds,
+                               progress=progress)  # fmt: skip
+    _refuse_errors(report)
+    return report
+
+
+def check_and_publish(
+    conn: psycopg.Connection,
+    path: Path | str,
+    level: str,
+    *,
+    options: ReadOptions | None = None,
+    thresholds: Thresholds | None = None,
+    progress: Progress | None = None,
+    description: str = "",
+) -> Report:
+    """Read and check ``path`` and, if the report holds no errors, publish it as the new
+    active generation in one transaction. Returns the report (``committed`` says which).
+
+    Areas (without ``--fix``) are written while they are checked: the database stages
+    them in the open transaction, in its own process, while this one runs the checks;
+    the transaction is activated once the checks pass and rolled back if they find
+    errors. Features, and repairs (which change what is written), are checked first.
+    """
+    step = progress or _noop
+    t = thresholds or Thresholds()
+    if level in FEATURE_LEVELS or t.fix:
+        plan = prepare_import(conn, path, level, options, t, lambda f, m: step(0.6 * f, m))
+        conn.rollback()
+        if plan.report.errors:
+            return plan.report
+        return commit_plan(conn, plan, description=description,
+                           progress=lambda f, m: step(0.6 + 0.4 * f, m))  # fmt: skip
+    matched = _read_and_match(conn, path, level, options, step)
+    conn.rollback()  # end the read-only transaction
+    frame = matched.read.frame
+    step(0.55, "comparing with the active generation")
+    diff = _diff(frame, matched.published, matched.position, matched.identical)
+    verdict: Future[Plan | None] = Future()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        writing = pool.submit(
+            _publish_when_checked, conn, level, frame, diff, matched.published.generation,
+            description or f"import {level} {matched.read.source}", verdict,
+            lambda f, m: step(0.8 + 0.2 * f, m),
+        )  # fmt: skip
+        passed: Plan | None = None
+        try:
+            report, checked = _check(matched, level, t, step)
+            if not report.errors:
+                passed = _plan(report, checked, matched.published, diff)
+            else:
+                report.diff = diff.summary
+        finally:  # the writer waits for this in its transaction, whatever happened here
+            verdict.set_result(passed)
+        try:
+            generation = writing.result()
+        except Exception:
+            if report.errors:  # the database refused what the checks refuse (say, invalid
+                return report  # geometry): the report says what, and where
+            raise
+    if generation is not None:
+        report.generation_id = generation
+        report.committed = True
+        step(1.0, f"generation {generation} active")
+    return report
+
+
+def _publish_when_checked(
+    conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, diff: Diff,
+    previous_generation: int, description: str, verdict: Future[Plan | None],
+    step: Progress,
+) -> int | None:
+    """Stage ``diff`` in a transaction, then wait for the checks: activate the new
+    generation for a plan, roll everything back for None. Returns its id, or None."""
+    with conn.transaction():
+        generation = _stage(conn, level, frame, diff, previous_generation, description, _noop)
+        plan = verdict.result()
+        if plan is None:
+            raise psycopg.Rollback()
+        _activate_staged(conn, plan, generation, step)
+        return generation
+    return None
+
+
+def _refuse_errors(report: Report) -> None:
+    if report.errors:
+        raise InvalidInputError(
+            f"{report.source}: {report.errors} error(s) in the report block --commit; "
+            "fix the file (or use --fix for invalid geometry) and try again",
+            details=error_details(report),
+        )  # fmt: skip
 
 
 def report_dict(report: Report) -> dict[str, Any]:

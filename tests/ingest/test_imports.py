@@ -8,6 +8,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import psycopg
@@ -15,7 +16,9 @@ import pyogrio
 import pytest
 import shapely
 
+from gridmap.db.locks import AREAS_WRITERS
 from gridmap.errors import ConflictError, InvalidInputError
+from gridmap.ingest import publish
 from gridmap.ingest.checks import Thresholds
 from gridmap.ingest.export import export_layer
 from gridmap.ingest.publish import commit_plan, import_file, prepare_import
@@ -313,6 +316,121 @@ def test_killed_mid_commit_leaves_active_generation(
         assert _one(conn, "SELECT count(*) FROM generations") == 1
         assert _one(conn, "SELECT count(*) FROM areas WHERE generation_high IS NOT NULL") == 0
         assert (_one(conn, "SELECT count(*) FROM areas"),) == staged
+
+
+_PIPELINED = "gm-import-pipelined"
+
+
+def _staged_while_checking(
+    url: str, monkeypatch: pytest.MonkeyPatch, then: Callable[[], None] = lambda: None
+) -> list[str]:
+    """Make the checks start only once the publisher has written the new areas and
+    waits, holding the writers' lock, for their verdict; ``then`` runs at that point.
+    Returns what was seen (for the test to assert)."""
+    real = publish.check_layer
+    seen: list[str] = []
+
+    def checking(*args: Any, **kwargs: Any) -> Any:
+        with psycopg.connect(url, autocommit=True) as other:
+            for _ in range(400):
+                waiting = _one(other, "SELECT count(*) FROM pg_stat_activity WHERE "
+                               "application_name = %s AND state = 'idle in transaction'",
+                               (_PIPELINED,))  # fmt: skip
+                locked = _one(other, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                              "'advisory' AND objid = %s AND granted",
+                              (AREAS_WRITERS,))  # fmt: skip
+                if waiting and locked:
+                    seen.append("staged before the checks")
+                    break
+                time.sleep(0.05)
+        then()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "check_layer", checking)
+    return seen
+
+
+def _state(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    rows = conn.execute("SELECT id, code, generation_low, generation_high FROM areas ORDER BY id"
+                        ).fetchall()  # fmt: skip
+    rows += conn.execute("SELECT id, active FROM generations ORDER BY id").fetchall()
+    conn.rollback()
+    return rows
+
+
+def _lock_free(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as other:
+        return not _one(other, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND objid = %s", (AREAS_WRITERS,))  # fmt: skip
+
+
+def test_areas_written_while_checked_are_rolled_back_on_errors(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = city_factory()
+    frame = _grids(sample_city)
+    frame.loc[0, "geometry"] = frame.geometry[0].buffer(0.0005)  # valid, overlapping
+    frame.loc[1, "MC"] = "改名网格"  # and a changed area to write
+    path = _write(frame, tmp_path / "grid.shp")
+    seen = _staged_while_checking(url, monkeypatch)
+    with psycopg.connect(url, application_name=_PIPELINED) as conn:
+        before = _state(conn)
+        with pytest.raises(InvalidInputError, match="block --commit") as refused:
+            import_file(conn, path, "grid", commit=True)
+        assert seen == ["staged before the checks"]
+        assert any(d.get("problem") == "overlap" or "overlap" in str(d)
+                   for d in refused.value.details)  # fmt: skip
+        assert _state(conn) == before
+    assert _lock_free(url)
+
+
+def test_a_failure_while_checking_rolls_back_the_written_areas(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = city_factory()
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+
+    def power_cut() -> None:
+        raise RuntimeError("power cut")
+
+    seen = _staged_while_checking(url, monkeypatch, then=power_cut)
+    with psycopg.connect(url, application_name=_PIPELINED) as conn:
+        before = _state(conn)
+        with pytest.raises(RuntimeError, match="power cut"):
+            import_file(conn, path, "grid", commit=True)
+        assert seen == ["staged before the checks"]
+        assert _state(conn) == before
+    assert _lock_free(url)
+
+
+def test_writing_while_checking_publishes_what_checking_first_does(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+) -> None:
+    """The same file committed both ways into two copies of the city: the same report
+    and the same rows."""
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp", "GBK")
+    results = []
+    for pipelined in (True, False):
+        with psycopg.connect(city_factory()) as conn:
+            if pipelined:
+                report = import_file(conn, path, "grid", commit=True)
+            else:
+                plan = prepare_import(conn, path, "grid")
+                conn.rollback()
+                report = commit_plan(conn, plan)
+            rows = conn.execute(
+                "SELECT code, level, name, parent_code, generation_low, generation_high, "
+                "ST_AsBinary(geom), ST_AsBinary(geom_3857) FROM areas ORDER BY id").fetchall()
+            results.append((report.to_dict(), rows))
+    assert results[0][1] == results[1][1]
+    assert results[0][0]["reassignment"].pop("seconds") >= 0
+    assert results[1][0]["reassignment"].pop("seconds") >= 0
+    assert results[0][0] == results[1][0]
+    assert results[0][0]["committed"] and results[0][0]["diff"]["removed"] == 1
 
 
 def test_stale_plan_is_refused(tmp_path: Path, city_conn: psycopg.Connection,
