@@ -31,13 +31,20 @@ _DROPS = {
     "code/generation range check": "DROP TRIGGER tr_areas_code_ranges_insert ON areas; "
                                    "DROP INDEX uq_areas_open_code",
     "ST_IsValid check": "ALTER TABLE areas DROP CONSTRAINT ck_areas_geom_valid",
-    "generation foreign key": "ALTER TABLE areas DROP CONSTRAINT "
-                              "fk_areas_generation_low_generations",
+    "generation references (0016)": "DROP TRIGGER tr_areas_generations_insert ON areas",
 }  # fmt: skip
-# The rule the range check replaced (migration 0013), for an A/B in one run.
+# The rules the statement-level checks replaced (migrations 0013, 0016), for an A/B in
+# one run.
 _BEFORE_0013 = (_DROPS["code/generation range check"] + "; ALTER TABLE areas ADD CONSTRAINT "
                 "ex_areas_code_per_generation EXCLUDE USING gist ((code::bigint) WITH =, "
                 "(length(code)) WITH =, int4range(generation_low, generation_high, '[]') WITH &&)")
+
+
+_BEFORE_0016 = (_DROPS["generation references (0016)"] + "; ALTER TABLE areas ADD CONSTRAINT "
+                "fk_areas_generation_low_generations FOREIGN KEY (generation_low) REFERENCES "
+                "generations (id); ALTER TABLE areas ADD CONSTRAINT "
+                "fk_areas_generation_high_generations FOREIGN KEY (generation_high) "
+                "REFERENCES generations (id)")
 
 
 def _insert(conn: psycopg.Connection, generation: int, dropped: list[str]) -> float:
@@ -65,6 +72,7 @@ def main() -> None:
                                   " RETURNING id").fetchone()  # fmt: skip
         assert rows is not None and generation is not None
         variants = [("everything", []), ("GiST exclusion instead (before 0013)", [_BEFORE_0013]),
+                    ("foreign keys instead (before 0016)", [_BEFORE_0016]),
                     *[(f"without {k}", [k]) for k in _DROPS],
                     ("without all of them", list(_DROPS))]  # fmt: skip
         times: dict[str, list[float]] = {label: [] for label, _ in variants}

@@ -119,6 +119,10 @@ def test_up_serves_postgis(cluster: EmbeddedCluster, request: pytest.FixtureRequ
     assert "POSTGIS=" in str(_query(url, "SELECT postgis_full_version()"))
     assert _query(url, "SELECT count(*) FROM pg_extension WHERE extname = 'btree_gist'") == 1
     assert _query(url, "SHOW server_encoding") == "UTF8"
+    # Byte-order collation (cheap btree writes), UTF-8 character classes where there are.
+    assert _query(url, "SELECT datcollate FROM pg_database WHERE datname = 'gridmap'") == "C"
+    assert _query(url, "SELECT datctype FROM pg_database WHERE datname = 'gridmap'") in (
+        "C.UTF-8", "C")
     # The unix socket works too.
     with psycopg.connect(
         host=str(cluster.socket_dir), port=status.port, user="gridmap", dbname="gridmap"
