@@ -13,7 +13,7 @@ stages the areas while the checks run and activates them only if the checks pass
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -541,8 +541,9 @@ def check_and_publish(
 
     Areas (without ``--fix``) are written while they are checked: the database stages
     them in the open transaction, in its own process, while this one runs the checks;
-    the transaction is activated once the checks pass and rolled back if they find
-    errors. Features, and repairs (which change what is written), are checked first.
+    once they pass, the new generation is activated in that same transaction, and if
+    they find errors (or anything fails, Ctrl-C included) it is rolled back.
+    Features, and repairs (which change what is written), are checked first.
     """
     step = progress or _noop
     t = thresholds or Thresholds()
@@ -558,50 +559,47 @@ def check_and_publish(
     frame = matched.read.frame
     step(0.55, "comparing with the active generation")
     diff = _diff(frame, matched.published, matched.position, matched.identical)
-    verdict: Future[Plan | None] = Future()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        writing = pool.submit(
-            _publish_when_checked, conn, level, frame, diff, matched.published.generation,
-            description or f"import {level} {matched.read.source}", verdict,
-            lambda f, m: step(0.8 + 0.2 * f, m),
-        )  # fmt: skip
-        passed: Plan | None = None
+    description = description or f"import {level} {matched.read.source}"
+    # This thread owns the transaction (begins, commits or rolls it back); the writer
+    # only stages inside it, and is stopped before anything ends it.
+    with conn.transaction(), ThreadPoolExecutor(max_workers=1) as pool:
+        writing = pool.submit(_stage, conn, level, frame, diff, matched.published.generation,
+                              description, _noop)  # fmt: skip
         try:
             report, checked = _check(matched, level, t, step)
-            if not report.errors:
-                passed = _plan(report, checked, matched.published, diff)
-            else:
-                report.diff = diff.summary
-        finally:  # the writer waits for this in its transaction, whatever happened here
-            verdict.set_result(passed)
-        try:
-            generation = writing.result()
-        except Exception:
-            if report.errors:  # the database refused what the checks refuse (say, invalid
-                return report  # geometry): the report says what, and where
+            if report.errors:  # (the database may have refused the same, say invalid
+                report.diff = diff.summary  # geometry: the report says what, and where)
+                _stop(conn, writing)
+                raise psycopg.Rollback()
+            generation = _result(writing)
+            plan = _plan(report, checked, matched.published, diff)
+            _activate_staged(conn, plan, generation, lambda f, m: step(0.8 + 0.2 * f, m))
+        except BaseException:  # Ctrl-C included: nothing is committed
+            _stop(conn, writing)
             raise
-    if generation is not None:
+    if not report.errors:
         report.generation_id = generation
         report.committed = True
         step(1.0, f"generation {generation} active")
     return report
 
 
-def _publish_when_checked(
-    conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, diff: Diff,
-    previous_generation: int, description: str, verdict: Future[Plan | None],
-    step: Progress,
-) -> int | None:
-    """Stage ``diff`` in a transaction, then wait for the checks: activate the new
-    generation for a plan, roll everything back for None. Returns its id, or None."""
-    with conn.transaction():
-        generation = _stage(conn, level, frame, diff, previous_generation, description, _noop)
-        plan = verdict.result()
-        if plan is None:
-            raise psycopg.Rollback()
-        _activate_staged(conn, plan, generation, step)
-        return generation
-    return None
+def _result(writing: Future[int]) -> int:
+    """The writer's result, waited for in short steps: Python runs a signal handler
+    (Ctrl-C) only between them, never inside one blocking wait."""
+    while True:
+        try:
+            return writing.result(timeout=0.2)
+        except TimeoutError:
+            continue
+
+
+def _stop(conn: psycopg.Connection, writing: Future[int]) -> None:
+    """Wait for the writer, cancelling its statements (a wait for the writers' lock, a
+    COPY) until it has returned; what it raised is of no interest any more."""
+    while not writing.done():
+        conn.cancel_safe(timeout=5.0)
+        wait([writing], timeout=0.1)
 
 
 def _refuse_errors(report: Report) -> None:

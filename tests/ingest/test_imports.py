@@ -3,6 +3,7 @@ check triggered by a crafted file, generations, diff, re-assignment, atomicity, 
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 import zipfile
@@ -16,12 +17,12 @@ import pyogrio
 import pytest
 import shapely
 
-from gridmap.db.locks import AREAS_WRITERS
+from gridmap.db.locks import AREAS_WRITERS, lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError
 from gridmap.ingest import publish
 from gridmap.ingest.checks import Thresholds
 from gridmap.ingest.export import export_layer
-from gridmap.ingest.publish import commit_plan, import_file, prepare_import
+from gridmap.ingest.publish import check_and_publish, commit_plan, import_file, prepare_import
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
 
@@ -403,6 +404,65 @@ def test_a_failure_while_checking_rolls_back_the_written_areas(
             import_file(conn, path, "grid", commit=True)
         assert seen == ["staged before the checks"]
         assert _state(conn) == before
+    assert _lock_free(url)
+
+
+def test_ctrl_c_while_activating_commits_nothing(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = city_factory()
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+    reassign = publish.reassign_after_grid_change
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        threading.Timer(0.2, _thread.interrupt_main).start()  # the user's Ctrl-C
+        time.sleep(1.0)
+        return reassign(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "reassign_after_grid_change", slow)
+    with psycopg.connect(url, application_name=_PIPELINED) as conn:
+        before = _state(conn)
+        with pytest.raises(KeyboardInterrupt):
+            import_file(conn, path, "grid", commit=True)
+        assert _state(conn) == before
+    assert _lock_free(url)
+
+
+@pytest.mark.parametrize("file", ["with errors", "clean, then Ctrl-C"])
+def test_no_wait_behind_another_publisher_once_the_outcome_is_known(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity, file: str,
+) -> None:
+    """Another publisher holds the writers' lock for 6 s. A file whose checks find
+    errors reports them at once; a clean file waiting for the lock stops at Ctrl-C."""
+    url = city_factory()
+    frame, *_ = _redivide(sample_city)
+    if file == "with errors":
+        frame.loc[frame.index[3], "geometry"] = frame.geometry.iloc[3].buffer(0.0005)
+    path = _write(frame, tmp_path / "grid.shp")
+    other = psycopg.connect(url)
+    lock_areas_writers(other)
+    release = threading.Timer(6.0, other.rollback)
+    release.start()
+    if file != "with errors":
+        threading.Timer(1.5, _thread.interrupt_main).start()
+    started = time.perf_counter()
+    try:
+        with psycopg.connect(url, application_name=_PIPELINED) as conn:
+            before = _state(conn)
+            if file == "with errors":
+                report = check_and_publish(conn, path, "grid")
+                assert report.errors and not report.committed
+            else:
+                with pytest.raises(KeyboardInterrupt):
+                    check_and_publish(conn, path, "grid")
+            took = time.perf_counter() - started
+            assert _state(conn) == before
+    finally:
+        release.join()
+        other.close()
+    assert took < 4.5, f"waited {took:.1f} s for the other publisher"
     assert _lock_free(url)
 
 
