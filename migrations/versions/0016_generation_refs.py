@@ -18,8 +18,8 @@ committed row, and the row locks order a concurrent delete and write as a foreig
 does: a writer that locked a generation first makes the delete wait and then fail on
 its rows; a delete that came first makes the writer's lock find nothing, and fail.
 (Under REPEATABLE READ or SERIALIZABLE a concurrent delete fails the writer with a
-serialization error when it takes the lock.) ``TRUNCATE generations`` stays refused
-by the foreign key from ``imports``.
+serialization error when it takes the lock.) ``TRUNCATE`` fires none of these: see
+migration 0017, which also narrows the UPDATE check to rows whose references changed.
 
 Revision ID: 0016_generation_refs
 Revises: 0015_no_geom_digest

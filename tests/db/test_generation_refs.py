@@ -50,6 +50,14 @@ class SetRange:
 
 
 @dataclass(frozen=True)
+class Rename:
+    """Change every area's name, not its references."""
+
+    def run(self, conn: psycopg.Connection, serial: int) -> None:
+        conn.execute("UPDATE areas SET name = name || %s", (str(serial),))
+
+
+@dataclass(frozen=True)
 class Delete:
     generation: int
 
@@ -65,7 +73,7 @@ class Renumber:
         conn.execute("UPDATE generations SET id = id + 100 WHERE id = %s", (self.generation,))
 
 
-Operation = Insert | SetRange | Delete | Renumber
+Operation = Insert | SetRange | Rename | Delete | Renumber
 IDS = st.integers(1, GENERATIONS + 1)
 RANGE = st.tuples(IDS, st.none() | IDS).map(lambda r: (r[0], None if r[1] is None
                                                       else max(r))  # fmt: skip
@@ -74,6 +82,7 @@ OPERATIONS = st.lists(
     st.one_of(
         st.builds(Insert, st.lists(RANGE, min_size=1, max_size=3).map(tuple)),
         st.builds(lambda r: SetRange(*r), RANGE),
+        st.just(Rename()),
         st.builds(Delete, IDS),
         st.builds(Renumber, IDS),
     ),
@@ -114,7 +123,7 @@ def _outcome(conn: psycopg.Connection, operation: Operation, serial: int) -> str
 
 
 def _state(conn: psycopg.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    areas = conn.execute("SELECT code, generation_low, generation_high FROM areas "
+    areas = conn.execute("SELECT code, name, generation_low, generation_high FROM areas "
                          "ORDER BY 1, 2, 3 NULLS LAST").fetchall()  # fmt: skip
     generations = conn.execute("SELECT id FROM generations ORDER BY id").fetchall()
     return areas, generations
@@ -221,3 +230,31 @@ def test_a_writer_waits_for_a_delete_and_then_fails(head_url: str) -> None:
     assert [type(e) for e in errors] == [psycopg.errors.ForeignKeyViolation]
     with psycopg.connect(head_url) as conn:
         assert conn.execute("SELECT count(*) FROM areas").fetchone() == (0,)
+
+
+def test_truncating_generations_under_areas_is_refused(head_url: str) -> None:
+    with psycopg.connect(head_url) as conn:
+        Insert(((1, None),)).run(conn, 0)
+    with psycopg.connect(head_url) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation,
+                                                           match="areas refer to it"):  # fmt: skip
+        conn.execute("TRUNCATE generations CASCADE")
+    with psycopg.connect(head_url) as conn:  # both at once, as load_city --replace does
+        conn.execute("TRUNCATE areas, generations CASCADE")
+        assert conn.execute("SELECT count(*) FROM generations").fetchone() == (0,)
+
+
+def test_a_rename_locks_no_generation(head_url: str) -> None:
+    """A foreign key checks (and locks) only changed keys; so do the triggers: an
+    uncommitted rename leaves the generations free to be locked for activation."""
+    with psycopg.connect(head_url) as conn:
+        Insert(((1, None),)).run(conn, 0)
+    renamer = psycopg.connect(head_url)
+    renamer.execute("UPDATE areas SET name = 'new name'")
+    with psycopg.connect(head_url) as publisher:
+        publisher.execute("SELECT id FROM generations WHERE id = 1 FOR UPDATE NOWAIT")
+    renamer.execute("UPDATE areas SET generation_high = 2")  # a changed reference locks
+    with psycopg.connect(head_url) as publisher, pytest.raises(
+            psycopg.errors.LockNotAvailable):  # fmt: skip
+        publisher.execute("SELECT id FROM generations WHERE id = 2 FOR UPDATE NOWAIT")
+    renamer.rollback()
+    renamer.close()
