@@ -4,6 +4,7 @@ check triggered by a crafted file, generations, diff, re-assignment, atomicity, 
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
 import zipfile
@@ -407,9 +408,18 @@ def test_a_failure_while_checking_rolls_back_the_written_areas(
     assert _lock_free(url)
 
 
+@pytest.fixture
+def ctrl_c() -> Iterator[Callable[[], None]]:
+    """Press Ctrl-C: SIGINT raises KeyboardInterrupt in the main thread, as in a terminal
+    (a process started in the background, as CI may be, ignores SIGINT otherwise)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield _thread.interrupt_main
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_while_activating_commits_nothing(
     tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, ctrl_c: Callable[[], None],
 ) -> None:
     url = city_factory()
     frame, *_ = _redivide(sample_city)
@@ -417,7 +427,7 @@ def test_ctrl_c_while_activating_commits_nothing(
     reassign = publish.reassign_after_grid_change
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        threading.Timer(0.2, _thread.interrupt_main).start()  # the user's Ctrl-C
+        threading.Timer(0.2, ctrl_c).start()
         time.sleep(1.0)
         return reassign(*args, **kwargs)
 
@@ -433,6 +443,7 @@ def test_ctrl_c_while_activating_commits_nothing(
 @pytest.mark.parametrize("file", ["with errors", "clean, then Ctrl-C"])
 def test_no_wait_behind_another_publisher_once_the_outcome_is_known(
     tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity, file: str,
+    ctrl_c: Callable[[], None],
 ) -> None:
     """Another publisher holds the writers' lock for 6 s. A file whose checks find
     errors reports them at once; a clean file waiting for the lock stops at Ctrl-C."""
@@ -446,7 +457,7 @@ def test_no_wait_behind_another_publisher_once_the_outcome_is_known(
     release = threading.Timer(6.0, other.rollback)
     release.start()
     if file != "with errors":
-        threading.Timer(1.5, _thread.interrupt_main).start()
+        threading.Timer(1.5, ctrl_c).start()
     started = time.perf_counter()
     try:
         with psycopg.connect(url, application_name=_PIPELINED) as conn:
