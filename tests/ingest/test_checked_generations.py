@@ -18,7 +18,8 @@ import pytest
 import shapely
 
 from gridmap.ingest.checks import PARENT_LEVEL, Report, check_layer
-from gridmap.ingest.publish import Plan, import_file, load_parents, prepare_import
+from gridmap.ingest.compare import load_parents
+from gridmap.ingest.publish import Plan, import_file, prepare_import
 from gridmap.ingest.reader import read_layer
 from sample_data.city import SampleCity
 

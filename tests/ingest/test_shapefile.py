@@ -19,7 +19,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
-from gridmap.ingest.publish import canonical_wkb
+from gridmap.ingest.compare import canonical_wkb
 from gridmap.ingest.reader import read_layer
 from sample_data.city import SampleCity
 

@@ -1,0 +1,233 @@
+"""The active generation's areas of one level, and how a file's features differ from
+them: which are the same areas (code and geometry, up to ring orientation), which are
+added, changed or removed. Both commit paths of :mod:`gridmap.ingest.publish` use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psycopg
+import shapely
+
+from gridmap.errors import NotFoundError
+from gridmap.ingest import bulk
+from gridmap.ingest.checks import PARENT_LEVEL, Parents, m2
+
+
+@dataclass
+class Published:
+    """What the active generation holds for one level, fetched while the file is read."""
+
+    generation: int
+    checked_levels: list[str]
+    parents: Parents
+    old: pd.DataFrame
+    """One row per area: id, code, name, parent_code, wkb (little-endian, one-part
+    MultiPolygons as their Polygon: what :func:`canonical_wkb` gives unoriented)."""
+
+
+_VALID = "generation_low <= %(g)s AND (generation_high IS NULL OR generation_high >= %(g)s)"
+
+
+def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Parents:
+    """Codes and geometries of the areas of ``level`` valid in ``generation``."""
+    row = conn.cursor(binary=True).execute(
+        "SELECT array_agg(code ORDER BY code), array_agg(ST_AsBinary(geom) ORDER BY code)"
+        f" FROM areas WHERE level = %(level)s AND {_VALID}",
+        {"level": level, "g": generation},
+    ).fetchone()
+    if row is None or row[0] is None:
+        return Parents.empty()
+    return Parents(np.array(row[0], dtype=object), shapely.from_wkb(row[1]))
+
+
+_OLD_AREAS = f"""
+SELECT array_agg(id), array_agg(code), array_agg(name), array_agg(parent_code),
+       array_agg(ST_AsBinary(CASE WHEN ST_NumGeometries(geom) = 1 THEN ST_GeometryN(geom, 1)
+                                  ELSE geom END, 'NDR'))
+FROM areas WHERE level = %(level)s AND {_VALID}
+"""
+_OLD_COLUMNS = ("id", "code", "name", "parent_code", "wkb")
+
+
+def fetch_published(conn: psycopg.Connection, level: str) -> Published:
+    """The active generation's areas of ``level`` (geometries as WKB) and of the level
+    above."""
+    row = conn.execute("SELECT id, checked_levels FROM generations WHERE active").fetchone()
+    if row is None:
+        raise NotFoundError("no active generation: load a division first (gridmap sample)")
+    generation = int(row[0])
+    # One row of arrays: far fewer Python objects built under the GIL than a row per area,
+    # so the file is read beside it at full speed.
+    arrays = conn.cursor(binary=True).execute(_OLD_AREAS, {"level": level, "g": generation}
+                                              ).fetchone()  # fmt: skip
+    assert arrays is not None
+    old = pd.DataFrame({name: pd.Series(values or [], dtype=np.int64 if name == "id" else object)
+                        for name, values in zip(_OLD_COLUMNS, arrays, strict=True)})  # fmt: skip
+    checked = list(row[1] or [])
+    parents = load_parents(conn, PARENT_LEVEL[level], generation)
+    parents.clean = PARENT_LEVEL[level] in checked
+    return Published(generation, checked, parents, old)
+
+
+def canonical_wkb(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
+    """Each geometry's little-endian 2D WKB, one-part MultiPolygons as their Polygon;
+    ``oriented``: exterior rings clockwise and holes counter-clockwise, so that an area
+    compares equal however a file wound its rings (``oriented=False``: as they are)."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    one_part = (shapely.get_type_id(geoms) == 6) & (shapely.get_num_geometries(geoms) == 1)
+    geoms[one_part] = shapely.get_geometry(geoms[one_part], 0)
+    if oriented:
+        geoms = shapely.orient_polygons(geoms, exterior_cw=True)
+    return np.asarray(shapely.to_wkb(geoms, byte_order=1, output_dimension=2), dtype=object)
+
+
+def match_features(
+    old: pd.DataFrame, frame: gpd.GeoDataFrame, read_wkb: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature: the row of ``old`` with its code (-1: none), and whether the
+    geometry is byte-identical to that row's (up to ring orientation).
+
+    ``read_wkb`` is the reader's WKB of the geometries as read (None entries: not
+    known); the others are encoded here.
+    """
+    codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
+    position = (pd.Index(old.code).get_indexer(codes) if len(old)
+                else np.full(len(codes), -1))  # fmt: skip
+    identical = np.zeros(len(frame), dtype=bool)
+    known = np.flatnonzero(position >= 0)
+    if known.size:
+        geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[known]
+        missing = shapely.is_missing(geoms)
+        stored = old.wkb.to_numpy()[position[known]]
+        # A re-imported export winds its rings as the stored copy: compare the bytes as
+        # they are first, and orient both sides only where they differ.
+        same = ~missing & (_as_read(geoms, read_wkb, known) == stored)
+        other = np.flatnonzero(~same & ~missing)
+        if other.size:
+            theirs = canonical_wkb(shapely.from_wkb(stored[other]))
+            same[other] = canonical_wkb(geoms[other]) == theirs
+        identical[known] = same
+    return position, identical
+
+
+def _as_read(geoms: np.ndarray, read_wkb: np.ndarray | None, known: np.ndarray) -> np.ndarray:
+    """WKB of ``geoms`` (features ``known``) in their own ring orientation."""
+    if read_wkb is None:
+        return canonical_wkb(geoms, oriented=False)
+    wkb = read_wkb[known].copy()
+    todo = np.flatnonzero(pd.isna(wkb))
+    if todo.size:
+        wkb[todo] = canonical_wkb(geoms[todo], oriented=False)
+    return wkb
+
+
+def unchanged_features(
+    published: Published, frame: gpd.GeoDataFrame, position: np.ndarray, identical: np.ndarray,
+    level: str,
+) -> np.ndarray | None:
+    """Features the published generation already checked: same code (once in the file),
+    byte-identical geometry, same parent. None when that generation was not checked."""
+    if level not in published.checked_levels:
+        return None
+    if published.old.empty:
+        return np.zeros(len(frame), dtype=bool)
+    codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
+    once = ~codes.duplicated(keep=False).to_numpy() & codes.notna().to_numpy()
+    old_parent = published.old.parent_code.to_numpy(dtype=object)[np.maximum(position, 0)]
+    same_parent = old_parent == frame.parent_code.to_numpy(dtype=object)
+    return identical & once & same_parent & (position >= 0)
+
+
+def touched_parents(
+    published: Published, position: np.ndarray, unchanged: np.ndarray | None
+) -> list[str]:
+    """Parent codes of the published areas that are not in the file unchanged."""
+    if unchanged is None:
+        return []
+    kept = np.zeros(len(published.old), dtype=bool)
+    kept[position[unchanged]] = True
+    return sorted({c for c in published.old.parent_code[~kept].tolist() if c is not None})
+
+
+def _old_geometries(old: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Geometries of the areas at ``rows`` of ``old``."""
+    return np.asarray(shapely.from_wkb(old.wkb.to_numpy()[rows]), dtype=object)
+
+
+@dataclass
+class Diff:
+    """How a layer differs from the published generation's areas of its level."""
+
+    added: np.ndarray
+    changed: np.ndarray
+    changed_ids: list[int]
+    removed_ids: list[int]
+    summary: dict[str, Any]
+    """The report's ``diff``."""
+
+
+def diff_layer(
+    frame: gpd.GeoDataFrame, published: Published, position: np.ndarray, identical: np.ndarray,
+) -> Diff:
+    """Added, removed, changed, unchanged areas against the published generation.
+
+    Geometries whose WKB differs from the published one (``identical`` false) are
+    compared again with ``shapely.equals``: the same shape with another vertex order
+    counts as unchanged.
+    """
+    old = published.old
+    codes = frame.code.to_numpy(dtype=object)
+    read_geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+    match = position
+    known = np.flatnonzero(match >= 0)
+    same_geom = identical.copy()
+    recheck = known[~same_geom[known]]
+    if recheck.size:
+        same_geom[recheck] = shapely.equals(read_geoms[recheck],
+                                            _old_geometries(old, match[recheck]))
+    same_attrs = np.zeros(len(frame), dtype=bool)
+    if known.size:
+        same_attrs[known] = (
+            (old.name.to_numpy(dtype=object)[match[known]] == frame.name.to_numpy()[known])
+            & (old.parent_code.to_numpy(dtype=object)[match[known]]
+               == frame.parent_code.to_numpy(dtype=object)[known])
+        )  # fmt: skip
+    unchanged = same_geom & same_attrs
+    changed = np.flatnonzero((match >= 0) & ~unchanged)
+    added = np.flatnonzero(match < 0)
+    old_ids_changed = old.id.to_numpy()[match[changed]].tolist()
+    old_geoms_changed = _old_geometries(old, match[changed])
+    new_changed = bulk._as_multi(read_geoms[changed])
+    ratios: Any = _symdiff_ratios(new_changed, old_geoms_changed) if changed.size else []
+    kept = np.zeros(len(old), dtype=bool)
+    kept[match[known]] = True
+    gone = old[~kept].sort_values("code")
+    removed = gone.code.tolist()
+    summary = {
+        "previous_generation": published.generation,
+        "added": int(added.size),
+        "removed": len(removed),
+        "changed": int(changed.size),
+        "unchanged": int(unchanged.sum()),
+        "added_codes": codes[added].tolist()[:1000],
+        "removed_codes": removed[:1000],
+        "changed_areas": [
+            {"code": codes[i], "symmetric_difference_ratio": round(float(r), 6)}
+            for i, r in zip(changed[:1000], ratios[:1000], strict=False)
+        ],
+    }
+    return Diff(added, changed, [int(i) for i in old_ids_changed],
+                [int(i) for i in gone.id.tolist()], summary)  # fmt: skip
+
+
+def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    new = np.where(shapely.is_valid(new), new, shapely.make_valid(new))  # errors still blocked
+    sym = m2(shapely.symmetric_difference(new, old))
+    union = m2(shapely.union(new, old))
+    return sym / np.maximum(union, 1e-12)
