@@ -171,6 +171,11 @@ class Diff:
     summary: dict[str, Any]
     """The report's ``diff``."""
 
+    @property
+    def moves_areas(self) -> bool:
+        """Whether publishing it adds, changes or removes any area."""
+        return bool(self.added.size or self.changed.size or self.removed_ids)
+
 
 def diff_layer(
     frame: gpd.GeoDataFrame, published: Published, position: np.ndarray, identical: np.ndarray,

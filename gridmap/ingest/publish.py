@@ -56,10 +56,7 @@ class Plan:
     report: Report
     frame: gpd.GeoDataFrame
     previous_generation: int
-    added: np.ndarray
-    changed: np.ndarray
-    changed_ids: list[int]
-    removed_ids: list[int]
+    diff: Diff
 
 
 def _noop(_fraction: float, _message: str) -> None:
@@ -173,8 +170,7 @@ def _repaired(read: gpd.GeoDataFrame, checked: gpd.GeoDataFrame) -> np.ndarray:
 
 def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: Diff) -> Plan:
     report.diff = diff.summary
-    return Plan(report, frame, published.generation, diff.added, diff.changed,
-                diff.changed_ids, diff.removed_ids)  # fmt: skip
+    return Plan(report, frame, published.generation, diff)
 
 
 def commit_plan(
@@ -199,7 +195,7 @@ def commit_plan(
     report = plan.report
     _refuse_errors(report)
     with conn.transaction():
-        generation = _stage(conn, report.level, plan.frame, _as_diff(plan),
+        generation = _stage(conn, report.level, plan.frame, plan.diff,
                             plan.previous_generation,
                             description or f"import {report.level} {report.source}", step)
         _activate_staged(conn, plan, generation, step)
@@ -207,11 +203,6 @@ def commit_plan(
     report.committed = True
     step(1.0, f"generation {generation} active")
     return report
-
-
-def _as_diff(plan: Plan) -> Diff:
-    return Diff(plan.added, plan.changed, plan.changed_ids, plan.removed_ids,
-                plan.report.diff or {})  # fmt: skip
 
 
 def _stage(
@@ -257,8 +248,7 @@ def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step
     step(0.6, "activating")
     conn.execute("SELECT id FROM generations WHERE active FOR UPDATE")
     bulk._activate(conn, generation)
-    if plan.report.level == "grid" and (plan.added.size or plan.changed.size
-                                        or plan.removed_ids):  # fmt: skip
+    if plan.report.level == "grid" and plan.diff.moves_areas:
         step(0.7, "re-assigning buildings, facilities, workers, events")
         plan.report.reassignment = reassign_after_grid_change(
             conn, generation, plan.previous_generation
@@ -279,9 +269,8 @@ def _mark_checked_levels(conn: psycopg.Connection, plan: Plan, generation: int) 
     row = conn.execute("SELECT checked_levels FROM generations WHERE id = %s",
                        (plan.previous_generation,)).fetchone()  # fmt: skip
     levels = [x for x in (row[0] if row else []) or [] if x != level]
-    parents_changed = bool(plan.added.size or plan.changed.size or plan.removed_ids)
     child = CHILD_LEVEL.get(level)
-    if parents_changed and child in levels:
+    if plan.diff.moves_areas and child in levels:
         levels.remove(child)
     coverage = plan.report.coverage
     if coverage.get("clean") and coverage.get("inside_parents") and coverage.get("gap_free"):
@@ -353,12 +342,11 @@ def check_and_publish(
                               description, _noop)  # fmt: skip
         try:
             report, checked = _check(matched, level, t, step)
+            plan = _plan(report, checked, matched.published, diff)
             if report.errors:  # (the database may have refused the same, say invalid
-                report.diff = diff.summary  # geometry: the report says what, and where)
-                _stop(conn, writing)
+                _stop(conn, writing)  # geometry: the report says what, and where)
                 raise psycopg.Rollback()
             generation = _result(writing)
-            plan = _plan(report, checked, matched.published, diff)
             _activate_staged(conn, plan, generation, lambda f, m: step(0.8 + 0.2 * f, m))
         except BaseException:  # Ctrl-C included: nothing is committed
             _stop(conn, writing)
