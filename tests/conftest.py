@@ -255,3 +255,26 @@ def schema_diff(url: str, tables: Collection[str]) -> list[object]:
             return list(compare_metadata(context, Base.metadata))
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def before_and_after(
+    database_factory: Callable[..., str], revision: str, generations: int
+) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """Connections to a database migrated to ``revision`` and one at the head, each
+    holding generations 1..``generations`` (1 active): for comparing a migration's rule
+    with the one it replaced, statement by statement."""
+    conns = []
+    try:
+        for target in (revision, "head"):
+            url = database_factory(migrated=False)
+            migrate.upgrade(url, target)
+            conn = psycopg.connect(url)
+            conns.append(conn)
+            conn.execute("INSERT INTO generations (id, active) SELECT g, g = 1 "
+                         f"FROM generate_series(1, {generations}) g")  # fmt: skip
+            conn.commit()
+        yield conns[0], conns[1]
+    finally:
+        for conn in conns:
+            conn.close()

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gridmap.db import migrate
 from gridmap.db.locks import lock_areas_writers
+from tests.conftest import before_and_after
 
 CODES = ("500101", "500102")
 # City and district codes share a length: one code at both levels is one code.
@@ -77,18 +77,8 @@ def old_and_new(
     database_factory: Callable[..., str],
 ) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
     """Connections to a database at 0012 and one at the head, generations 1–5 in each."""
-    conns = []
-    for revision in ("0012_layer_lock_order", "head"):
-        url = database_factory(migrated=False)
-        migrate.upgrade(url, revision)
-        conn = psycopg.connect(url)
-        conn.execute("INSERT INTO generations (id, active) SELECT g, g = 1 "
-                     f"FROM generate_series(1, {GENERATIONS}) g")  # fmt: skip
-        conn.commit()
-        conns.append(conn)
-    yield conns[0], conns[1]
-    for conn in conns:
-        conn.close()
+    with before_and_after(database_factory, "0012_layer_lock_order", GENERATIONS) as pair:
+        yield pair
 
 
 def _outcome(conn: psycopg.Connection, operation: Insert | Close) -> str:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gridmap.db import migrate
+from tests.conftest import before_and_after
 
 GENERATIONS = 4  # ids 1..4 exist; 5 never does
 SQUARE = "ST_Multi(ST_MakeEnvelope(106.5, 29.5, 106.6, 29.6, 4326))"
@@ -95,18 +95,8 @@ def old_and_new(
     database_factory: Callable[..., str],
 ) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
     """Connections to a database at 0015 and one at the head, generations 1–4 in each."""
-    conns = []
-    for revision in ("0015_no_geom_digest", "head"):
-        url = database_factory(migrated=False)
-        migrate.upgrade(url, revision)
-        conn = psycopg.connect(url)
-        conn.execute("INSERT INTO generations (id, active) SELECT g, g = 1 "
-                     f"FROM generate_series(1, {GENERATIONS}) g")  # fmt: skip
-        conn.commit()
-        conns.append(conn)
-    yield conns[0], conns[1]
-    for conn in conns:
-        conn.close()
+    with before_and_after(database_factory, "0015_no_geom_digest", GENERATIONS) as pair:
+        yield pair
 
 
 def _outcome(conn: psycopg.Connection, operation: Operation, serial: int) -> str:
