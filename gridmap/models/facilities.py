@@ -6,7 +6,16 @@ Code = 6-digit area code + 2-digit major class + 2-digit minor class + 6-digit s
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
-from sqlalchemy import CheckConstraint, Computed, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridmap.models.base import Base
@@ -72,6 +81,10 @@ class Facility(Base):
         ),
         CheckConstraint(
             "state IN ('intact','damaged','lost','removed')", name="state_known"
+        ),
+        ForeignKeyConstraint(
+            ["major_code", "minor_code"],
+            ["facility_categories.major_code", "facility_categories.minor_code"],
         ),
         Index("ix_facilities_geom", "geom", postgresql_using="gist"),
         Index("ix_facilities_grid_code", "grid_code"),

@@ -73,3 +73,5 @@ class Person(Base):
     birth_date: Mapped[date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(1))
     care_tags: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
+
+    __table_args__ = (Index("ix_persons_care_tags", "care_tags", postgresql_using="gin"),)
