@@ -126,10 +126,7 @@ class Report:
         if len(self.findings) > limit:
             lines.append(f"  … {len(self.findings) - limit} more (use --json for all)")
         if self.diff:
-            d = self.diff
-            lines.append(f"  diff against generation {d['previous_generation']}: "
-                         f"{d['added']} added, {d['removed']} removed, {d['changed']} changed, "
-                         f"{d['unchanged']} unchanged")  # fmt: skip
+            lines.append("  " + _diff_text(self.diff))
         if self.reassignment:
             r = self.reassignment
             lines.append("  re-assigned: " + ", ".join(
@@ -137,6 +134,15 @@ class Report:
         if self.committed:
             lines.append(f"  committed: generation {self.generation_id} is active")
         return "\n".join(lines)
+
+
+def _diff_text(d: dict[str, Any]) -> str:
+    """One line for an area level's diff against the previous generation, or a feature
+    level's upsert counts (``inserted``, ``updated``)."""
+    if "previous_generation" not in d:
+        return "diff: " + ", ".join(f"{v} {k}" for k, v in d.items() if isinstance(v, int))
+    return (f"diff against generation {d['previous_generation']}: {d['added']} added, "
+            f"{d['removed']} removed, {d['changed']} changed, {d['unchanged']} unchanged")
 
 
 @dataclass
@@ -223,6 +229,9 @@ def check_layer(
         add(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
+    if len(frame) == 0:
+        add(Finding("error", "no_features", f"the file holds no features: publishing it "
+                    f"would remove every active {level}"))  # fmt: skip
     geoms, usable, valid_as_read = _geometry_checks(geoms, codes, t, add, unchanged)
     frame["geometry"] = geoms
     parent_codes = frame.parent_code.to_numpy(dtype=object)
@@ -515,7 +524,7 @@ def _gaps(
     no parent with more than GAP_FREE_M2 uncovered), over the parents around the
     changes only; returns None.
     """
-    if parents.geoms.size == 0 or geoms.size == 0:
+    if parents.geoms.size == 0:
         return None
     largest = None
     if contained:

@@ -92,6 +92,7 @@ def test_building_import_checks_then_upserts(
     households = _rows(city_conn, "SELECT count(*) FROM households")[0][0]
     done = import_file(city_conn, path, "building", commit=True)
     assert done.committed and done.diff == {"inserted": 1, "updated": n}
+    assert f"diff: 1 inserted, {n} updated" in done.to_text()
     assert _rows(city_conn, "SELECT count(*) FROM buildings")[0][0] == before + 1
     row = _rows(city_conn, "SELECT address, floors, use, grid_code FROM buildings"
                 " WHERE code = 'NEW-1'")[0]  # fmt: skip

@@ -190,6 +190,21 @@ def test_every_check_fires(tmp_path: Path, city_conn: psycopg.Connection,
     assert invalid and invalid[0].severity == "warning"
 
 
+def test_an_empty_file_is_refused_not_published_as_removing_every_area(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    path = _write(_grids(sample_city).iloc[:0], tmp_path / "grid.gpkg", driver="GPKG")
+    report = import_file(city_conn, path, "grid")
+    assert report.feature_count == 0 and report.diff and report.diff["removed"] > 0
+    assert "no_features" in {f.check for f in report.findings if f.severity == "error"}
+    communities = _one(city_conn, "SELECT count(*) FROM areas WHERE level = 'community'")
+    gaps = {f.code for f in report.findings if f.check == "gap"}
+    assert len(gaps) == communities  # every parent is left uncovered, each one named
+    with pytest.raises(InvalidInputError, match="block --commit"):
+        import_file(city_conn, path, "grid", commit=True)
+    assert _one(city_conn, "SELECT count(*) FROM generations") == 1
+
+
 # --- generations, diff, re-assignment, atomicity --------------------------------------------
 
 
