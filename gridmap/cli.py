@@ -280,12 +280,11 @@ def export_(
     import psycopg
 
     from gridmap.db.engine import libpq_url
-    from gridmap.ingest.export import export_layer
+    from gridmap.ingest.export import export_layer, parse_bbox
 
-    box = tuple(float(v) for v in bbox.split(",")) if bbox else None
     with psycopg.connect(libpq_url()) as conn:
-        out, rows = export_layer(conn, level, path, bbox=box, generation=generation,  # type: ignore[arg-type]
-                                 encoding=encoding)
+        out, rows = export_layer(conn, level, path, bbox=parse_bbox(bbox), generation=generation,
+                                 encoding=encoding)  # fmt: skip
     typer.echo(f"wrote {rows:,} {level} features to {out}")
 
 

@@ -13,23 +13,11 @@ from api.dependencies import EngineDep
 from api.schemas import ErrorOut
 from api.security import PrincipalDep
 from gridmap.auth.scope import scope_patterns
-from gridmap.errors import InvalidInputError
 from gridmap.ingest import export
 
 router = APIRouter(prefix="/api/v1", tags=["layers"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
-
-
-def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        x0, y0, x1, y1 = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InvalidInputError(f"bbox {text!r}: expected minx,miny,maxx,maxy",
-                                details=[{"field": "bbox", "value": text}]) from None
-    return x0, y0, x1, y1
 
 
 @router.get(
@@ -56,7 +44,7 @@ def get_layer(
     _driver, suffix, media = export.FORMATS[format]
     with engine.connect() as sa_conn, tempfile.TemporaryDirectory() as tmp:
         conn = sa_conn.connection.driver_connection
-        frame = export.read_export_frame(conn, level, bbox=_bbox(bbox),  # type: ignore[arg-type]
+        frame = export.read_export_frame(conn, level, bbox=export.parse_bbox(bbox),  # type: ignore[arg-type]
                                          generation=generation,
                                          scopes=scope_patterns(principal))  # fmt: skip
         out = export.write_export(frame, level, format, FilePath(tmp) / f"{level}{suffix}",

@@ -55,6 +55,10 @@ def read_export_frame(
             details=[{"field": "level", "value": level}],
         )
     kind = "area" if level in AREA_LEVELS else level
+    if generation is not None and kind != "area":
+        raise InvalidInputError(
+            f"{level} layers have no generations (only area levels do): drop the generation "
+            "filter", details=[{"field": "generation", "value": generation}])  # fmt: skip
     table = {"area": "areas", "building": "buildings", "facility": "facilities"}[kind]
     columns = EXPORT_COLUMNS[kind]
     where: list[sql.Composable] = [sql.SQL("TRUE")]
@@ -93,6 +97,18 @@ def _generation(conn: psycopg.Connection, generation: int | None) -> int:
     return int(row[0])
 
 
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``minx,miny,maxx,maxy`` (EPSG:4326) as four floats; None for None."""
+    if text is None:
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"bbox {text!r}: expected four numbers minx,miny,maxx,maxy",
+                                details=[{"field": "bbox", "value": text}]) from None
+    return x0, y0, x1, y1
+
+
 def _check_bbox(bbox: tuple[float, float, float, float]) -> None:
     x0, y0, x1, y1 = bbox
     if not (x0 < x1 and y0 < y1):
@@ -109,13 +125,47 @@ def write_export(
     if encoding.upper() not in ("UTF-8", "GBK"):
         raise InvalidInputError(f"unknown encoding {encoding!r}: UTF-8 or GBK")
     out = Path(out)
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"{out}: folder {out.parent} does not exist")
     out.unlink(missing_ok=True)
     if fmt == "shapefile":
+        if encoding.upper() == "GBK":
+            _refuse_outside_gbk(frame)
         return _write_zipped_shapefile(frame, level, out, encoding.upper())
     driver = FORMATS[fmt][0]
     multi = level in AREA_LEVELS
     pyogrio.write_dataframe(frame, out, driver=driver, layer=level, promote_to_multi=multi)
     return out
+
+
+def _refuse_outside_gbk(frame: gpd.GeoDataFrame) -> None:
+    """Refuse text GBK cannot hold (rare CJK extension characters, emoji): the shapefile
+    driver would drop those characters silently."""
+    problems = []
+    for column in frame.columns.drop("geometry"):
+        for i, value in enumerate(frame[column]):
+            if not isinstance(value, str) or _in_gbk(value):
+                continue
+            bad = "".join(dict.fromkeys(c for c in value if not _in_gbk(c)))
+            if bad:
+                problems.append({"index": i, "code": frame["code"].iloc[i], "field": column,
+                                 "value": value, "characters": bad})  # fmt: skip
+    if problems:
+        first = problems[0]
+        raise InvalidInputError(
+            f"{len(problems)} value(s) hold characters GBK cannot encode, e.g. feature "
+            f"#{first['index']} (code {first['code']}) {first['field']} {first['value']!r}: "
+            f"{first['characters']}; export with encoding UTF-8",
+            details=problems[:100],
+        )
+
+
+def _in_gbk(text: str) -> bool:
+    try:
+        text.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _write_zipped_shapefile(

@@ -22,7 +22,7 @@ from gridmap.db.locks import AREAS_WRITERS, lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError
 from gridmap.ingest import publish
 from gridmap.ingest.checks import Thresholds
-from gridmap.ingest.export import export_layer
+from gridmap.ingest.export import export_layer, parse_bbox
 from gridmap.ingest.publish import check_and_publish, commit_plan, import_file, prepare_import
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
@@ -557,3 +557,25 @@ def test_export_filters_and_no_personal_data(tmp_path: Path, city_conn: psycopg.
     _, n = export_layer(city_conn, "building", tmp_path / "b.gpkg")
     columns = set(pyogrio.read_info(tmp_path / "b.gpkg")["fields"])
     assert n and not columns & {"id_number", "phone", "name"}
+
+
+def test_export_refuses_what_it_cannot_write_faithfully(
+    tmp_path: Path, city_conn: psycopg.Connection
+) -> None:
+    code = _one(city_conn, "SELECT min(code) FROM areas WHERE level = 'grid'")
+    city_conn.execute("UPDATE areas SET name = '㙍𡐓网格' WHERE code = %s", (code,))
+    with pytest.raises(InvalidInputError, match=f"code {code}.*𡐓.*UTF-8") as refused:
+        export_layer(city_conn, "grid", tmp_path / "gbk.zip", encoding="GBK")
+    assert refused.value.details[0]["field"] == "name"
+    assert not (tmp_path / "gbk.zip").exists()
+    out, _ = export_layer(city_conn, "grid", tmp_path / "utf8.zip", encoding="UTF-8")
+    names = set(read_layer(out, "grid").frame.name)
+    assert "㙍𡐓网格" in names
+    with pytest.raises(InvalidInputError, match="no generations"):
+        export_layer(city_conn, "building", tmp_path / "b.gpkg", generation=1)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        export_layer(city_conn, "grid", tmp_path / "nowhere" / "g.gpkg")
+    with pytest.raises(InvalidInputError, match="four numbers"):
+        parse_bbox("1,2,3")
+    with pytest.raises(InvalidInputError, match="four numbers"):
+        parse_bbox("a,b,c,d")
