@@ -42,17 +42,28 @@ def create_import(
     source_crs: Annotated[str | None, Form(description="CRS when the file has none")] = None,
     layer: Annotated[str | None, Form(description="GeoPackage layer")] = None,
     fix: Annotated[bool, Form(description="repair invalid geometry by make_valid")] = False,
+    sliver_m2: Annotated[float | None, Form(description="sliver warning under this area "
+                                                        "(default 1)")] = None,
+    overlap_m2: Annotated[float | None, Form(description="overlaps above this are errors "
+                                                         "(default 1)")] = None,
+    gap_m2: Annotated[float | None, Form(description="gaps above this are errors "
+                                                     "(default 1)")] = None,
+    outside_fraction: Annotated[float | None, Form(description="largest share of an area "
+                                                               "outside its parent "
+                                                               "(default 0.001)")] = None,
 ) -> Any:
     """Upload a file; it is read and checked in the background (poll the job)."""
     url = _url(engine)
-    path = jobs.save_upload(file.filename or "", file.file)
     options = {k: v for k, v in {
         "code_field": code_field, "name_field": name_field, "parent_field": parent_field,
         "encoding": encoding, "source_crs": source_crs, "layer": layer, "fix": fix,
+        "sliver_m2": sliver_m2, "overlap_m2": overlap_m2, "gap_m2": gap_m2,
+        "outside_fraction": outside_fraction,
     }.items() if v not in (None, False)}  # fmt: skip
     with engine.connect() as sa_conn:
         raw = sa_conn.connection.driver_connection
-        job_id = jobs.create_job(raw, level, path, options)  # type: ignore[arg-type]
+        job_id = jobs.create_job(raw, level, file.filename or "", file.file,  # type: ignore[arg-type]
+                                 options)  # fmt: skip
         job = jobs.get_job(raw, job_id)  # type: ignore[arg-type]
     background.add_task(jobs.run_check, url, job_id)
     return job

@@ -9,6 +9,7 @@ since (then, and in any other process, the commit prepares the import afresh).
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import threading
@@ -26,6 +27,8 @@ from gridmap.errors import ConflictError, GridmapError, InvalidInputError, NotFo
 from gridmap.ingest.checks import Thresholds
 from gridmap.ingest.publish import Plan, commit_plan, prepare_import
 from gridmap.ingest.reader import IMPORT_LEVELS, ReadOptions
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _KEPT_PLANS = 2  # a 65,000-grid plan holds its geometries: tens of MB each
@@ -71,12 +74,25 @@ def save_upload(filename: str, stream: BinaryIO, max_bytes: int | None = None) -
 
 
 def create_job(
-    conn: psycopg.Connection, level: str, path: Path, options: dict[str, Any]
+    conn: psycopg.Connection, level: str, filename: str, stream: BinaryIO,
+    options: dict[str, Any],
 ) -> int:
-    """Register a job for a saved file; returns its id."""
+    """Check the level and options, save the uploaded file and register a job for it;
+    returns its id. Nothing is kept when any of that fails."""
     if level not in IMPORT_LEVELS:
         raise InvalidInputError(f"unknown level {level!r}; one of {', '.join(IMPORT_LEVELS)}",
                                 details=[{"field": "level", "value": level}])  # fmt: skip
+    _thresholds(options)
+    path = save_upload(filename, stream)
+    try:
+        return _insert_job(conn, level, path, options)
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+
+
+def _insert_job(conn: psycopg.Connection, level: str, path: Path, options: dict[str, Any]
+                ) -> int:  # fmt: skip
     row = conn.execute(
         "INSERT INTO import_jobs (level, filename, path, options) VALUES (%s, %s, %s, %s)"
         " RETURNING id",
@@ -112,8 +128,20 @@ def _options(job: dict[str, Any], conn: psycopg.Connection) -> tuple[Path, ReadO
     opts: dict[str, Any] = row[1] or {}
     read = ReadOptions.from_dict({**opts, "max_bytes": get_settings().import_max_bytes,
                                   "max_vertices": get_settings().import_max_vertices})
-    known = {k: v for k, v in opts.items() if k in Thresholds.__dataclass_fields__}
-    return Path(row[0]), read, Thresholds(**known)
+    return Path(row[0]), read, _thresholds(opts)
+
+
+def _thresholds(options: dict[str, Any]) -> Thresholds:
+    """The check thresholds among a job's options (the rest are read options)."""
+    known = {k: v for k, v in options.items() if k in Thresholds.__dataclass_fields__}
+    for name, value in known.items():
+        if name != "fix" and not (isinstance(value, int | float) and value >= 0):
+            raise InvalidInputError(f"{name} must be a number ≥ 0, not {value!r}",
+                                    details=[{"field": name, "value": value}])  # fmt: skip
+    if known.get("outside_fraction", 0) > 1:
+        raise InvalidInputError("outside_fraction is a share of the area, between 0 and 1",
+                                details=[{"field": "outside_fraction"}])  # fmt: skip
+    return Thresholds(**known)
 
 
 @dataclass(frozen=True)
@@ -173,7 +201,13 @@ def run_check(url: str, job_id: int) -> None:
         try:
             plan = prepare_import(conn, path, job["level"], read, thresholds, progress)
         except GridmapError as exc:
-            _update(url, job_id, status="failed", message=exc.message)
+            _update(url, job_id, status="failed", message=_without_folder(exc.message, path))
+            return
+        except Exception as exc:  # a job must never stay "checking"
+            log.exception("import %s: checking %s failed", job_id, path.name)
+            _update(url, job_id, status="failed", message=_without_folder(
+                f"{path.name}: could not be read or checked ({type(exc).__name__}: {exc})",
+                path))  # fmt: skip
             return
         if isinstance(plan, Plan):  # feature plans are cheap to make again
             _plans.put(job_id, plan, path)
@@ -193,6 +227,7 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
                 f"import {job_id}: {job['report']['errors']} error(s) in the report block commit"
             )
         path, read, thresholds = _options(job, conn)
+        _check_again_if_stale(url, conn, job, path, read, thresholds)
         kept = _plans.take(job_id, path)
         plan = kept if kept is not None and _still_current(conn, kept) else \
             prepare_import(conn, path, job["level"], read, thresholds)  # fmt: skip
@@ -200,6 +235,14 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
         _update(url, job_id, status="committing", message="publishing")
         try:
             report = commit_plan(conn, plan)
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            conn.rollback()
+            refused = InvalidInputError(f"import {job_id}: the database refused it: "
+                                        f"{exc.diag.message_primary}"
+                                        + (f" ({exc.diag.message_detail})"
+                                           if exc.diag.message_detail else ""))  # fmt: skip
+            _update(url, job_id, status="checked", message=f"commit failed: {refused.message}")
+            raise refused from exc
         except BaseException as exc:
             message = exc.message if isinstance(exc, GridmapError) else type(exc).__name__
             _update(url, job_id, status="checked", message=f"commit failed: {message}")
@@ -208,6 +251,37 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
                 generation_id=report.generation_id,
                 message=f"generation {report.generation_id} active")  # fmt: skip
         return get_job(conn, job_id)
+
+
+def _check_again_if_stale(
+    url: str, conn: psycopg.Connection, job: dict[str, Any], path: Path, read: ReadOptions,
+    thresholds: Thresholds,
+) -> None:
+    """Refuse to commit a report that no longer holds: when another generation was
+    activated since the job was checked, check it again (the job gets the new report)
+    and raise ConflictError, so that what is committed is what was reviewed."""
+    checked_against = ((job["report"] or {}).get("diff") or {}).get("previous_generation")
+    row = conn.execute("SELECT id FROM generations WHERE active").fetchone()
+    active = None if row is None else int(row[0])
+    if checked_against is None or checked_against == active:
+        return
+    plan = prepare_import(conn, path, job["level"], read, thresholds)
+    conn.rollback()
+    if isinstance(plan, Plan):
+        _plans.put(job["id"], plan, path)
+    _update(url, job["id"], status="checked", report=plan.report.to_dict(),
+            message=f"checked again against generation {active}: {plan.report.errors} "
+                    f"error(s), {plan.report.warnings} warning(s)")  # fmt: skip
+    raise ConflictError(
+        f"generation {active} was activated after import {job['id']} was checked against "
+        f"generation {checked_against}; it has been checked again against generation "
+        f"{active}: review its new report and commit again"
+    )
+
+
+def _without_folder(message: str, path: Path) -> str:
+    """``message`` without the server's upload folder (users know only the file name)."""
+    return message.replace(f"{path.parent}/", "").replace(str(path.parent), "")
 
 
 def _still_current(conn: psycopg.Connection, plan: Plan) -> bool:

@@ -99,13 +99,77 @@ def test_commit_publishes_the_checked_plan_without_reading_again(
     committed = writable_client.post(f"/api/v1/imports/{first['id']}/commit")
     assert committed.status_code == 200 and committed.json()["status"] == "committed"
     assert reads == ["read", "read"]  # published as checked
-    # The second job was checked against generation 1; generation 2 is active now.
+    # The second job was checked against generation 1; generation 2 is active now: it is
+    # checked again, and the commit refused until that new report has been seen.
+    stale = writable_client.post(f"/api/v1/imports/{second['id']}/commit")
+    assert stale.status_code == 409 and "checked again against generation 2" in stale.text
+    assert reads == ["read", "read", "read"]
+    rechecked = writable_client.get(f"/api/v1/imports/{second['id']}").json()
+    assert rechecked["status"] == "checked"
+    assert rechecked["report"]["diff"]["previous_generation"] == 2
     again = writable_client.post(f"/api/v1/imports/{second['id']}/commit")
     assert again.status_code == 200 and again.json()["generation_id"] == 3
-    assert reads == ["read", "read", "read"]
+    assert reads == ["read", "read", "read"]  # the new report's plan, not read a third time
     third = _upload(writable_client, exported)
     path = max(jobs.upload_dir().glob("*/grid.zip"), key=lambda p: p.stat().st_mtime_ns)
     path.write_bytes(path.read_bytes() + b"\0")  # changed on disk after the check
     writable_client.post(f"/api/v1/imports/{third['id']}/commit")
     assert reads[-1] == "read" and len(reads) == 5
     assert jobs._plans.take(int(str(first["id"])), path) is None  # taken once, then gone
+
+
+def test_thresholds_by_upload_and_nothing_left_of_a_refused_upload(
+    writable_client: TestClient,
+) -> None:
+    from gridmap.ingest import jobs
+
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    strict = writable_client.post(
+        "/api/v1/imports", data={"level": "grid", "sliver_m2": "1e12"},
+        files={"file": ("grid.zip", exported, "application/zip")},
+    )  # fmt: skip
+    job = writable_client.get(f"/api/v1/imports/{strict.json()['id']}").json()
+    slivers = [f for f in job["report"]["findings"] if f["check"] == "sliver"]
+    assert len(slivers) == job["report"]["feature_count"]  # every grid is under 1e12 m²
+    before = set(jobs.upload_dir().iterdir())
+    for data in ({"level": "nation"}, {"level": "grid", "gap_m2": "-1"},
+                 {"level": "grid", "outside_fraction": "2"}):
+        refused = writable_client.post("/api/v1/imports", data=data,
+                                       files={"file": ("grid.zip", exported)})  # fmt: skip
+        assert refused.status_code == 422, data
+    assert set(jobs.upload_dir().iterdir()) == before
+
+
+def test_an_unexpected_failure_fails_the_job_with_the_file_name_only(
+    writable_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridmap.ingest import jobs
+
+    def broken(_conn: object, path: Path, *_args: object, **_kwargs: object) -> None:
+        raise ValueError(f"cannot parse {path.parent}/unpacked/grid.shp in {path}")
+
+    monkeypatch.setattr(jobs, "prepare_import", broken)
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    response = writable_client.post("/api/v1/imports", data={"level": "grid"},
+                                    files={"file": ("grid.zip", exported)})  # fmt: skip
+    job = writable_client.get(f"/api/v1/imports/{response.json()['id']}").json()
+    assert job["status"] == "failed" and "ValueError" in job["message"]
+    assert "unpacked/grid.shp in grid.zip" in job["message"]
+    assert str(jobs.upload_dir()) not in job["message"]
+
+
+def test_a_row_the_database_refuses_at_commit_is_a_422_not_a_500(
+    writable_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridmap.ingest import jobs
+
+    def refused(conn, *_args: object, **_kwargs: object) -> None:  # type: ignore[no-untyped-def]
+        conn.execute("INSERT INTO workers (code, name) VALUES ('W1', NULL)")
+
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    job = _upload(writable_client, exported)
+    monkeypatch.setattr(jobs, "commit_plan", refused)
+    response = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
+    assert response.status_code == 422 and "null value" in response.text
+    after = writable_client.get(f"/api/v1/imports/{job['id']}").json()
+    assert after["status"] == "checked" and "commit failed" in after["message"]
