@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gridmap.config import get_settings
-from gridmap.errors import GridmapError
+from gridmap.errors import GridmapError, SetupError
 
 app = typer.Typer(help="gridmap: grid-management service (网格化管理).", no_args_is_help=True)
 db_app = typer.Typer(help="The database: embedded cluster and migrations.", no_args_is_help=True)
@@ -25,17 +26,46 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(func: F) -> F:
-    """Print core errors on stderr in one line and exit with the error's code."""
+    """Print core errors on stderr in one line and exit with the error's code; with
+    ``--json`` print them as JSON on stdout instead. Anything unexpected is one line too
+    (``GRIDMAP_DEBUG=1`` shows the traceback)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except GridmapError as exc:
-            typer.echo(f"gridmap: error: {exc.message}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            error = _as_gridmap_error(exc)
+            if error is None:
+                raise
+            if kwargs.get("as_json"):
+                typer.echo(json.dumps({"error": error.message, "details": error.details},
+                                      ensure_ascii=False, default=str))  # fmt: skip
+            else:
+                typer.echo(f"gridmap: error: {error.message}", err=True)
+            raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _as_gridmap_error(exc: Exception) -> GridmapError | None:
+    """``exc`` as an error a user can act on; None to let it through as it is (under
+    ``GRIDMAP_DEBUG``, anything not raised on purpose)."""
+    import psycopg
+
+    if isinstance(exc, GridmapError):
+        return exc
+    if os.environ.get("GRIDMAP_DEBUG"):
+        return None
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return SetupError(
+            f"the database has no gridmap tables ({exc.diag.message_primary}): run "
+            "`gridmap db migrate`, or run gridmap from the folder whose .gridmap holds "
+            "your city, or set GRIDMAP_DATABASE_URL")  # fmt: skip
+    return GridmapError(f"unexpected {type(exc).__name__}: {exc} (GRIDMAP_DEBUG=1 shows "
+                        "where)")  # fmt: skip
 
 
 def _cluster():  # type: ignore[no-untyped-def]
@@ -240,7 +270,6 @@ def import_(
 
     Exit codes: 0 fine, 2 the file or its features have errors (nothing written).
     """
-    import json
 
     import psycopg
 

@@ -1,0 +1,56 @@
+"""The import and export commands answer bad input in one line (or JSON), never with a
+traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gridmap.cli import app
+from gridmap.config import get_settings
+
+
+@pytest.fixture
+def run(database_factory: Callable[..., str], city_db: str, monkeypatch: pytest.MonkeyPatch
+        ) -> Iterator[Callable[..., object]]:  # fmt: skip
+    """Invoke the CLI against the sample city (or, with ``url``, another database)."""
+
+    def invoke(*args: str, url: str = city_db):  # type: ignore[no-untyped-def]
+        monkeypatch.setenv("GRIDMAP_DATABASE_URL", url)
+        get_settings.cache_clear()
+        return CliRunner().invoke(app, list(args))
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def test_json_errors_go_to_stdout_as_json(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "nothing.zip"
+    result = run("import", "grid", str(missing), "--json")
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert "nothing.zip" in error["error"] and "details" in error
+
+
+def test_export_mistakes_are_one_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for args, said in [(["--bbox", "1,2,3"], "four numbers"), (["--bbox", "a,b,c,d"], "four"),
+                       (["--generation", "1", "--encoding", "UTF-8"], None)]:  # fmt: skip
+        level = "building" if said is None else "grid"
+        result = run("export", level, str(tmp_path / "x.geojson"), *args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert (said or "no generations") in result.output
+    result = run("export", "grid", str(tmp_path / "no" / "such" / "x.geojson"))
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_a_database_without_gridmap_tables_says_what_to_do(  # type: ignore[no-untyped-def]
+    run, database_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    empty = database_factory(migrated=False)
+    result = run("export", "grid", str(tmp_path / "x.geojson"), url=empty)
+    assert result.exit_code == 5 and "gridmap db migrate" in result.output, result.output
+    assert "Traceback" not in result.output
