@@ -79,12 +79,35 @@ def canonical_wkb(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
     """Each geometry's little-endian 2D WKB, one-part MultiPolygons as their Polygon;
     ``oriented``: exterior rings clockwise and holes counter-clockwise, so that an area
     compares equal however a file wound its rings (``oriented=False``: as they are)."""
-    geoms = np.asarray(geoms, dtype=object).copy()
-    one_part = (shapely.get_type_id(geoms) == 6) & (shapely.get_num_geometries(geoms) == 1)
-    geoms[one_part] = shapely.get_geometry(geoms[one_part], 0)
+    geoms = _one_part_as_polygon(geoms)
     if oriented:
         geoms = shapely.orient_polygons(geoms, exterior_cw=True)
     return np.asarray(shapely.to_wkb(geoms, byte_order=1, output_dimension=2), dtype=object)
+
+
+def _one_part_as_polygon(geoms: np.ndarray) -> np.ndarray:
+    geoms = np.asarray(geoms, dtype=object).copy()
+    one_part = (shapely.get_type_id(geoms) == 6) & (shapely.get_num_geometries(geoms) == 1)
+    geoms[one_part] = shapely.get_geometry(geoms[one_part], 0)
+    return geoms
+
+
+SAME_WITHIN_DEG = 1e-9
+"""Vertices this close (about 0.1 mm) are the same point: the noise of a re-projection
+round trip (CGCS2000 Gauss-Kruger → EPSG:4326 is ~1e-14°) is not a change of area."""
+
+
+def same_shape(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Per pair: the same area — equal as point sets, or vertex for vertex (in any ring
+    orientation and start) within :data:`SAME_WITHIN_DEG`."""
+    same = np.asarray(shapely.equals(new, old), dtype=bool)
+    rest = np.flatnonzero(~same)
+    if rest.size:
+        a, b = _one_part_as_polygon(new[rest]), _one_part_as_polygon(old[rest])
+        same[rest] = (shapely.equals_exact(a, b, SAME_WITHIN_DEG)
+                      | shapely.equals_exact(shapely.normalize(a), shapely.normalize(b),
+                                             SAME_WITHIN_DEG))  # fmt: skip
+    return same
 
 
 def match_features(
@@ -183,8 +206,8 @@ def diff_layer(
     """Added, removed, changed, unchanged areas against the published generation.
 
     Geometries whose WKB differs from the published one (``identical`` false) are
-    compared again with ``shapely.equals``: the same shape with another vertex order
-    counts as unchanged.
+    compared again by :func:`same_shape`: the same shape with another vertex order, or
+    with re-projection noise, counts as unchanged (and keeps its stored geometry).
     """
     old = published.old
     codes = frame.code.to_numpy(dtype=object)
@@ -194,8 +217,7 @@ def diff_layer(
     same_geom = identical.copy()
     recheck = known[~same_geom[known]]
     if recheck.size:
-        same_geom[recheck] = shapely.equals(read_geoms[recheck],
-                                            _old_geometries(old, match[recheck]))
+        same_geom[recheck] = same_shape(read_geoms[recheck], _old_geometries(old, match[recheck]))
     same_attrs = np.zeros(len(frame), dtype=bool)
     if known.size:
         same_attrs[known] = (

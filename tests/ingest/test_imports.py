@@ -579,3 +579,18 @@ def test_export_refuses_what_it_cannot_write_faithfully(
         parse_bbox("1,2,3")
     with pytest.raises(InvalidInputError, match="four numbers"):
         parse_bbox("a,b,c,d")
+
+
+@pytest.mark.parametrize("crs", [4545, 4523, 3857])
+def test_reprojection_noise_is_not_a_change(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, crs: int
+) -> None:
+    frame = _grids(sample_city).to_crs(crs)
+    moved = frame.index[7]  # one grid really changed: a corner 1 m out
+    x, y = shapely.get_coordinates(frame.geometry[moved])[0]
+    ring = [(x - 1, y - 1), *shapely.get_coordinates(frame.geometry[moved])[1:-1], (x - 1, y - 1)]
+    frame.loc[moved, "geometry"] = shapely.Polygon(ring)
+    report = import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid")
+    assert report.diff is not None
+    assert report.diff["changed"] == 1 and report.diff["unchanged"] == len(frame) - 1
+    assert report.diff["changed_areas"][0]["code"] == frame.DM[moved]
