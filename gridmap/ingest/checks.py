@@ -34,6 +34,7 @@ from gridmap.ingest.tiling import tiled_parents
 CODE_LENGTH = {"district": 6, "street": 9, "community": 12, "grid": 15}
 PARENT_LEVEL = {"district": "city", "street": "district", "community": "street",
                 "grid": "community"}  # fmt: skip
+CHILD_LEVEL = {parent: child for child, parent in PARENT_LEVEL.items()}
 _M_PER_DEG = 111_320.0
 GAP_FREE_M2 = 0.01
 """A layer is marked checked only if no parent has more than this uncovered (m²)."""
@@ -181,7 +182,9 @@ def m2(geoms: np.ndarray | Sequence[Any]) -> np.ndarray:
     return np.asarray(shapely.area(geoms)) * scale
 
 
-def _where(geoms: np.ndarray) -> list[tuple[float, float] | None]:
+def locations(geoms: np.ndarray) -> list[tuple[float, float] | None]:
+    """A point on each geometry's surface (lon, lat), for a finding's location; None
+    for a missing or empty geometry."""
     points = shapely.point_on_surface(geoms)
     xy = shapely.get_coordinates(points)
     out: list[tuple[float, float] | None] = []
@@ -223,10 +226,9 @@ def check_layer(
     )  # fmt: skip
     codes = frame.code.to_numpy(dtype=object)
     add = report.findings.append
-    for i in read.z_dropped:
-        add(Finding("warning", "z_m_dropped", "Z values dropped", i, codes[i]))
-    for i in read.m_dropped:
-        add(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
+    for dropped, indexes in (("Z", read.z_dropped), ("M", read.m_dropped)):
+        for i, at in zip(indexes, locations(geoms[list(indexes)]), strict=True):
+            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped", i, codes[i], at))
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
     if len(frame) == 0:
@@ -338,7 +340,7 @@ def _geometry_checks(
     for i in np.flatnonzero(~polygonal & ~missing):
         add(Finding("error", "not_polygon",
                     f"{geoms[i].geom_type} is not a polygon",
-                    int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+                    int(i), codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
     valid = np.ones(len(geoms), dtype=bool)
     todo = np.flatnonzero(~known_valid) if known_valid is not None else slice(None)
     valid[todo] = shapely.is_valid(geoms[todo])
@@ -351,10 +353,10 @@ def _geometry_checks(
             polygons = parts[shapely.get_type_id(parts) == 3]
             geoms[i] = shapely.union_all(polygons) if polygons.size else fixed
             add(Finding("warning", "invalid_geometry", f"repaired by make_valid: {reason}",
-                        int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+                        int(i), codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
         else:
             add(Finding("error", "invalid_geometry", f"{reason} (use --fix to repair)",
-                        int(i), codes[i], _where(geoms[i:i + 1])[0]))  # fmt: skip
+                        int(i), codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
     valid_as_read = valid.copy()
     fixed = np.flatnonzero(invalid)
     if t.fix and fixed.size:  # only repaired geometries need validating again
@@ -387,32 +389,37 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, slot: np.ndarray, add: Any
         prefix = CODE_LENGTH[PARENT_LEVEL[level]]
         outside = checked & (text.str[:prefix] != parent_text).to_numpy()
     failing = np.flatnonzero(empty | duplicate | ~well_formed | no_parent | unknown | outside)
-    for i in failing.tolist():
+    places = locations(np.asarray(frame.geometry.to_numpy(), dtype=object)[failing])
+    for i, at in zip(failing.tolist(), places, strict=True):
         code = codes[i]
         if empty[i]:
-            add(Finding("error", "malformed_code", "code is empty", i, None))
+            add(Finding("error", "malformed_code", "code is empty", i, None, at))
             continue
         if duplicate[i]:
-            add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}", i, code))
+            add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}", i, code,
+                        at))  # fmt: skip
         if not well_formed[i]:
             add(Finding("error", "malformed_code",
-                        f"{code!r} is not a {length}-digit {level} code", i, code))  # fmt: skip
+                        f"{code!r} is not a {length}-digit {level} code", i, code, at))  # fmt: skip
         elif no_parent[i]:
-            add(Finding("error", "missing_parent", "no parent code", i, code))
+            add(Finding("error", "missing_parent", "no parent code", i, code, at))
         else:
-            _parent_findings(i, code, parent[i], level, bool(unknown[i]), bool(outside[i]), add)
+            _parent_findings(i, code, parent[i], level, bool(unknown[i]), bool(outside[i]), at,
+                             add)  # fmt: skip
 
 
 def _parent_findings(
-    i: int, code: str, parent: str, level: str, unknown: bool, outside: bool, add: Any
+    i: int, code: str, parent: str, level: str, unknown: bool, outside: bool,
+    at: tuple[float, float] | None, add: Any,
 ) -> None:
     if unknown:
         add(Finding("error", "missing_parent",
-                    f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code))
+                    f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code, at))
     if outside:
         prefix = len(parent) if level != "district" else 2
         add(Finding("error", "code_not_under_parent",
-                    f"code does not start with its parent's code {parent[:prefix]}", i, code))
+                    f"code does not start with its parent's code {parent[:prefix]}", i, code,
+                    at))  # fmt: skip
 
 
 def _parent_containment(
@@ -436,7 +443,7 @@ def _parent_containment(
         return True
     outside = shapely.difference(geoms[idx], parent_geoms)
     fraction = m2(outside) / np.maximum(m2(geoms[idx]), 1e-12)
-    places = _where(outside)
+    places = locations(outside)
     for k in np.flatnonzero(fraction > t.outside_fraction):
         i = int(idx[k])
         add(Finding("error", "outside_parent",
@@ -475,7 +482,7 @@ def _overlaps(
         return False, int(looked)
     shared = shapely.intersection(geoms[left], geoms[right])
     area = m2(shared)
-    places = _where(shared)
+    places = locations(shared)
     for k in np.flatnonzero(area > t.overlap_m2):
         a, b = int(left[k]), int(right[k])
         add(Finding("error", "overlap",
@@ -542,7 +549,7 @@ def _gaps(
         return largest
     area = m2(holes)
     holes, area = holes[area > t.gap_m2], area[area > t.gap_m2]
-    places = _where(holes)
+    places = locations(holes)
     tree = shapely.STRtree(parents.geoms)
     for k, hole in enumerate(holes):
         owner = tree.query(shapely.point_on_surface(hole), predicate="intersects")
@@ -603,4 +610,4 @@ def _slivers(
     for k in np.flatnonzero(area < t.sliver_m2):
         i = int(idx[k])
         add(Finding("warning", "sliver", f"area {area[k]:.3f} m² is under {t.sliver_m2} m²",
-                    i, codes[i], _where(geoms[i:i + 1])[0], float(area[k])))  # fmt: skip
+                    i, codes[i], locations(geoms[i:i + 1])[0], float(area[k])))  # fmt: skip

@@ -5,7 +5,7 @@ added, changed or removed. Both commit paths of :mod:`gridmap.ingest.publish` us
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
@@ -16,7 +16,7 @@ import shapely
 
 from gridmap.errors import NotFoundError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import PARENT_LEVEL, Parents, m2
+from gridmap.ingest.checks import CHILD_LEVEL, PARENT_LEVEL, Parents, locations, m2
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Published:
     old: pd.DataFrame
     """One row per area: id, code, name, parent_code, wkb (little-endian, one-part
     MultiPolygons as their Polygon: what :func:`canonical_wkb` gives unoriented)."""
+    children: dict[str, list[str]] = field(default_factory=dict)
+    """Per area of the level, the codes of its active children (the level below)."""
 
 
 _VALID = "generation_low <= %(g)s AND (generation_high IS NULL OR generation_high >= %(g)s)"
@@ -72,7 +74,18 @@ def fetch_published(conn: psycopg.Connection, level: str) -> Published:
     checked = list(row[1] or [])
     parents = load_parents(conn, PARENT_LEVEL[level], generation)
     parents.clean = PARENT_LEVEL[level] in checked
-    return Published(generation, checked, parents, old)
+    return Published(generation, checked, parents, old, _children(conn, level, generation))
+
+
+def _children(conn: psycopg.Connection, level: str, generation: int) -> dict[str, list[str]]:
+    if level not in CHILD_LEVEL:
+        return {}
+    rows = conn.execute(
+        f"SELECT parent_code, array_agg(code ORDER BY code) FROM areas "
+        f"WHERE level = %(child)s AND {_VALID} GROUP BY parent_code",
+        {"child": CHILD_LEVEL[level], "g": generation},
+    ).fetchall()
+    return {parent: codes for parent, codes in rows if parent is not None}
 
 
 def canonical_wkb(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
@@ -184,6 +197,16 @@ def _old_geometries(old: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Orphaning:
+    """A removed area whose children (the level below) still name it as their parent."""
+
+    code: str
+    children: int
+    examples: list[str]
+    location: tuple[float, float] | None
+
+
+@dataclass
 class Diff:
     """How a layer differs from the published generation's areas of its level."""
 
@@ -193,6 +216,7 @@ class Diff:
     removed_ids: list[int]
     summary: dict[str, Any]
     """The report's ``diff``."""
+    orphaning: list[Orphaning] = field(default_factory=list)
 
     @property
     def moves_areas(self) -> bool:
@@ -250,7 +274,16 @@ def diff_layer(
         ],
     }
     return Diff(added, changed, [int(i) for i in old_ids_changed],
-                [int(i) for i in gone.id.tolist()], summary)  # fmt: skip
+                [int(i) for i in gone.id.tolist()], summary,
+                _orphaning(gone, published.children))  # fmt: skip
+
+
+def _orphaning(gone: pd.DataFrame, children: dict[str, list[str]]) -> list[Orphaning]:
+    """The removed areas that still have active children."""
+    parents = gone[gone.code.isin(list(children))]
+    places = locations(shapely.from_wkb(parents.wkb.to_numpy())) if len(parents) else []
+    return [Orphaning(code, len(children[code]), children[code][:3], place)
+            for code, place in zip(parents.code.tolist(), places, strict=True)]
 
 
 def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:

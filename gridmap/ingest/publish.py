@@ -25,7 +25,14 @@ import psycopg
 from gridmap.db.locks import lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import PARENT_LEVEL, Report, Thresholds, check_layer, error_details
+from gridmap.ingest.checks import (
+    CHILD_LEVEL,
+    Finding,
+    Report,
+    Thresholds,
+    check_layer,
+    error_details,
+)
 from gridmap.ingest.compare import (
     Diff,
     Published,
@@ -46,7 +53,6 @@ from gridmap.ingest.reader import AREA_LEVELS, LayerRead, Progress, ReadOptions,
 from gridmap.ingest.reassign import reassign_after_grid_change
 
 NOTIFY_CHANNEL = "gridmap_generation"
-CHILD_LEVEL = {parent: child for child, parent in PARENT_LEVEL.items()}
 
 
 @dataclass
@@ -170,6 +176,14 @@ def _repaired(read: gpd.GeoDataFrame, checked: gpd.GeoDataFrame) -> np.ndarray:
 
 def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: Diff) -> Plan:
     report.diff = diff.summary
+    child = CHILD_LEVEL.get(report.level)
+    for orphaning in diff.orphaning:
+        report.findings.append(Finding(
+            "warning", "orphaned_children",
+            f"removing {orphaning.code} leaves {orphaning.children:,} active {child}(s) "
+            f"naming it as their parent (e.g. {', '.join(orphaning.examples)}): import the "
+            f"{child} level next", None, orphaning.code, orphaning.location,
+        ))  # fmt: skip
     return Plan(report, frame, published.generation, diff)
 
 

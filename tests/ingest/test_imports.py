@@ -177,6 +177,8 @@ def test_every_check_fires(tmp_path: Path, city_conn: psycopg.Connection,
                          ("outside_parent", 6), ("overlap", 6), ("sliver", 8),
                          ("z_m_dropped", 9)]:  # fmt: skip
         assert any(c == check and (i == index or check == "overlap") for c, i in found), check
+    unplaced = [f for f in report.findings if f.location is None and f.index != 0]
+    assert unplaced == []  # every finding says where (but the bow-tie's)
     gaps = [f for f in report.findings if f.check == "gap"]
     assert gaps and gaps[0].location is not None and gaps[0].area_m2 > 1
     assert report.errors and report.warnings
@@ -594,3 +596,23 @@ def test_reprojection_noise_is_not_a_change(
     assert report.diff is not None
     assert report.diff["changed"] == 1 and report.diff["unchanged"] == len(frame) - 1
     assert report.diff["changed_areas"][0]["code"] == frame.DM[moved]
+
+
+def test_removing_a_parent_warns_of_the_children_it_leaves(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    streets = sample_city.level("street")[["code", "name", "parent_code", "geometry"]]
+    streets = streets.reset_index(drop=True)
+    same = streets.index[streets.parent_code == streets.parent_code[0]]
+    keep, gone = same[0], same[1]
+    merged = shapely.union(streets.geometry[keep], streets.geometry[gone])
+    streets.loc[keep, "geometry"] = merged
+    children = sorted(sample_city.level("community").query("parent_code == @streets.code[@gone]"
+                                                          ).code)  # fmt: skip
+    assert children
+    report = import_file(city_conn, _write(streets.drop(index=gone), tmp_path / "s.gpkg",
+                                           driver="GPKG"), "street")  # fmt: skip
+    warned = [f for f in report.findings if f.check == "orphaned_children"]
+    assert [(w.code, w.severity) for w in warned] == [(streets.code[gone], "warning")]
+    assert f"{len(children):,} active community(s)" in warned[0].message
+    assert children[0] in warned[0].message and warned[0].location is not None
