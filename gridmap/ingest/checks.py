@@ -547,16 +547,26 @@ def _gaps(
     holes = holes[shapely.get_type_id(holes) == 3] if holes.size else holes
     if holes.size == 0:
         return largest
+    holes, owners = _per_parent(holes, parents)
     area = m2(holes)
-    holes, area = holes[area > t.gap_m2], area[area > t.gap_m2]
-    places = locations(holes)
-    tree = shapely.STRtree(parents.geoms)
-    for k, hole in enumerate(holes):
-        owner = tree.query(shapely.point_on_surface(hole), predicate="intersects")
-        parent = parents.codes[owner[0]] if owner.size else None
+    big = area > t.gap_m2
+    holes, owners, area = holes[big], owners[big], area[big]
+    for k, place in enumerate(locations(holes)):
+        parent = parents.codes[owners[k]]
         add(Finding("error", "gap", f"{area[k]:,.1f} m² of parent {parent} covered by no "
-                    "feature", None, parent, places[k], float(area[k])))  # fmt: skip
+                    "feature", None, parent, place, float(area[k])))  # fmt: skip
     return largest
+
+
+def _per_parent(holes: np.ndarray, parents: Parents) -> tuple[np.ndarray, np.ndarray]:
+    """The holes cut along the parents' boundaries: polygons each inside one parent,
+    and that parent's position (a gap across two parents is two findings)."""
+    tree = shapely.STRtree(parents.geoms)
+    hole, owner = tree.query(holes, predicate="intersects")
+    pieces = shapely.intersection(holes[hole], parents.geoms[owner])
+    parts, source = shapely.get_parts(pieces, return_index=True)
+    polygonal = shapely.get_type_id(parts) == 3
+    return parts[polygonal], owner[source[polygonal]]
 
 
 def _gaps_around(

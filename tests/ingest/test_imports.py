@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import psycopg
 import pyogrio
 import pytest
@@ -21,7 +22,7 @@ import shapely
 from gridmap.db.locks import AREAS_WRITERS, lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError
 from gridmap.ingest import publish
-from gridmap.ingest.checks import Thresholds
+from gridmap.ingest.checks import Thresholds, m2
 from gridmap.ingest.export import export_layer, parse_bbox
 from gridmap.ingest.publish import check_and_publish, commit_plan, import_file, prepare_import
 from gridmap.ingest.reader import ReadOptions, read_layer
@@ -616,3 +617,25 @@ def test_removing_a_parent_warns_of_the_children_it_leaves(
     assert [(w.code, w.severity) for w in warned] == [(streets.code[gone], "warning")]
     assert f"{len(children):,} active community(s)" in warned[0].message
     assert children[0] in warned[0].message and warned[0].location is not None
+
+
+def test_a_gap_across_two_parents_is_one_finding_in_each(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    tree = shapely.STRtree(frame.geometry.to_numpy())
+    pairs = tree.query(frame.geometry.to_numpy(), predicate="touches").T
+    a, b = next((i, j) for i, j in pairs if frame.SJDM[i] != frame.SJDM[j]
+                and shapely.intersection(frame.geometry[i], frame.geometry[j]).length > 0)
+    # Both removed, so that the hole crosses the communities' shared edge; a grid far
+    # away grown out of its parent, so that the union of the whole layer (not the
+    # per-parent sums) finds the hole.
+    far = int(np.argmax(shapely.distance(frame.geometry.to_numpy(), frame.geometry[a])))
+    frame.loc[far, "geometry"] = shapely.buffer(frame.geometry[far], 0.001)
+    report = import_file(city_conn, _write(frame.drop(index=[a, b]), tmp_path / "g.gpkg",
+                                           driver="GPKG"), "grid")  # fmt: skip
+    assert any(f.check == "outside_parent" for f in report.findings)
+    gaps = {f.code: f.area_m2 for f in report.findings if f.check == "gap"}
+    assert set(gaps) == {frame.SJDM[a], frame.SJDM[b]}
+    areas = m2(frame.geometry[[a, b]].to_numpy())
+    assert sorted(gaps.values()) == pytest.approx(sorted(areas), rel=1e-6)
