@@ -67,8 +67,9 @@ def publish_sql(rows: str, kind: str) -> psycopg_sql.Composed:
     """An INSERT of :func:`publish`'s webhook deliveries for every events row of the
     relation ``rows`` (e.g. a CTE's RETURNING), to put in the statement that changed them."""
     return psycopg_sql.SQL(
-        "INSERT INTO webhook_deliveries (webhook_id, payload, next_attempt_at)"
-        " SELECT w.id, {payload}, now() FROM {rows} r CROSS JOIN webhooks w WHERE w.active"
+        "INSERT INTO webhook_deliveries (webhook_id, payload, attempts, status, next_attempt_at)"
+        " SELECT w.id, {payload}, 0, 'pending', now()"
+        " FROM {rows} r CROSS JOIN webhooks w WHERE w.active"
     ).format(payload=summary_sql("r", kind), rows=psycopg_sql.Identifier(rows))
 
 
