@@ -3,11 +3,13 @@ persons): gridmap's set-based re-assignment against a plain full PostGIS re-assi
 (every building and facility joined to the new grids with ``ST_Covers``), in one run.
 
 The shared benchmark database is copied (``CREATE DATABASE … TEMPLATE``) to a scratch
-database first, so it stays intact. The re-division merges two touching grids in some
+database first, so it stays intact, and ``--events`` events (one per building, every
+status in turn, routed to the building's grid and its worker) are written into the copy,
+so that moving open events is timed too. The re-division merges two touching grids in some
 communities and splits a grid in two in others; it is published through the import
 path (checks, diff, commit), and the re-assignment inside the commit is timed.
 
-Run: .venv/bin/python -m benchmarks.bench_reassign [--communities 300]
+Run: .venv/bin/python -m benchmarks.bench_reassign [--communities 300] [--events 200000]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.common import bench_database, fresh_database
 from gridmap.ingest.publish import commit_plan, prepare_import
+from gridmap.models.events import EVENT_STATUSES
 
 SCRATCH = "gridmap_bench_reassign"
 
@@ -37,6 +40,41 @@ UPDATE {table} t SET grid_code = x.code FROM (
     ORDER BY t.id, a.code
 ) x WHERE t.id = x.id AND t.grid_code IS DISTINCT FROM x.code
 """
+
+# One event per building (the first ``n``), at its point-on-surface, in every status in
+# turn and every leaf category in turn, routed as intake routes it: the building's grid,
+# the grid's first full-time worker, the category's department.
+_EVENTS_SQL = """
+INSERT INTO events (source, category_code, affair_class, priority, status, lon, lat, geom,
+    description, media_urls, grid_code, generation, worker_code, department_code,
+    handler_level, assignment_reason, flagged, queue, escalation_level, rework_count,
+    assigned_at)
+SELECT 'resident', c.code, c.affair_class, c.priority, s.status, ST_X(b.p), ST_Y(b.p), b.p,
+    '', '[]', b.grid_code, (SELECT id FROM generations WHERE active), w.code,
+    c.department_code, 'grid', 'benchmark', false,
+    CASE WHEN c.department_code IS NULL THEN 'grid' ELSE 'department' END, 'grid', 0, now()
+FROM (SELECT grid_code, ST_PointOnSurface(geom) AS p, row_number() OVER (ORDER BY id) AS n
+      FROM buildings ORDER BY id LIMIT %(n)s) b
+JOIN (SELECT code, affair_class, priority, department_code,
+             row_number() OVER (ORDER BY code) - 1 AS k, count(*) OVER () AS m
+      FROM event_categories WHERE leaf) c ON c.k = b.n %% c.m
+JOIN unnest(%(statuses)s::text[]) WITH ORDINALITY AS s(status, k)
+     ON s.k - 1 = b.n %% cardinality(%(statuses)s::text[])
+LEFT JOIN LATERAL (
+    SELECT w.code FROM worker_assignments a JOIN workers w ON w.id = a.worker_id
+    WHERE a.grid_code = b.grid_code AND w.role = 'full_time' ORDER BY w.code LIMIT 1
+) w ON true
+"""
+
+
+def add_events(conn: psycopg.Connection, n: int) -> int:
+    """Write ``n`` events (see ``_EVENTS_SQL``) and commit; returns how many were written."""
+    if n <= 0:
+        return 0
+    cur = conn.execute(_EVENTS_SQL, {"n": n, "statuses": list(EVENT_STATUSES)})
+    conn.execute("ANALYZE events")
+    conn.commit()
+    return cur.rowcount
 
 
 def scratch_copy(url: str, name: str = SCRATCH) -> str:
@@ -117,9 +155,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--grids", type=int, default=65_000)
     parser.add_argument("--communities", type=int, default=300)
+    parser.add_argument("--events", type=int, default=200_000,
+                        help="events written into the copy first (0: none)")
     args = parser.parse_args()
     url = scratch_copy(bench_database(args.grids))
     with psycopg.connect(url) as conn:
+        events = add_events(conn, args.events)
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM buildings), (SELECT count(*) FROM persons),"
             " (SELECT count(*) FROM facilities)"
@@ -140,7 +181,8 @@ def main() -> None:
     print(f"city: {counts}; re-division: {d.get('added')} added, {d.get('removed')} removed, "
           f"{d.get('changed')} changed grids in {args.communities} communities")  # fmt: skip
     print(f"moved: {r.get('buildings_moved')} buildings, {r.get('persons_moved')} persons, "
-          f"{r.get('facilities_moved')} facilities, {r.get('workers_moved')} workers")
+          f"{r.get('facilities_moved')} facilities, {r.get('workers_moved')} workers, "
+          f"{r.get('events_moved')} of {events} events")
     print(f"gridmap re-assignment (set-based, inside the commit): {r.get('seconds', 0):.2f}s; "
           f"whole commit {commit:.2f}s (target re-assignment <= 20s)")
     print(f"naive full re-assignment in PostGIS (buildings + facilities): {peer:.2f}s")

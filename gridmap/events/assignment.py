@@ -28,7 +28,10 @@ from gridmap.lookup.service import DivisionSnapshot, LookupService
 from gridmap.models import Area, EventCategory, Facility
 
 COMMAND_CENTER = "command_center"
-_PICK_WORKER = text(resources.files("gridmap.events").joinpath("pick_worker.sql").read_text())
+PICK_WORKER_SQL = resources.files("gridmap.events").joinpath("pick_worker.sql").read_text()
+"""The worker rule in SQL: one row per grid of a relation ``grid(code)`` the caller defines
+in a WITH clause (see :func:`worker_of`)."""
+_PICK_WORKER = text(f"WITH grid AS (SELECT CAST(:grid AS text) AS code)\n{PICK_WORKER_SQL}")
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,19 @@ def _worker_reason(worker: tuple[str, str] | None, leader: tuple[str, str] | Non
     return None, f"no worker or leader; community {grid_code[:12]}"
 
 
+def worker_of(grid_code: str, worker_code: str | None, worker_name: str | None,
+              leader_code: str | None, leader_name: str | None) -> tuple[str | None, str]:
+    """(worker code, reason) from a row of :data:`PICK_WORKER_SQL` for ``grid_code``."""
+    worker = (worker_code, worker_name or "") if worker_code else None
+    leader = (leader_code, leader_name or "") if leader_code else None
+    return _worker_reason(worker, leader, grid_code)
+
+
 def pick_worker(session: Session, grid_code: str) -> tuple[str | None, str]:
     """(worker code, reason) for a grid: on-duty worker, else the community's leader."""
     row = session.execute(_PICK_WORKER, {"grid": grid_code}).one()
-    worker = (row.worker_code, row.worker_name) if row.worker_code else None
-    leader = (row.leader_code, row.leader_name) if row.leader_code else None
-    return _worker_reason(worker, leader, grid_code)
+    return worker_of(grid_code, row.worker_code, row.worker_name, row.leader_code,
+                     row.leader_name)
 
 
 # (the snapshot's workers dict it was built from, community code → best leader)
@@ -163,23 +173,46 @@ def assign(
     else:
         grid = locate_grid(session, lon, lat, generation)
     if grid is None:
-        return Assignment(None, generation, None, None, COMMAND_CENTER, COMMAND_CENTER, True,
-                          f"({lon:.6f}, {lat:.6f}) is outside every grid of generation "
-                          f"{generation}: command-center queue")
+        return outside(generation, f"({lon:.6f}, {lat:.6f})")
+    worker = None
+    if affair_class != "collaborative":
+        worker = (pick_worker_in_memory(snap, grid) if snap is not None
+                  else pick_worker(session, grid))
+    department = (pick_department(session, category, facility_code)
+                  if affair_class == "official" else None)
+    return route(grid, generation, affair_class, worker, department)
+
+
+def outside(generation: int, where: str) -> Assignment:
+    """Where an event at ``where``, outside every grid of ``generation``, goes: the
+    command-center queue, flagged, no worker or department."""
+    return Assignment(None, generation, None, None, COMMAND_CENTER, COMMAND_CENTER, True,
+                      f"{where} is outside every grid of generation {generation}: "
+                      "command-center queue")
+
+
+def route(grid: str, generation: int, affair_class: str,
+          worker: tuple[str | None, str] | None,
+          department: tuple[str | None, str] | None) -> Assignment:
+    """Where an event of ``affair_class`` in ``grid`` goes: worker, level, queue, reason.
+
+    ``worker``: (code, reason) picked for the grid (:func:`pick_worker`; not used for
+    collaborative affairs); ``department``: (code, reason) for official affairs
+    (:func:`pick_department`).
+    """
     reasons = [f"grid {grid} by location"]
     if affair_class == "collaborative":
-        worker, why = None, "collaborative affair: community"
-    elif snap is not None:
-        worker, why = pick_worker_in_memory(snap, grid)
+        worker_code, why = None, "collaborative affair: community"
     else:
-        worker, why = pick_worker(session, grid)
+        assert worker is not None, "a worker is picked for every affair but collaborative"
+        worker_code, why = worker
     reasons.append(why)
-    department = None
-    level = "community" if affair_class == "collaborative" or worker is None else "grid"
-    if affair_class == "official":
-        department, why = pick_department(session, category, facility_code)
+    department_code = None
+    level = "community" if affair_class == "collaborative" or worker_code is None else "grid"
+    if affair_class == "official" and department is not None:
+        department_code, why = department
         reasons.append(why)
     elif affair_class == "family":
         reasons.append("family affair: the household's own, grid worker helping")
-    return Assignment(grid, generation, worker, department, level,
-                      "department" if department else level, False, "; ".join(reasons))
+    return Assignment(grid, generation, worker_code, department_code, level,
+                      "department" if department_code else level, False, "; ".join(reasons))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from psycopg import sql as psycopg_sql
 from sqlalchemy import func, insert, literal, select, true
 from sqlalchemy.orm import Session
 
@@ -28,24 +29,48 @@ MAX_BACKOFF_S = 300.0
 DELIVERY_TIMEOUT_S = 5.0
 
 
+SUMMARY_FIELDS: dict[str, str] = {
+    "id": "id",
+    "status": "status",
+    "category": "category_code",
+    "priority": "priority",
+    "grid_code": "grid_code",
+    "worker_code": "worker_code",
+    "department_code": "department_code",
+    "queue": "queue",
+    "flagged": "flagged",
+    "escalation_level": "escalation_level",
+    "duplicate_of": "duplicate_of",
+    "lon": "lon",
+    "lat": "lat",
+}
+"""The change message's fields (after ``kind``): message key → events column."""
+
+
 def summary(event: Event, kind: str) -> dict[str, Any]:
     """A small, masked message about an event change (fits NOTIFY's 8 kB limit)."""
-    return {
-        "kind": kind,
-        "id": event.id,
-        "status": event.status,
-        "category": event.category_code,
-        "priority": event.priority,
-        "grid_code": event.grid_code,
-        "worker_code": event.worker_code,
-        "department_code": event.department_code,
-        "queue": event.queue,
-        "flagged": event.flagged,
-        "escalation_level": event.escalation_level,
-        "duplicate_of": event.duplicate_of,
-        "lon": event.lon,
-        "lat": event.lat,
-    }
+    return {"kind": kind, **{key: getattr(event, column)
+                             for key, column in SUMMARY_FIELDS.items()}}
+
+
+def summary_sql(alias: str, kind: str) -> psycopg_sql.Composed:
+    """:func:`summary` as a SQL ``jsonb_build_object`` of the events row ``alias``, for
+    set-based changes (many events in one statement)."""
+    pairs = [psycopg_sql.SQL("{}, {}").format(psycopg_sql.Literal(key),
+                                               psycopg_sql.Identifier(alias, column))
+             for key, column in SUMMARY_FIELDS.items()]
+    return psycopg_sql.SQL("jsonb_build_object('kind', {}, {})").format(
+        psycopg_sql.Literal(kind), psycopg_sql.SQL(", ").join(pairs))
+
+
+def publish_sql(rows: str, kind: str) -> psycopg_sql.Composed:
+    """An INSERT of :func:`publish`'s webhook deliveries for every events row of the
+    relation ``rows`` (e.g. a CTE's RETURNING), to put in the statement that changed them."""
+    return psycopg_sql.SQL(
+        "INSERT INTO webhook_deliveries (webhook_id, payload, attempts, status, next_attempt_at)"
+        " SELECT w.id, {payload}, 0, 'pending', now()"
+        " FROM {rows} r CROSS JOIN webhooks w WHERE w.active"
+    ).format(payload=summary_sql("r", kind), rows=psycopg_sql.Identifier(rows))
 
 
 def publish(session: Session, event: Event, kind: str, now: datetime) -> None:

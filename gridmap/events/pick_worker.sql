@@ -1,9 +1,12 @@
--- The worker for a grid, in one round trip: an on-duty full-/part-time worker of the grid
+-- The worker for each grid of ``grid`` (a relation with a text column ``code`` that the
+-- caller defines in a WITH clause: the one grid of a new event, or every grid events moved
+-- to in a re-assignment), one row per grid: an on-duty full-/part-time worker of the grid
 -- (full-time first, then by code), else the community's grid leader (on duty first).
 SELECT
+    grid.code AS grid_code,
     duty.code AS worker_code, duty.name AS worker_name,
     leader.code AS leader_code, leader.name AS leader_name
-FROM (SELECT CAST(:grid AS text) AS code) grid
+FROM grid
 LEFT JOIN LATERAL (
     SELECT w.code, w.name
     FROM worker_assignments a JOIN workers w ON w.id = a.worker_id

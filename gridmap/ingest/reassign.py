@@ -5,8 +5,12 @@
 - facilities: the grid that covers the facility point (lowest code on ties);
 - workers: kept where their grid code survives; else moved to the new grid covering
   the old grid's point-on-surface;
-- events (when an ``events`` table exists): open events only, as for facilities;
-  closed events keep their historical grid.
+- events: open events (every status but :data:`~gridmap.models.events.CLOSED_STATUSES`),
+  as for facilities, then re-routed by the events module's own rule
+  (:func:`gridmap.events.assignment.route`: the new grid's worker, else the community's
+  leader, else the community); each moved event gets an audit row (grid and worker, old
+  → new, and the generation) and its webhook deliveries. Status, deadlines and clocks
+  are kept. Closed and rejected events keep their historical grid.
 
 Only features that can have moved are looked at: those whose grid code was closed, and
 those touching the new generation's added or changed grids.
@@ -17,10 +21,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
-OPEN_EVENT_STATES = ("reported", "accepted", "dispatched", "in_progress", "resolved")
+from gridmap.events import notify
+from gridmap.events.assignment import PICK_WORKER_SQL, Assignment, outside, route, worker_of
+from gridmap.models.events import CLOSED_STATUSES
 
 _VALID = "{a}.generation_low <= {g} AND ({a}.generation_high IS NULL OR {a}.generation_high >= {g})"
 
@@ -56,7 +63,7 @@ LEFT JOIN persons p ON p.household_id = h.id
 GROUP BY m.new
 """
 
-_POINTS_SQL = """
+_POINT_TARGETS_SQL = """
 WITH closed AS (
     SELECT code FROM areas WHERE level = 'grid' AND generation_high = %(prev)s
 ), fresh AS (
@@ -70,13 +77,64 @@ WITH closed AS (
     FROM {table} t JOIN candidates c ON c.id = t.id
     LEFT JOIN areas a ON a.level = 'grid' AND {valid} AND ST_Covers(a.geom, t.{geom})
     ORDER BY t.id, a.code
-), moved AS (
-    UPDATE {table} t SET grid_code = x.new {extra} FROM target x
+)"""
+
+_POINTS_SQL = _POINT_TARGETS_SQL + """, moved AS (
+    UPDATE {table} t SET grid_code = x.new FROM target x
     WHERE t.id = x.id AND t.grid_code IS DISTINCT FROM x.new
     RETURNING x.new
 )
 SELECT new, count(*) FROM moved GROUP BY new
 """
+
+# Open events whose grid changes: kept in a temporary table while their new grids'
+# workers are picked, then moved in one statement (_MOVE_EVENTS_SQL).
+_MOVING_EVENTS = "gridmap_moving_events"
+_MOVING_EVENTS_SQL = _POINT_TARGETS_SQL + """
+INSERT INTO {moving} (id, old_grid, new_grid, old_worker, affair_class, department_code)
+SELECT e.id, e.grid_code, x.new, e.worker_code, e.affair_class, e.department_code
+FROM target x JOIN events e ON e.id = x.id
+WHERE e.grid_code IS DISTINCT FROM x.new
+"""
+
+# Each moving event gets the route of its (new grid, affair class, department) from
+# :data:`routes` (a JSON array); status, deadlines and clocks stay. One audit row per
+# event (as intake's "assign" row: from and to the same status), and its webhook
+# deliveries, in the same statement.
+_MOVE_EVENTS_SQL = """
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(CAST(%(routes)s AS jsonb)) AS r(
+        grid_code text, affair_class text, department_in text, worker_code text,
+        department_code text, handler_level text, queue text, flagged boolean,
+        reason text)
+), moved AS (
+    UPDATE events e SET grid_code = x.new_grid, generation = %(gen)s,
+        worker_code = r.worker_code, department_code = r.department_code,
+        handler_level = r.handler_level, queue = r.queue, flagged = r.flagged,
+        assignment_reason = r.reason, updated_at = now()
+    FROM {moving} x
+    JOIN r ON r.grid_code IS NOT DISTINCT FROM x.new_grid AND r.affair_class = x.affair_class
+          AND r.department_in IS NOT DISTINCT FROM x.department_code
+    WHERE e.id = x.id
+    RETURNING e.*, x.old_grid, x.old_worker
+), audit AS (
+    INSERT INTO event_transitions (event_id, action, from_status, to_status, actor, role,
+                                   note, at)
+    SELECT id, %(action)s, status, status, %(actor)s, 'system',
+        'grid ' || coalesce(old_grid, 'none') || ' → ' || coalesce(grid_code, 'none')
+        || ', worker ' || coalesce(old_worker, 'none') || ' → '
+        || coalesce(worker_code, 'none') || ': generation ' || %(gen)s || ' published; '
+        || assignment_reason,
+        now()
+    FROM moved ORDER BY id
+), hooks AS (
+    {publish}
+)
+SELECT grid_code, count(*) FROM moved GROUP BY grid_code
+"""
+REASSIGN_ACTION = "reassign"
+"""The audit action (and webhook ``kind``) of an event moved to a new grid."""
+REASSIGN_ACTOR = "reassignment"
 
 _WORKERS_SQL = f"""
 WITH gone AS (
@@ -122,9 +180,7 @@ def reassign_after_grid_change(
     summary["persons_moved"] = sum(int(r[2]) for r in buildings)
     summary["facilities_moved"] = tally("facilities", _points(conn, "facilities", params))
     summary["workers_moved"] = tally("workers", conn.execute(_WORKERS_SQL, params).fetchall())
-    events = reassign_open_events(conn, generation, previous)
-    summary["events_moved"] = tally("events", events) if events is not None else 0
-    summary["events_table"] = events is not None
+    summary["events_moved"] = tally("events", reassign_open_events(conn, generation, previous))
     summary["per_grid"] = per_grid
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
@@ -137,53 +193,82 @@ def _points(
     *,
     geom: str = "geom",
     filter_sql: sql.Composable | None = None,
-    extra: sql.Composable | None = None,
 ) -> list[tuple[Any, ...]]:
-    query = sql.SQL(_POINTS_SQL).format(
-        table=sql.Identifier(table),
-        geom=sql.Identifier(geom),
-        filter=filter_sql or sql.SQL(""),
-        valid=sql.SQL(_valid("a", "%(gen)s")),
-        extra=extra or sql.SQL(""),
-    )
+    query = sql.SQL(_POINTS_SQL).format(**_point_targets(table, geom, filter_sql))
     return conn.execute(query, params).fetchall()
 
 
-def _columns(conn: psycopg.Connection, table: str) -> dict[str, str]:
-    rows = conn.execute(
-        "SELECT column_name, udt_name FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = %s",
-        (table,),
-    ).fetchall()
-    return {name: udt for name, udt in rows}
+def _point_targets(table: str, geom: str, filter_sql: sql.Composable | None
+                   ) -> dict[str, sql.Composable]:  # fmt: skip
+    return {
+        "table": sql.Identifier(table),
+        "geom": sql.Identifier(geom),
+        "filter": filter_sql or sql.SQL(""),
+        "valid": sql.SQL(_valid("a", "%(gen)s")),
+    }
+
+
+def open_events_sql(alias: str) -> sql.Composed:
+    """``alias.status NOT IN (<closed statuses>)``: the events module's open events
+    (written out, so that the partial indexes on open events serve it)."""
+    return sql.SQL("{} NOT IN ({})").format(
+        sql.Identifier(alias, "status"), sql.SQL(", ").join(map(sql.Literal, CLOSED_STATUSES))
+    )
 
 
 def reassign_open_events(
     conn: psycopg.Connection, generation: int, previous: int
-) -> list[tuple[Any, ...]] | None:
-    """Hook: move open events to the grid now covering their point.
+) -> list[tuple[Any, ...]]:
+    """Move open events to the grid now covering their point and re-route them.
 
-    Runs only when an ``events`` table with ``grid_code``, ``status`` and a point
-    geometry column (``geom`` or ``location``) exists; returns None otherwise. Events
-    whose status is not one of :data:`OPEN_EVENT_STATES` keep their historical grid.
-    A ``generation_id`` (or ``generation``) column, if present, records the generation
-    the event was re-assigned under.
+    Open: every status but :data:`~gridmap.models.events.CLOSED_STATUSES` (closed and
+    rejected events keep their historical grid). A moved event gets ``generation``, the
+    worker, handler level, queue and reason the events module gives an event of its
+    affair class in its new grid (an official affair keeps its department; outside every
+    grid: the command-center queue, flagged), an audit row and its webhook deliveries;
+    its status, deadlines and clocks are kept. Returns (new grid, count) rows.
     """
-    columns = _columns(conn, "events")
-    geom = next((c for c in ("geom", "location", "point") if columns.get(c) == "geometry"), None)
-    if not columns or geom is None or "grid_code" not in columns or "status" not in columns:
-        return None
-    gen_column = next((c for c in ("generation_id", "generation") if c in columns), None)
-    extra = (
-        sql.SQL(", {} = %(gen)s").format(sql.Identifier(gen_column)) if gen_column else None
-    )
-    open_filter = sql.SQL("AND t.status = ANY(%(open)s)")
-    return _points(
-        conn, "events", {**params_with_open(generation, previous)}, geom=geom,
-        filter_sql=open_filter, extra=extra,
-    )  # fmt: skip
+    params = {"gen": generation, "prev": previous}
+    moving = sql.Identifier(_MOVING_EVENTS)
+    conn.execute(sql.SQL(
+        "CREATE TEMPORARY TABLE {} (id bigint PRIMARY KEY, old_grid text, new_grid text,"
+        " old_worker text, affair_class text, department_code text)").format(moving))
+    targets = _point_targets("events", "geom", sql.SQL("AND ") + open_events_sql("t"))
+    conn.execute(sql.SQL(_MOVING_EVENTS_SQL).format(moving=moving, **targets), params)
+    routes = _routes(conn, generation)
+    rows = conn.execute(
+        sql.SQL(_MOVE_EVENTS_SQL).format(
+            moving=moving, publish=notify.publish_sql("moved", REASSIGN_ACTION)),
+        {**params, "routes": orjson.dumps(routes).decode(), "action": REASSIGN_ACTION,
+         "actor": REASSIGN_ACTOR},
+    ).fetchall()
+    conn.execute(sql.SQL("DROP TABLE {}").format(moving))
+    return rows
 
 
-def params_with_open(generation: int, previous: int) -> dict[str, Any]:
-    """Query parameters of the events step."""
-    return {"gen": generation, "prev": previous, "open": list(OPEN_EVENT_STATES)}
+def _routes(conn: psycopg.Connection, generation: int) -> list[dict[str, Any]]:
+    """The route of every (new grid, affair class, department) of the moving events."""
+    moving = sql.Identifier(_MOVING_EVENTS)
+    picked = {
+        row[0]: worker_of(*row)
+        for row in conn.execute(sql.SQL(
+            "WITH grid AS (SELECT DISTINCT new_grid AS code FROM {} WHERE new_grid IS NOT NULL)"
+        ).format(moving) + sql.SQL("\n" + PICK_WORKER_SQL))
+    }
+    routes = []
+    for grid, affair_class, department in conn.execute(sql.SQL(
+            "SELECT DISTINCT new_grid, affair_class, department_code FROM {}").format(moving)):
+        where: Assignment
+        if grid is None:
+            where = outside(generation, "the event's point")
+        else:
+            kept = (department, f"department {department} kept" if department
+                    else "no department")
+            where = route(grid, generation, affair_class, picked[grid], kept)
+        routes.append({
+            "grid_code": grid, "affair_class": affair_class, "department_in": department,
+            "worker_code": where.worker_code, "department_code": where.department_code,
+            "handler_level": where.handler_level, "queue": where.queue,
+            "flagged": where.flagged, "reason": where.reason,
+        })
+    return routes
