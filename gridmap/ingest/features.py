@@ -261,6 +261,9 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
         except Exception as exc:  # GDAL raises several kinds on unreadable files
             raise InvalidInputError(f"{path.name}: cannot read: {exc}") from None
         encoding = "UTF-8"
+    if raw.empty:
+        raise InvalidInputError(f"{path.name}: holds no rows (only a header?)",
+                                details=[{"file": path.name, "problem": "no_rows"}])
     raw.columns = [str(c).strip() for c in raw.columns]
     mapping = _worker_fields(list(raw.columns), options, path.name)
     frame = pd.DataFrame({
@@ -282,12 +285,37 @@ def _read_csv(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        frame = _parse_csv(text, path.name)
         return frame.replace("", None), "UTF-8" if encoding == "utf-8-sig" else encoding
     raise InvalidInputError(
         f"{path.name}: text is not valid {' or '.join(c or '' for c in candidates)}; "
         "pass --encoding", details=[{"file": path.name, "problem": "encoding"}],
     )  # fmt: skip
+
+
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _parse_csv(text: str, label: str) -> pd.DataFrame:
+    """The CSV's rows as text; InvalidInputError naming the line for what pandas refuses."""
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InvalidInputError(
+            f"{label}: the file is empty (no header row); expected a header such as "
+            "code,name,phone,role,grid_code", details=[{"file": label, "problem": "empty"}],
+        ) from None  # fmt: skip
+    except pd.errors.ParserError as exc:
+        ragged = _RAGGED.search(str(exc))
+        if ragged is None:
+            raise InvalidInputError(f"{label}: not a readable CSV file: {exc}",
+                                    details=[{"file": label, "problem": "csv"}]) from None
+        header, line, fields = (int(v) for v in ragged.groups())
+        raise InvalidInputError(
+            f"{label}: line {line} has {fields} fields, the header has {header}; a value "
+            "holding a comma must be quoted (\"a,b\")",
+            details=[{"file": label, "line": line, "problem": "csv_fields"}],
+        ) from None
 
 
 def _worker_fields(columns: list[str], options: ReadOptions, label: str) -> dict[str, str | None]:

@@ -231,3 +231,23 @@ def test_mojibake_that_decodes_is_warned(tmp_path: Path, city_conn: psycopg.Conn
     assert any(f.check == "encoding" and f.severity == "warning" for f in report.findings)
     right = read_layer(shp, "grid", ReadOptions(encoding="GBK"))
     assert right.warnings == [] and right.frame.name[0] == sample_city.level("grid").name.iloc[0]
+
+
+# --- unreadable worker tables ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"code,name,phone,role,grid_code\nW1,a,1,full_time,500103001003001\n"
+     b"W2,b,2,full_time,500103001003001,500103001003002\n",
+     r"workers.csv: line 3 has 6 fields, the header has 5"),
+    (b"", r"workers.csv: the file is empty"),
+    (b"\n\n", r"workers.csv: the file is empty"),
+    (b"code,name,phone,role,grid_code\n", r"workers.csv: holds no rows"),
+])  # fmt: skip
+def test_unreadable_worker_csv_is_a_clear_error(
+    tmp_path: Path, city_conn: psycopg.Connection, content: bytes, expected: str
+) -> None:
+    csv = tmp_path / "workers.csv"
+    csv.write_bytes(content)
+    with pytest.raises(InvalidInputError, match=expected):
+        import_file(city_conn, csv, "worker")
