@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import struct
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyogrio
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
@@ -297,17 +299,19 @@ def _read_dataset(
     geoms, z_dropped, m_dropped = _clean_geometry(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
-    file_crs = raw.crs.srs if getattr(raw, "crs", None) is not None else None
-    crs, note = _choose_crs(file_crs, options.source_crs, geoms, label)
+    file_crs = getattr(raw, "crs", None)
+    prj_problem = _unreadable_prj(dataset) if file_crs is None and driver == "ESRI Shapefile" \
+        else None  # fmt: skip
+    crs, shown, note = _choose_crs(file_crs, prj_problem, options.source_crs, geoms, label)
     frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
-    if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
+    if crs != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
         wkb = None
-        report(0.8, f"reprojected from {crs}")
+        report(0.8, f"reprojected from {shown}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     _check_range(frame.geometry.to_numpy(), label)
-    return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
+    return LayerRead(frame, label, driver, shown, note, encoding, mapping, z_dropped, m_dropped,
                      notes, wkb)  # fmt: skip
 
 
@@ -666,27 +670,147 @@ def _clean_geometry(
 
 
 def _choose_crs(
-    file_crs: str | None, source_crs: str | None, geoms: np.ndarray, label: str
-) -> tuple[str, str]:
-    if file_crs:
-        return _valid_crs(file_crs, label), "read from the file"
+    file_crs: CRS | None, prj_problem: str | None, source_crs: str | None,
+    geoms: np.ndarray, label: str,
+) -> tuple[CRS, str, str]:
+    """The CRS to read the coordinates in, how to show it, and where it came from.
+
+    ``--source-crs`` wins over the file's own CRS, as ogr2ogr's ``-s_srs`` does: it is
+    how a wrong ``.prj`` is corrected.
+    """
     if source_crs:
-        return _valid_crs(source_crs, label), "given by --source-crs (the file has none)"
-    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
-    if -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90:
-        return STORAGE_CRS, "assumed EPSG:4326: the file has no CRS and its coordinates are lon/lat"
+        crs = _parse_crs(source_crs, label)
+        if file_crs is not None:
+            note = f"given by --source-crs, overriding the file's {_crs_label(file_crs)}"
+        elif prj_problem:
+            note = f"given by --source-crs; the file's .prj is unreadable: {prj_problem}"
+        else:
+            note = "given by --source-crs (the file has none)"
+        return _transformable(crs, "--source-crs", label), _crs_label(crs), note
+    if prj_problem:
+        raise InvalidInputError(
+            f"{label}: unreadable .prj: {prj_problem}; fix the .prj, or give the CRS with "
+            f"--source-crs ({_crs_hint(geoms)})",
+            details=[{"file": label, "problem": "unreadable_prj", "reason": prj_problem}],
+        )
+    if file_crs is not None:
+        crs = _transformable(_known_crs(file_crs), "the file's", label)
+        return crs, _crs_label(crs), "read from the file"
+    xmin, ymin, _, _ = shapely.total_bounds(geoms)
+    if _looks_lonlat(geoms):
+        note = "assumed EPSG:4326: the file has no CRS and its coordinates are lon/lat"
+        return CRS.from_user_input(STORAGE_CRS), STORAGE_CRS, note
     raise InvalidInputError(
         f"{label}: the file has no CRS (.prj) and its coordinates ({xmin:.0f}, {ymin:.0f}) are "
-        "not longitude/latitude; pass --source-crs, e.g. EPSG:4545 (CGCS2000 / 3-degree GK CM "
-        "105E) or EPSG:3857",
+        f"not longitude/latitude; pass --source-crs ({_crs_hint(geoms)})",
         details=[{"file": label, "problem": "no_crs"}],
     )
 
 
-def _valid_crs(text: str, label: str) -> str:
+def _looks_lonlat(geoms: np.ndarray) -> bool:
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    return bool(-180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90)
+
+
+def _parse_crs(text: str, label: str) -> CRS:
     try:
-        crs = CRS.from_user_input(text)
-    except Exception:
-        raise InvalidInputError(f"{label}: unknown CRS {text!r}") from None
+        return CRS.from_user_input(text)
+    except CRSError as exc:
+        raise InvalidInputError(
+            f"{label}: unknown CRS {text!r} given by --source-crs ({exc}); use an EPSG code "
+            "such as EPSG:4544", details=[{"field": "source_crs", "value": text}],
+        ) from None  # fmt: skip
+
+
+def _known_crs(crs: CRS) -> CRS:
+    """The EPSG CRS ``crs`` matches (an ESRI .prj's Gauss_Kruger is EPSG's
+    transverse Mercator), else ``crs`` itself."""
     epsg = crs.to_epsg(min_confidence=70)
-    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+    return CRS.from_epsg(epsg) if epsg else crs
+
+
+def _transformable(crs: CRS, origin: str, label: str) -> CRS:
+    """``crs`` if PROJ can take its coordinates to EPSG:4326, else InvalidInputError
+    (a LOCAL_CS — an engineering CRS with no place on the earth — cannot be)."""
+    try:
+        Transformer.from_crs(crs, STORAGE_CRS, always_xy=True)
+    except ProjError as exc:
+        why = ("a local engineering CRS (LOCAL_CS), not tied to any place on the earth"
+               if crs.is_engineering else str(exc))  # fmt: skip
+        raise InvalidInputError(
+            f"{label}: {origin} CRS {_crs_label(crs)} cannot be converted to longitude/"
+            f"latitude: {why}; give the real CRS with --source-crs",
+            details=[{"file": label, "problem": "crs_not_transformable"}],
+        ) from None
+    return crs
+
+
+def _crs_label(crs: CRS) -> str:
+    """``EPSG:4545``, another authority's code, or the CRS's name and PROJ string —
+    never a whole WKT."""
+    epsg = crs.to_epsg(min_confidence=70)
+    if epsg:
+        return f"EPSG:{epsg}"
+    authority = crs.to_authority(min_confidence=70)
+    if authority:
+        return ":".join(authority)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "you will likely lose important projection information"
+        try:
+            short = crs.to_proj4().replace(" +no_defs", "").replace(" +type=crs", "")
+        except CRSError:
+            short = crs.type_name
+    return f"{crs.name} ({short})"
+
+
+def _unreadable_prj(shp: Path) -> str | None:
+    """Why a shapefile's ``.prj`` gave no CRS; None when there is no ``.prj``."""
+    prj = _sidecar(shp, ".prj")
+    if prj is None:
+        return None
+    text = prj.read_text(errors="replace").strip()
+    if not text:
+        return f"{prj.name} is empty"
+    try:
+        CRS.from_user_input(text)
+    except CRSError as exc:
+        return f"{prj.name}: {exc}"
+    return f"GDAL cannot interpret {prj.name}"
+
+
+GK_CENTRAL_MERIDIANS = range(75, 136, 3)
+"""Central meridians (°E) of the CGCS2000 3-degree Gauss-Kruger zones covering China."""
+
+
+def gauss_kruger_epsg(central_meridian: int, *, zone_prefix: bool = False) -> int:
+    """EPSG code of CGCS2000 / 3-degree Gauss-Kruger with this central meridian (°E).
+
+    Eastings without a zone prefix (500 000 m on the meridian): EPSG:4534 (CM 75E) to
+    EPSG:4554 (CM 135E). With the zone number in front (zone = meridian / 3):
+    EPSG:4513 (zone 25) to EPSG:4533 (zone 45).
+
+    Raises
+    ------
+    ValueError
+        ``central_meridian`` is not one of :data:`GK_CENTRAL_MERIDIANS`.
+    """
+    if central_meridian not in GK_CENTRAL_MERIDIANS:
+        raise ValueError(f"no CGCS2000 3-degree zone has central meridian {central_meridian}E")
+    step = GK_CENTRAL_MERIDIANS.index(central_meridian)
+    return (4513 if zone_prefix else 4534) + step
+
+
+def _crs_hint(geoms: np.ndarray) -> str:
+    """Which --source-crs the coordinates suggest, named as PROJ names them."""
+    if _looks_lonlat(geoms):
+        return "the coordinates look like longitude/latitude: EPSG:4326 or EPSG:4490?"
+    xmin, _, xmax, _ = shapely.total_bounds(geoms)
+    zone = int(xmin // 1_000_000)
+    if zone == int(xmax // 1_000_000) and zone * 3 in GK_CENTRAL_MERIDIANS:
+        code = gauss_kruger_epsg(zone * 3, zone_prefix=True)
+        return (f"the eastings start with zone number {zone}: EPSG:{code}, "
+                f"{CRS.from_epsg(code).name}?")  # fmt: skip
+    code = gauss_kruger_epsg(105)
+    return (f"e.g. EPSG:{code}, {CRS.from_epsg(code).name}: CGCS2000 3-degree Gauss-Kruger "
+            "has one code per central meridian, EPSG:4534 (CM 75E) to EPSG:4554 (CM 135E); "
+            "or EPSG:3857 for Web Mercator")

@@ -71,7 +71,7 @@ def test_chinese_names_round_trip_in_gbk_and_utf8(
 
 def test_gauss_kruger_is_reprojected(tmp_path: Path, sample_city: SampleCity) -> None:
     frame = _grids(sample_city)
-    shp = _write(frame.to_crs(4545), tmp_path / "grid.shp")  # CGCS2000 GK CM 105E
+    shp = _write(frame.to_crs(4545), tmp_path / "grid.shp")  # CGCS2000 GK CM 108E
     read = read_layer(shp, "grid")
     assert read.crs_used == "EPSG:4545"
     drift = shapely.hausdorff_distance(read.frame.geometry.to_numpy(), frame.geometry.to_numpy())

@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
+import pyogrio
 import pytest
+import shapely
+from pyproj import CRS
 
 from gridmap.errors import InvalidInputError
-from gridmap.ingest.reader import ReadOptions, read_layer
+from gridmap.ingest.reader import ReadOptions, gauss_kruger_epsg, read_layer
 from sample_data.city import SampleCity
 
 
@@ -52,3 +55,102 @@ def test_geojson_with_gbk_field_names_is_refused(tmp_path: Path, sample_city: Sa
         read_layer(gbk, "grid")
     read = read_layer(gbk, "grid", ReadOptions(encoding="GBK"))
     assert read.fields["code"] == "代码" and read.frame.code.tolist() == frame["代码"].tolist()
+
+
+# --- CRS -----------------------------------------------------------------------------------
+
+LOCAL_CS = 'LOCAL_CS["Unknown",UNIT["Meter",1.0]]'
+
+
+def _shapefile(frame: gpd.GeoDataFrame, folder: Path, prj: str | None = None) -> Path:
+    """``frame`` as ``folder/grid.shp``; ``prj`` replaces the .prj's text (None: as written)."""
+    folder.mkdir(exist_ok=True)
+    shp = folder / "grid.shp"
+    pyogrio.write_dataframe(frame, shp)
+    if prj is not None:
+        (folder / "grid.prj").write_text(prj)
+    return shp
+
+
+def _drift(read: object, frame: gpd.GeoDataFrame) -> float:
+    """Largest distance (degrees) between what was read and ``frame`` in EPSG:4326."""
+    geoms = read.frame.geometry.to_numpy()  # type: ignore[attr-defined]
+    return float(shapely.hausdorff_distance(geoms, frame.geometry.to_numpy()).max())
+
+
+def test_local_cs_prj_is_refused_and_source_crs_overrides_it(
+    tmp_path: Path, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    shp = _shapefile(frame.to_crs(4545), tmp_path / "local", prj=LOCAL_CS)
+    with pytest.raises(InvalidInputError, match=r"grid.shp: the file's CRS .* cannot be "
+                       r"converted to longitude/latitude: a local engineering CRS \(LOCAL_CS\)"
+                       r".*--source-crs"):  # fmt: skip
+        read_layer(shp, "grid")
+    read = read_layer(shp, "grid", ReadOptions(source_crs="EPSG:4545"))
+    assert read.crs_used == "EPSG:4545"
+    assert read.crs_note.startswith("given by --source-crs, overriding the file's")
+    assert _drift(read, frame) < 1e-6
+
+
+def test_source_crs_overrides_a_wrong_prj(tmp_path: Path, sample_city: SampleCity) -> None:
+    frame = _grids(sample_city)
+    wrong = frame.to_crs(4545).set_crs(4544, allow_override=True)  # CM 108E data, CM 105E .prj
+    shp = _shapefile(wrong, tmp_path / "wrong")
+    assert _drift(read_layer(shp, "grid"), frame) > 1  # believed: three degrees off
+    read = read_layer(shp, "grid", ReadOptions(source_crs="EPSG:4545"))
+    assert (read.crs_used, read.crs_note) == (
+        "EPSG:4545", "given by --source-crs, overriding the file's EPSG:4544")
+    assert _drift(read, frame) < 1e-6
+
+
+def test_unreadable_prj_is_named_not_taken_for_no_crs(
+    tmp_path: Path, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    for folder, data in (("gk", frame.to_crs(4545)), ("lonlat", frame)):
+        shp = _shapefile(data, tmp_path / folder, prj="this is not a crs")
+        with pytest.raises(InvalidInputError, match=r"unreadable \.prj: grid\.prj: .*"
+                           r"--source-crs") as caught:  # fmt: skip
+            read_layer(shp, "grid")
+        assert "no CRS" not in caught.value.message
+    assert "EPSG:4326" in caught.value.message  # the lon/lat file is told which
+    read = read_layer(tmp_path / "gk" / "grid.shp", "grid", ReadOptions(source_crs="EPSG:4545"))
+    assert read.crs_used == "EPSG:4545" and "the file's .prj is unreadable" in read.crs_note
+    assert _drift(read, frame) < 1e-6
+
+
+def test_crs_without_epsg_code_is_shown_by_name_and_proj_string(
+    tmp_path: Path, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    custom = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=106.5 +k=1 +x_0=500000 +y_0=0 "
+                            "+ellps=GRS80 +units=m")  # fmt: skip
+    esri = custom.to_wkt("WKT1_ESRI").replace('PROJCS["unknown"', 'PROJCS["GK_CM_106d30m"')
+    shp = _shapefile(frame.to_crs(custom), tmp_path / "cm106", prj=esri)
+    read = read_layer(shp, "grid")
+    assert "[" not in read.crs_used and len(read.crs_used) < 120
+    assert read.crs_used.startswith("GK_CM_106d30m (+proj=tmerc")
+    assert "+lon_0=106.5" in read.crs_used
+    assert _drift(read, frame) < 1e-6
+
+
+@pytest.mark.parametrize("central_meridian", range(75, 136, 3))
+def test_gauss_kruger_codes_are_pyprojs(central_meridian: int) -> None:
+    plain = CRS.from_epsg(gauss_kruger_epsg(central_meridian))
+    assert plain.name == f"CGCS2000 / 3-degree Gauss-Kruger CM {central_meridian}E"
+    prefixed = CRS.from_epsg(gauss_kruger_epsg(central_meridian, zone_prefix=True))
+    assert prefixed.name == f"CGCS2000 / 3-degree Gauss-Kruger zone {central_meridian // 3}"
+
+
+def test_no_crs_hint_names_the_right_zone(tmp_path: Path, sample_city: SampleCity) -> None:
+    frame = _grids(sample_city)
+    shp = _shapefile(frame.to_crs(4544).set_crs(None, allow_override=True), tmp_path / "cm")
+    with pytest.raises(InvalidInputError, match="no CRS") as caught:
+        read_layer(shp, "grid")
+    assert "EPSG:4544, CGCS2000 / 3-degree Gauss-Kruger CM 105E" in caught.value.message
+    assert "4545 (CGCS2000 / 3-degree GK CM 105E)" not in caught.value.message
+    zoned = frame.to_crs(4523).set_crs(None, allow_override=True)  # zone 35 = CM 105E
+    with pytest.raises(InvalidInputError, match="zone number 35: EPSG:4523, CGCS2000 / "
+                       "3-degree Gauss-Kruger zone 35"):  # fmt: skip
+        read_layer(_shapefile(zoned, tmp_path / "zone"), "grid")
