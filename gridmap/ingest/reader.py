@@ -212,7 +212,8 @@ def _find_dataset(target: Path, level: str, original: Path) -> Path:
                 f"{', '.join(sorted({*SUFFIXES, '.zip'}))}"
             )
         return target
-    found = sorted(p for p in target.rglob("*") if p.suffix.lower() in SUFFIXES)
+    found = sorted(p for p in target.rglob("*")
+                   if p.suffix.lower() in SUFFIXES and not _mac_metadata(p.relative_to(target)))
     if not found:
         raise InvalidInputError(f"{original.name}: holds no shapefile, GeoPackage or GeoJSON")
     if len(found) == 1:
@@ -224,6 +225,12 @@ def _find_dataset(target: Path, level: str, original: Path) -> Path:
         f"{original.name}: holds several datasets ({', '.join(p.name for p in found)}); "
         f"name one, or call the {level} file {level}.shp"
     )
+
+
+def _mac_metadata(path: Path) -> bool:
+    """Whether ``path`` is what macOS adds to a zip or a copied folder: ``__MACOSX/``
+    and ``._name`` AppleDouble files (resource forks, not data)."""
+    return "__MACOSX" in path.parts or path.name.startswith("._")
 
 
 def _sidecar(shp: Path, suffix: str) -> Path | None:
@@ -292,6 +299,9 @@ def _read_dataset(
         raise
     except Exception as exc:  # GDAL raises a few of its own kinds on damaged files
         raise InvalidInputError(f"{label}: {dataset.name} is damaged: {exc}") from None
+    if len(raw) == 0:
+        raise InvalidInputError(f"{label}: holds no features",
+                                details=[{"file": label, "problem": "no_features"}])  # fmt: skip
     report(0.5, f"read {len(raw):,} features")
     mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
     _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)

@@ -5,6 +5,7 @@ here, each crafted to carry one problem found by the import audit."""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -154,3 +155,38 @@ def test_no_crs_hint_names_the_right_zone(tmp_path: Path, sample_city: SampleCit
     with pytest.raises(InvalidInputError, match="zone number 35: EPSG:4523, CGCS2000 / "
                        "3-degree Gauss-Kruger zone 35"):  # fmt: skip
         read_layer(_shapefile(zoned, tmp_path / "zone"), "grid")
+
+
+# --- what a file holds ---------------------------------------------------------------------
+
+
+def test_macos_zip_metadata_is_ignored(tmp_path: Path, sample_city: SampleCity) -> None:
+    """A zip made in the macOS Finder holds ``__MACOSX/…/._name`` AppleDouble files."""
+    frame = _grids(sample_city)
+    shp = _shapefile(frame, tmp_path / "src")
+    archive = tmp_path / "网格.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for part in sorted(shp.parent.iterdir()):
+            z.write(part, f"网格/网格{part.suffix}")
+            z.writestr(f"__MACOSX/网格/._网格{part.suffix}", b"\x00\x05\x16\x07Mac OS X")
+    read = read_layer(archive, "grid")
+    assert read.frame.code.tolist() == frame.code.tolist()
+    folder = tmp_path / "copied"  # a folder copied from a Mac to a FAT/SMB share
+    folder.mkdir()
+    for part in sorted(shp.parent.iterdir()):
+        (folder / part.name).write_bytes(part.read_bytes())
+        (folder / f"._{part.name}").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    assert read_layer(folder, "grid").frame.code.tolist() == frame.code.tolist()
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".shp"])
+def test_file_without_features_says_so(
+    tmp_path: Path, sample_city: SampleCity, suffix: str
+) -> None:
+    path = tmp_path / f"grid{suffix}"
+    if suffix == ".geojson":
+        path.write_text('{"type": "FeatureCollection", "features": []}')
+    else:
+        pyogrio.write_dataframe(_grids(sample_city).iloc[:0], path)
+    with pytest.raises(InvalidInputError, match=rf"grid{suffix}: holds no features"):
+        read_layer(path, "grid")
