@@ -28,6 +28,7 @@ from gridmap.ingest.reader import (
     LayerRead,
     Progress,
     ReadOptions,
+    choose_layer,
     read_layer,
 )
 
@@ -257,7 +258,10 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
         import pyogrio
 
         try:
-            raw = pyogrio.read_dataframe(path, layer=options.layer, read_geometry=False)
+            layer, _ = choose_layer(path, "worker", options.layer, path.name)
+            raw = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+        except InvalidInputError:
+            raise
         except Exception as exc:  # GDAL raises several kinds on unreadable files
             raise InvalidInputError(f"{path.name}: cannot read: {exc}") from None
         encoding = "UTF-8"

@@ -36,6 +36,10 @@ from gridmap.ingest.gcpause import gc_paused
 
 AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
+LEVEL_PLURALS = {"district": "districts", "street": "streets", "community": "communities",
+                 "grid": "grids", "building": "buildings", "facility": "facilities",
+                 "worker": "workers"}  # fmt: skip
+"""How a file, folder or layer holding one level is usually named besides the level."""
 STORAGE_CRS = "EPSG:4326"
 DEFAULT_MAX_BYTES = 1 << 30
 # One feature with more vertices than this is refused: real grid boundaries have a few
@@ -218,7 +222,7 @@ def _find_dataset(target: Path, level: str, original: Path) -> Path:
         raise InvalidInputError(f"{original.name}: holds no shapefile, GeoPackage or GeoJSON")
     if len(found) == 1:
         return found[0]
-    named = [p for p in found if p.stem.lower() in (level, f"{level}s")]
+    named = [p for p in found if p.stem.lower() in (level, LEVEL_PLURALS[level])]
     if len(named) == 1:
         return named[0]
     raise InvalidInputError(
@@ -288,7 +292,10 @@ def _read_dataset(
         if driver == "ESRI Shapefile":
             raw, encoding, wkb = _read_shapefile(dataset, options, label)
         else:
-            layer = options.layer if driver == "GPKG" else None
+            layer = None
+            if driver == "GPKG":
+                layer, layers = choose_layer(dataset, level, options.layer, label)
+                label = f"{label} (layer {layer})" if len(layers) > 1 else label
             raw, encoding, notes = _read_utf8_dataset(dataset, driver, layer, options.encoding,
                                                          label)  # fmt: skip
     except pyogrio.errors.DataSourceError as exc:
@@ -383,6 +390,35 @@ def _read_shapefile(dataset: Path, options: ReadOptions, label: str
     crs = meta.get("crs")
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index, crs=crs)
                             ), encoding, wkb  # fmt: skip
+
+
+def choose_layer(
+    dataset: Path, level: str, asked: str | None, label: str
+) -> tuple[str | None, list[str]]:
+    """The layer of a multi-layer file to read for ``level``, and all its layers.
+
+    ``asked`` (``--layer``) if given; else the only layer; else the one named after
+    the level (``grid`` or ``grids``, case-insensitive). A file with several layers
+    and none so named is refused, listing them: reading the first would import
+    whatever happens to come first (e.g. the city outline as grids).
+    """
+    layers = [str(name) for name in pyogrio.list_layers(dataset)[:, 0]]
+    if asked is not None and asked not in layers:
+        raise InvalidInputError(
+            f"{label}: has no layer {asked!r} (--layer); its layers are {', '.join(layers)}",
+            details=[{"file": label, "problem": "no_such_layer", "layers": layers}],
+        )
+    if asked is not None or len(layers) <= 1:
+        return asked if asked is not None else next(iter(layers), None), layers
+    named = [name for name in layers if name.lower() in (level, LEVEL_PLURALS[level])]
+    if len(named) == 1:
+        return named[0], layers
+    raise InvalidInputError(
+        f"{label}: holds {len(layers)} layers ({', '.join(layers)}) and "
+        f"{'several' if named else 'none'} named {level} or {LEVEL_PLURALS[level]}; "
+        "name the one to import with --layer",
+        details=[{"file": label, "problem": "several_layers", "layers": layers}],
+    )
 
 
 _UTF8_FORMATS = {"GeoJSON": "GeoJSON text must be UTF-8 (RFC 7946)",

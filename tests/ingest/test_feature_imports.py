@@ -251,3 +251,19 @@ def test_unreadable_worker_csv_is_a_clear_error(
     csv.write_bytes(content)
     with pytest.raises(InvalidInputError, match=expected):
         import_file(city_conn, csv, "worker")
+
+
+def test_worker_layer_is_found_in_a_geopackage(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grids = sample_city.level("grid")[["code", "name", "geometry"]].reset_index(drop=True)
+    gpkg = tmp_path / "city.gpkg"
+    pyogrio.write_dataframe(grids, gpkg, layer="grid")
+    workers = gpd.GeoDataFrame(
+        {"code": ["W-G-1", "W-G-2"], "name": ["张三", "李四"], "role": ["网格长", "专职"],
+         "grid_code": grids.code.iloc[:2].tolist()},
+        geometry=grids.geometry.iloc[:2].centroid.tolist(), crs=4326,
+    )  # fmt: skip
+    pyogrio.write_dataframe(workers, gpkg, layer="workers")
+    report = import_file(city_conn, gpkg, "worker")
+    assert report.feature_count == 2 and report.errors == 0, report.to_text()

@@ -190,3 +190,42 @@ def test_file_without_features_says_so(
         pyogrio.write_dataframe(_grids(sample_city).iloc[:0], path)
     with pytest.raises(InvalidInputError, match=rf"grid{suffix}: holds no features"):
         read_layer(path, "grid")
+
+
+def _city_gpkg(city: SampleCity, path: Path) -> Path:
+    """Every level as its own layer, as a city hands its whole division over."""
+    for level in ("city", "district", "street", "community", "grid"):
+        frame = city.level(level)[["code", "name", "parent_code", "geometry"]]
+        pyogrio.write_dataframe(frame.reset_index(drop=True), path, layer=level)
+    buildings = city.buildings.iloc[:5][["code", "address", "geometry"]].reset_index(drop=True)
+    pyogrio.write_dataframe(buildings, path, layer="buildings")
+    return path
+
+
+def test_geopackage_layer_named_after_the_level_is_read(
+    tmp_path: Path, sample_city: SampleCity
+) -> None:
+    gpkg = _city_gpkg(sample_city, tmp_path / "city.gpkg")
+    grids = read_layer(gpkg, "grid")
+    assert grids.source == "city.gpkg (layer grid)"
+    assert grids.frame.code.tolist() == sample_city.level("grid").code.tolist()
+    assert read_layer(gpkg, "building").frame.code.tolist() == \
+        sample_city.buildings.code.iloc[:5].tolist()  # fmt: skip
+    street = read_layer(gpkg, "grid", ReadOptions(layer="street"))  # --layer still wins
+    assert street.frame.code.tolist() == sample_city.level("street").code.tolist()
+    with pytest.raises(InvalidInputError, match=r"city.gpkg: has no layer 'grids' \(--layer\); "
+                       r"its layers are city, district, street, community, grid, buildings"):
+        read_layer(gpkg, "grid", ReadOptions(layer="grids"))
+
+
+def test_geopackage_with_several_layers_none_named_is_refused(
+    tmp_path: Path, sample_city: SampleCity
+) -> None:
+    gpkg = tmp_path / "data.gpkg"
+    for layer in ("wangge", "jiedao"):
+        pyogrio.write_dataframe(_grids(sample_city), gpkg, layer=layer)
+    with pytest.raises(InvalidInputError, match=r"data.gpkg: holds 2 layers \(wangge, jiedao\) "
+                       r"and none named grid or grids; name the one to import with --layer"):
+        read_layer(gpkg, "grid")
+    assert read_layer(gpkg, "grid", ReadOptions(layer="wangge")).source == \
+        "data.gpkg (layer wangge)"  # fmt: skip
