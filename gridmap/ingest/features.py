@@ -29,6 +29,7 @@ from gridmap.ingest.reader import (
     Progress,
     ReadOptions,
     choose_layer,
+    column_texts,
     read_layer,
 )
 
@@ -270,12 +271,8 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
                                 details=[{"file": path.name, "problem": "no_rows"}])
     raw.columns = [str(c).strip() for c in raw.columns]
     mapping = _worker_fields(list(raw.columns), options, path.name)
-    frame = pd.DataFrame({
-        role: (raw[column].astype(object).where(raw[column].notna(), None)
-               .map(lambda v: str(v).strip() or None if v is not None else None)
-               if column else [None] * len(raw))
-        for role, column in mapping.items()
-    })  # fmt: skip
+    frame = pd.DataFrame({role: pd.Series(column_texts(raw, column, role, path.name), dtype=object)
+                          for role, column in mapping.items()})  # fmt: skip
     report = Report(level="worker", source=path.name, feature_count=len(frame), bounds=None,
                     crs="", crs_note="no geometry", encoding=encoding, fields=mapping)  # fmt: skip
     return frame, report

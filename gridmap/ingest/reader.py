@@ -320,7 +320,7 @@ def _read_dataset(
     prj_problem = _unreadable_prj(dataset) if file_crs is None and driver == "ESRI Shapefile" \
         else None  # fmt: skip
     crs, shown, note = _choose_crs(file_crs, prj_problem, options.source_crs, geoms, label)
-    frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
+    frame = gpd.GeoDataFrame(_attributes(raw, level, mapping, label),
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
     if crs != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
@@ -556,7 +556,7 @@ def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encodi
     ]
 
 
-def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
+def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None], label: str
                 ) -> dict[str, pd.Series]:  # fmt: skip
     """The columns of the read frame: areas get code, name, parent_code; others their roles.
 
@@ -564,12 +564,13 @@ def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
     costs a conversion each time from Arrow-backed strings.
     """
     if level in AREA_LEVELS:
-        columns = {"code": _codes(raw, mapping["code"]), "name": _texts(raw, mapping["name"]),
-                   "parent_code": _codes(raw, mapping["parent"])}  # fmt: skip
+        columns = {"code": column_texts(raw, mapping["code"], "code", label),
+                   "name": _texts(raw, mapping["name"]),
+                   "parent_code": column_texts(raw, mapping["parent"], "parent", label),
+                   }  # fmt: skip
     else:
-        columns = {"code": _codes(raw, mapping["code"])}
-        for role in LEVEL_ROLES[level][1:]:
-            columns[role] = _codes(raw, mapping.get(role))
+        columns = {role: column_texts(raw, mapping.get(role), role, label)
+                   for role in LEVEL_ROLES[level]}  # fmt: skip
     return {k: pd.Series(v, index=raw.index, dtype=object) for k, v in columns.items()}
 
 
@@ -652,15 +653,58 @@ def _map_fields(
     return mapping
 
 
-def _codes(raw: pd.DataFrame, column: str | None) -> np.ndarray:
-    """Code values as stripped text (numeric DBF fields come back as floats); '' → None."""
+CODE_ROLES = frozenset({"code", "parent", "grids"})
+"""Roles holding codes: numbers there must be exact integers."""
+
+
+def column_texts(raw: pd.DataFrame, column: str | None, role: str, label: str) -> np.ndarray:
+    """The values of ``column`` (read for ``role``) as stripped text; missing or blank
+    values (None, NaN, '') as None; all None when there is no such column."""
     if column is None:
         return np.full(len(raw), None, dtype=object)
-    series = raw[column]
-    if pd.api.types.is_float_dtype(series.dtype):
-        return np.array([None if v != v else str(int(v)) if float(v).is_integer() else str(v)
-                         for v in series.tolist()], dtype=object)  # fmt: skip
-    text = _stripped(series)
+    if role in CODE_ROLES:
+        return code_texts(raw[column], column, label)
+    return value_texts(raw[column])
+
+
+def code_texts(values: pd.Series, field: str, label: str) -> np.ndarray:
+    """Codes as stripped text (see :func:`value_texts`), refusing a floating-point field
+    that cannot hold them exactly.
+
+    Raises
+    ------
+    InvalidInputError
+        ``field`` is stored as floating point (a DBF numeric field with decimals, a
+        GeoPackage REAL) and holds values beyond 2**53 (2**24 for single precision):
+        there a double skips integers, so 18-digit codes have already collapsed into
+        one another and no reading can tell them apart again.
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        exact = 2.0 ** (np.finfo(values.dtype).nmant + 1)
+        beyond = np.flatnonzero(np.abs(numbers) >= exact)  # NaN is never beyond
+        if beyond.size:
+            i = int(beyond[0])
+            raise InvalidInputError(
+                f"{label}: field {field!r} is stored as floating point; codes longer than "
+                f"15 digits cannot be represented (feature {i} reads {numbers[i]:.0f}, "
+                "rounded); store the field as text",
+                details=[{"file": label, "field": field, "feature": i, "problem": "float_code"}],
+            )
+    return value_texts(values)
+
+
+def value_texts(values: pd.Series) -> np.ndarray:
+    """Values as stripped text in an object array; None for missing or blank values.
+
+    Numbers read from floating-point fields lose the '.0' of whole values
+    (500103001001001.0 → '500103001001001'), as the GIS showed them.
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan).tolist()
+        return np.array([None if v != v else str(int(v)) if v.is_integer() else str(v)
+                         for v in numbers], dtype=object)  # fmt: skip
+    text = _stripped(values)
     text[text == ""] = None
     return text
 

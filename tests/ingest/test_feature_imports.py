@@ -267,3 +267,23 @@ def test_worker_layer_is_found_in_a_geopackage(
     pyogrio.write_dataframe(workers, gpkg, layer="workers")
     report = import_file(city_conn, gpkg, "worker")
     assert report.feature_count == 2 and report.errors == 0, report.to_text()
+
+
+def test_worker_grid_codes_stored_as_numbers(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """A DBF numeric field gives 500103001001001.0: the code is 500103001001001."""
+    grids = sample_city.level("grid").code.iloc[:2].tolist()
+    workers = gpd.GeoDataFrame(
+        {"code": ["W-N-1", "W-N-2"], "name": ["张三", "李四"], "role": ["专职", "兼职"],
+         "grid_code": [float(g) for g in grids], "phone": [13800000000.0, None]},
+        geometry=[shapely.Point(106.5, 29.5)] * 2, crs=4326,
+    )  # fmt: skip
+    path = tmp_path / "workers.shp"
+    pyogrio.write_dataframe(workers, path)
+    report = import_file(city_conn, path, "worker", commit=True)
+    assert report.errors == 0, report.to_text()
+    assert _rows(city_conn, "SELECT w.code, w.phone, a.grid_code FROM workers w JOIN "
+                 "worker_assignments a ON a.worker_id = w.id WHERE w.code LIKE 'W-N-%%' "
+                 "ORDER BY 1") == [("W-N-1", "13800000000", grids[0]),
+                                   ("W-N-2", None, grids[1])]  # fmt: skip

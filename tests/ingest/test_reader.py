@@ -229,3 +229,38 @@ def test_geopackage_with_several_layers_none_named_is_refused(
         read_layer(gpkg, "grid")
     assert read_layer(gpkg, "grid", ReadOptions(layer="wangge")).source == \
         "data.gpkg (layer wangge)"  # fmt: skip
+
+
+# --- codes stored as numbers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".shp", ".gpkg"])
+def test_whole_number_codes_read_without_decimals(
+    tmp_path: Path, sample_city: SampleCity, suffix: str
+) -> None:
+    frame = _grids(sample_city)
+    numeric = frame.assign(code=frame.code.astype("float64"), parent=frame.parent.astype("float64"))
+    read = read_layer(_write(numeric, tmp_path / f"grid{suffix}"), "grid")
+    assert read.frame.code.tolist() == frame.code.tolist()
+    assert read.frame.parent_code.tolist() == frame.parent.tolist()
+    facilities = sample_city.facilities.iloc[:3][["code", "name", "geometry"]]
+    numeric = facilities.assign(code=facilities.code.astype("float64"))  # 16 digits < 2**53
+    read = read_layer(_write(numeric, tmp_path / f"facilities{suffix}"), "facility")
+    assert read.frame.code.tolist() == facilities.code.tolist()
+
+
+@pytest.mark.parametrize("suffix", [".shp", ".gpkg"])
+def test_long_codes_stored_as_floating_point_are_refused(
+    tmp_path: Path, sample_city: SampleCity, suffix: str
+) -> None:
+    buildings = sample_city.buildings.iloc[:3][["code", "address", "geometry"]]
+    codes = [f"{c}{k:03d}" for k, c in enumerate(_grids(sample_city, 3).code)]  # 18 digits
+    numeric = buildings.assign(code=[float(c) for c in codes]).rename(columns={"code": "BM"})
+    with pytest.raises(InvalidInputError, match=r"field 'BM' is stored as floating point; codes "
+                       r"longer than 15 digits cannot be represented .*store the field as text"):
+        read_layer(_write(numeric, tmp_path / f"buildings{suffix}"), "building")
+
+
+def _write(frame: gpd.GeoDataFrame, path: Path) -> Path:
+    pyogrio.write_dataframe(frame.reset_index(drop=True), path)
+    return path
