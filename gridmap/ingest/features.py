@@ -40,6 +40,9 @@ WORKER_ROLES = {"grid_leader": "grid_leader", "full_time": "full_time",
                 "part_time": "part_time", "网格长": "grid_leader", "专职": "full_time",
                 "专职网格员": "full_time", "兼职": "part_time",
                 "兼职网格员": "part_time"}  # fmt: skip
+REQUIRED = {"building": (), "facility": (), "worker": ("name", "role", "grids")}
+"""Fields besides the code without which a feature cannot be stored (the others have
+defaults: address '', floors 1, use residential, name '', state intact, phone none)."""
 _FACILITY_CODE = re.compile(r"^\d{16}$")
 _GRID_SPLIT = re.compile(r"[;,，；\s]+")
 
@@ -69,19 +72,12 @@ def prepare_features(
     grids = _active_grids(conn)
     if level == "worker":
         frame, report = _read_workers(Path(path), options or ReadOptions())
-        _check_workers(frame, grids, report.findings.append)
     else:
         read = read_layer(path, level, options, lambda f, m: step(f * 0.5, m))
         report = _report(read, level)
         frame = pd.DataFrame(read.frame)
-        step(0.6, "checking")
-        _check_geometry(frame, level, report.findings.append)
-        frame["grid_code"] = _assign_grids(frame, level, grids, report.findings.append)
-        if level == "building":
-            _check_buildings(frame, report.findings.append)
-        else:
-            _check_facilities(conn, frame, report.findings.append)
-    _check_codes(frame, report.findings.append)
+    step(0.6, "checking")
+    _check_frame(conn, frame, level, grids, report)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     report.diff = _upsert_diff(conn, level, frame)
     step(1.0, "checked")
@@ -122,10 +118,60 @@ def _report(read: LayerRead, level: str) -> Report:
 # --- checks --------------------------------------------------------------------------------
 
 
-def _check_codes(frame: pd.DataFrame, add: Any) -> None:
+def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grids: Parents,
+                 report: Report) -> None:  # fmt: skip
+    """Every check of one level's features, in place (derived columns are added).
+
+    Missing values — None, NaN (what pandas makes of an empty cell) or blank text —
+    all become None first, so that no check mistakes NaN for a value and nothing
+    missing reaches a NOT NULL column at commit.
+    """
+    add = report.findings.append
+    _blank_to_none(frame)
+    _check_required(frame, level, report.fields, add)
+    if level == "worker":
+        _check_workers(frame, grids, add)
+    else:
+        _check_geometry(frame, level, add)
+        frame["grid_code"] = pd.Series(_assign_grids(frame, level, grids, add),
+                                       index=frame.index, dtype=object)  # fmt: skip
+        if level == "building":
+            _check_buildings(frame, add)
+        else:
+            _check_facilities(conn, frame, add)
+    _check_codes(frame, report.fields.get("code"), add)
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    """Where ``values`` are None, NaN or blank text."""
+    blank = values.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
+    return (values.isna().to_numpy() | blank.fillna(False).to_numpy(dtype=bool))
+
+
+def _blank_to_none(frame: pd.DataFrame) -> None:
+    """Every missing attribute value as None, in object columns (pandas would turn
+    None back into NaN in a string column)."""
+    for column in frame.columns.drop("geometry", errors="ignore"):
+        values = frame[column].astype(object)
+        frame[column] = pd.Series(np.where(_missing(values), None, values.to_numpy()),
+                                  index=frame.index, dtype=object)  # fmt: skip
+
+
+def _check_required(frame: pd.DataFrame, level: str, fields: dict[str, str | None],
+                    add: Any) -> None:  # fmt: skip
+    """An error for each empty value of a field the level cannot do without (the code
+    is :func:`_check_codes`'s)."""
+    codes = frame.code.to_numpy(dtype=object)
+    for role in REQUIRED[level]:
+        for i in np.flatnonzero(frame[role].isna().to_numpy()):
+            add(Finding("error", "missing_value", f"{role} is empty (field {fields.get(role)!r})",
+                        int(i), codes[i]))  # fmt: skip
+
+
+def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     for i in np.flatnonzero(codes.isna().to_numpy()):
-        add(Finding("error", "malformed_code", "code is empty", int(i), None))
+        add(Finding("error", "malformed_code", f"code is empty (field {field!r})", int(i), None))
     first = pd.Series(np.arange(len(codes))).groupby(codes.fillna("").to_numpy()).transform("min")
     duplicate = codes.notna().to_numpy() & (first.to_numpy() != np.arange(len(codes)))
     for i in np.flatnonzero(duplicate):
@@ -341,14 +387,12 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
     known = set(grids.codes.tolist())
     roles, lists = [], []
     for i, row in enumerate(frame.itertuples(index=False)):
-        if row.name is None:
-            add(Finding("error", "missing_value", "name is empty", i, row.code))
-        role = WORKER_ROLES.get(row.role or "")
-        if role is None:
+        role = WORKER_ROLES.get(row.role) if row.role is not None else None
+        if role is None and row.role is not None:  # a missing one is _check_required's
             add(Finding("error", "bad_value", f"role {row.role!r} is not one of grid_leader, "
                         "full_time, part_time (网格长, 专职, 兼职)", i, row.code))  # fmt: skip
         codes = [c for c in _GRID_SPLIT.split(row.grids or "") if c]
-        if not codes:
+        if not codes and row.grids is not None:
             add(Finding("error", "unknown_grid", "no grid code", i, row.code))
         for grid in codes:
             if grid not in known:

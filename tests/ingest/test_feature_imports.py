@@ -15,6 +15,8 @@ import pytest
 import shapely
 
 from gridmap.errors import InvalidInputError
+from gridmap.ingest import features
+from gridmap.ingest.checks import Report
 from gridmap.ingest.publish import import_file
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
@@ -287,3 +289,59 @@ def test_worker_grid_codes_stored_as_numbers(
                  "worker_assignments a ON a.worker_id = w.id WHERE w.code LIKE 'W-N-%%' "
                  "ORDER BY 1") == [("W-N-1", "13800000000", grids[0]),
                                    ("W-N-2", None, grids[1])]  # fmt: skip
+
+
+# --- missing values ------------------------------------------------------------------------
+
+
+def test_empty_required_worker_fields_are_errors_not_commit_failures(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grid = sample_city.level("grid").code.iloc[0]
+    csv = tmp_path / "workers.csv"
+    csv.write_text("code,name,phone,role,grid_code\n"
+                   f"WTEST001,,13800000000,full_time,{grid}\n"
+                   f"WTEST002,  ,,part_time,{grid}\n"
+                   f"WTEST003,王五,,,{grid}\n"
+                   "WTEST004,赵六,,专职,\n"
+                   f"WTEST005,钱七,,专职,{grid}\n", encoding="utf-8")  # fmt: skip
+    report = import_file(city_conn, csv, "worker")
+    missing = {(f.index, f.message) for f in report.findings if f.check == "missing_value"}
+    assert missing == {(0, "name is empty (field 'name')"), (1, "name is empty (field 'name')"),
+                       (2, "role is empty (field 'role')"),
+                       (3, "grids is empty (field 'grid_code')")}  # fmt: skip
+    assert report.errors == 4, report.to_text()
+    before = _rows(city_conn, "SELECT count(*) FROM workers")
+    with pytest.raises(InvalidInputError, match="block --commit"):
+        import_file(city_conn, csv, "worker", commit=True)
+    city_conn.rollback()
+    assert _rows(city_conn, "SELECT count(*) FROM workers") == before
+
+
+def _bare_report(frame: pd.DataFrame, level: str) -> Report:
+    return Report(level=level, source="test", feature_count=len(frame), bounds=None, crs="",
+                  crs_note="", encoding="", fields={c: c for c in frame.columns})  # fmt: skip
+
+
+def test_nan_values_are_missing_in_every_feature_check(
+    city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """NaN, not None, is what pandas puts in an empty cell of a text column."""
+    nan = float("nan")
+    facilities = _facilities(sample_city, 3)
+    frame = pd.DataFrame({"code": [nan, facilities.code[1], "  "],
+                          "name": [nan, "井盖", nan], "state": [nan, nan, "intact"],
+                          "geometry": facilities.geometry.tolist()})  # fmt: skip
+    grids = features._active_grids(city_conn)
+    report = _bare_report(frame, "facility")
+    features._check_frame(city_conn, frame, "facility", grids, report)
+    assert {(f.check, f.index) for f in report.findings if f.severity == "error"} == \
+        {("malformed_code", 0), ("malformed_code", 2)}  # fmt: skip
+    assert frame.state.tolist() == ["intact"] * 3 and frame.name.tolist() == ["", "井盖", ""]
+    workers = pd.DataFrame({"code": ["W1", "W2"], "name": [nan, "李四"], "phone": [nan, nan],
+                            "role": ["专职", nan], "grids": [nan, "  "]})  # fmt: skip
+    report = _bare_report(workers, "worker")
+    features._check_frame(city_conn, workers, "worker", grids, report)
+    assert {(f.check, f.index, f.message.split(" is ")[0]) for f in report.findings} == {
+        ("missing_value", 0, "name"), ("missing_value", 0, "grids"),
+        ("missing_value", 1, "role"), ("missing_value", 1, "grids")}  # fmt: skip
