@@ -35,7 +35,10 @@ from gridmap.ingest.reader import (
 
 FEATURE_LEVELS = ("building", "facility", "worker")
 TABLES = {"building": "buildings", "facility": "facilities", "worker": "workers"}
-FACILITY_STATES = ("intact", "damaged", "lost", "removed")
+FACILITY_STATES = {"intact": "intact", "damaged": "damaged", "lost": "lost",
+                   "removed": "removed", "完好": "intact", "损坏": "damaged", "破损": "damaged",
+                   "丢失": "lost", "移除": "removed", "拆除": "removed"}  # fmt: skip
+"""A facility state as files write it (English or Chinese) → as stored."""
 WORKER_ROLES = {"grid_leader": "grid_leader", "full_time": "full_time",
                 "part_time": "part_time", "网格长": "grid_leader", "专职": "full_time",
                 "专职网格员": "full_time", "兼职": "part_time",
@@ -260,7 +263,7 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
     classes = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(
         "SELECT major_code, minor_code, owner_department_code, maintainer_department_code"
         " FROM facility_categories").fetchall()}  # fmt: skip
-    owners, maintainers, majors, minors = [], [], [], []
+    owners, maintainers, majors, minors, states = [], [], [], [], []
     for i, (code, state) in enumerate(zip(frame.code, frame.state, strict=True)):
         major = minor = owner = maintainer = None
         if code is not None and not _FACILITY_CODE.match(code):
@@ -280,8 +283,9 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
             if code[10:] == "000000":
                 add(Finding("error", "malformed_code", "sequence 000000 is not allowed", i, code))
         if state is not None and state not in FACILITY_STATES:
-            add(Finding("error", "bad_value", f"state {state!r} is not one of "
-                        f"{', '.join(FACILITY_STATES)}", i, code))  # fmt: skip
+            add(Finding("error", "bad_value", f"state {state!r} is not one of intact, damaged, "
+                        "lost, removed (完好, 损坏/破损, 丢失, 移除/拆除)", i, code))  # fmt: skip
+        states.append(FACILITY_STATES.get(state, state) if state is not None else "intact")
         majors.append(major)
         minors.append(minor)
         owners.append(owner)
@@ -289,7 +293,7 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
     frame["major_code"], frame["minor_code"] = majors, minors
     frame["owner_department_code"], frame["maintainer_department_code"] = owners, maintainers
     frame["name"] = frame.name.where(frame.name.notna(), "")
-    frame["state"] = frame.state.where(frame.state.notna(), "intact")
+    frame["state"] = pd.Series(states, index=frame.index, dtype=object)
 
 
 # --- workers -------------------------------------------------------------------------------

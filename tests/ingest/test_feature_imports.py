@@ -345,3 +345,24 @@ def test_nan_values_are_missing_in_every_feature_check(
     assert {(f.check, f.index, f.message.split(" is ")[0]) for f in report.findings} == {
         ("missing_value", 0, "name"), ("missing_value", 0, "grids"),
         ("missing_value", 1, "role"), ("missing_value", 1, "grids")}  # fmt: skip
+
+
+def test_facility_states_in_chinese_are_accepted(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    names = ["完好", "损坏", "破损", "丢失", "移除", "拆除", "damaged"]
+    frame = _facilities(sample_city, len(names)).assign(state=names)
+    path = tmp_path / "facilities.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    done = import_file(city_conn, path, "facility", commit=True)
+    assert done.errors == 0, done.to_text()
+    stored = dict(_rows(city_conn, "SELECT code, state FROM facilities WHERE code = ANY(%s)",
+                        (frame.code.tolist(),)))  # fmt: skip
+    assert [stored[c] for c in frame.code] == ["intact", "damaged", "damaged", "lost", "removed",
+                                               "removed", "damaged"]  # fmt: skip
+    frame.loc[0, "state"] = "坏了"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "facility")
+    assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
+        [("bad_value", 0)]  # fmt: skip
+    assert "完好, 损坏/破损, 丢失, 移除/拆除" in report.findings[0].message
