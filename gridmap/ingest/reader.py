@@ -1,11 +1,14 @@
 """Reading boundary files handed over by GIS staff into one clean, EPSG:4326 frame.
 
 Formats (through pyogrio/GDAL): ESRI Shapefile (a ``.shp``, a folder holding one, or a
-``.zip`` of it), GeoPackage (``--layer``), GeoJSON and FlatGeobuf. Every problem with
+``.zip`` of it — macOS ``__MACOSX/`` and ``._*`` files ignored), GeoPackage (the layer
+named by ``--layer`` or after the level), GeoJSON and FlatGeobuf. Every problem with
 the *file* itself (corrupt zip, zip slip, missing ``.shx``/``.dbf``, wrong encoding,
-mixed geometry types, NaN coordinates, too big, no CRS) raises
-:class:`~gridmap.errors.InvalidInputError` naming the file; problems with *features*
-are left to :mod:`gridmap.ingest.checks`.
+no features, mixed geometry types, NaN coordinates, too big, no CRS, an unreadable
+``.prj`` or a CRS PROJ cannot take to lon/lat, codes in a floating-point field that
+cannot hold them) raises :class:`~gridmap.errors.InvalidInputError` naming the file;
+problems with *features* are left to :mod:`gridmap.ingest.checks`. ``--source-crs``
+overrides the file's own CRS, as ogr2ogr's ``-s_srs`` does.
 """
 
 from __future__ import annotations
@@ -282,37 +285,30 @@ def _check_shx_matches_shp(shp: Path, label: str) -> shapefile.Records:
 # --- reading -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Raw:
+    """A dataset as GDAL (or the shapefile reader) handed it over, and how it was read."""
+
+    frame: gpd.GeoDataFrame
+    label: str
+    encoding: str
+    notes: list[str] = field(default_factory=list)
+    wkb: np.ndarray | None = None
+
+
 def _read_dataset(
     dataset: Path, level: str, options: ReadOptions, label: str, report: Progress
 ) -> LayerRead:
     driver = SUFFIXES[dataset.suffix.lower()]
-    wkb = None
-    notes: list[str] = []
-    try:
-        if driver == "ESRI Shapefile":
-            raw, encoding, wkb = _read_shapefile(dataset, options, label)
-        else:
-            layer = None
-            if driver == "GPKG":
-                layer, layers = choose_layer(dataset, level, options.layer, label)
-                label = f"{label} (layer {layer})" if len(layers) > 1 else label
-            raw, encoding, notes = _read_utf8_dataset(dataset, driver, layer, options.encoding,
-                                                         label)  # fmt: skip
-    except pyogrio.errors.DataSourceError as exc:
-        raise InvalidInputError(f"{label}: cannot read {dataset.name}: {exc}") from None
-    except pyogrio.errors.DataLayerError as exc:
-        raise InvalidInputError(f"{label}: layer problem in {dataset.name}: {exc}") from None
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # GDAL raises a few of its own kinds on damaged files
-        raise InvalidInputError(f"{label}: {dataset.name} is damaged: {exc}") from None
+    read = _read_raw(dataset, driver, level, options, label)
+    raw, label = read.frame, read.label
     if len(raw) == 0:
         raise InvalidInputError(f"{label}: holds no features",
                                 details=[{"file": label, "problem": "no_features"}])  # fmt: skip
     report(0.5, f"read {len(raw):,} features")
     mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
     _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
-    notes += _mojibake_warnings(raw, mapping, encoding)
+    notes = read.notes + _mojibake_warnings(raw, mapping, read.encoding)
     geoms, z_dropped, m_dropped = _clean_geometry(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
@@ -322,14 +318,39 @@ def _read_dataset(
     crs, shown, note = _choose_crs(file_crs, prj_problem, options.source_crs, geoms, label)
     frame = gpd.GeoDataFrame(_attributes(raw, level, mapping, label),
                              geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
+    wkb = read.wkb
     if crs != CRS.from_user_input(STORAGE_CRS):
         frame = frame.to_crs(STORAGE_CRS)
         wkb = None
         report(0.8, f"reprojected from {shown}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     _check_range(frame.geometry.to_numpy(), label)
-    return LayerRead(frame, label, driver, shown, note, encoding, mapping, z_dropped, m_dropped,
-                     notes, wkb)  # fmt: skip
+    return LayerRead(frame, label, driver, shown, note, read.encoding, mapping, z_dropped,
+                     m_dropped, notes, wkb)  # fmt: skip
+
+
+def _read_raw(dataset: Path, driver: str, level: str, options: ReadOptions, label: str) -> _Raw:
+    """Read the dataset; every way GDAL can fail becomes InvalidInputError. A GeoPackage
+    layer chosen among several is named in the label."""
+    try:
+        if driver == "ESRI Shapefile":
+            frame, encoding, wkb = _read_shapefile(dataset, options, label)
+            return _Raw(frame, label, encoding, wkb=wkb)
+        layer = None
+        if driver == "GPKG":
+            layer, layers = choose_layer(dataset, level, options.layer, label)
+            label = f"{label} (layer {layer})" if len(layers) > 1 else label
+        frame, encoding, notes = _read_utf8_dataset(dataset, driver, layer, options.encoding,
+                                                    label)  # fmt: skip
+        return _Raw(frame, label, encoding, notes)
+    except pyogrio.errors.DataSourceError as exc:
+        raise InvalidInputError(f"{label}: cannot read {dataset.name}: {exc}") from None
+    except pyogrio.errors.DataLayerError as exc:
+        raise InvalidInputError(f"{label}: layer problem in {dataset.name}: {exc}") from None
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # GDAL raises a few of its own kinds on damaged files
+        raise InvalidInputError(f"{label}: {dataset.name} is damaged: {exc}") from None
 
 
 MAX_LATITUDE = 85.0511287798066
