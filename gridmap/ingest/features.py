@@ -301,6 +301,9 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
 
 def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Report]:
     """A worker table: CSV (UTF-8 or GBK, detected) or any attribute layer GDAL reads."""
+    if path.is_dir():
+        raise InvalidInputError(f"{path.name}: is a folder; give the worker table itself (a "
+                                ".csv, .dbf, .shp or .gpkg)", details=[{"file": path.name}])
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file", details=[{"file": str(path)}])
     if path.suffix.lower() == ".csv":

@@ -166,6 +166,11 @@ def _check_size(path: Path, max_bytes: int) -> None:
         if path.is_dir()
         else path.stat().st_size
     )
+    if size == 0 and path.is_file():
+        raise InvalidInputError(
+            f"{path.name}: the file is empty (0 bytes); was the upload or copy cut short?",
+            details=[{"file": path.name, "problem": "empty"}],
+        )
     if size > max_bytes:
         raise InvalidInputError(
             f"{path.name}: {size:,} bytes is over the import size limit of {max_bytes:,} bytes",

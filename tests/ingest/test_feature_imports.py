@@ -255,6 +255,12 @@ def test_unreadable_worker_csv_is_a_clear_error(
         import_file(city_conn, csv, "worker")
 
 
+def test_worker_folder_is_not_called_missing(tmp_path: Path, city_conn: psycopg.Connection) -> None:
+    with pytest.raises(InvalidInputError, match=rf"{tmp_path.name}: is a folder; give the worker "
+                       "table itself"):  # fmt: skip
+        import_file(city_conn, tmp_path, "worker")
+
+
 def test_worker_layer_is_found_in_a_geopackage(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:

@@ -264,3 +264,12 @@ def test_long_codes_stored_as_floating_point_are_refused(
 def _write(frame: gpd.GeoDataFrame, path: Path) -> Path:
     pyogrio.write_dataframe(frame.reset_index(drop=True), path)
     return path
+
+
+@pytest.mark.parametrize("name", ["grid.geojson", "grid.zip", "grid.gpkg"])
+def test_zero_byte_file_says_it_is_empty(tmp_path: Path, name: str) -> None:
+    """Not GDAL's 'not recognized as being in a supported file format' with a full path."""
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(InvalidInputError, match=rf"^{name}: the file is empty \(0 bytes\)"):
+        read_layer(path, "grid")
