@@ -257,7 +257,7 @@ def import_(
     name_field: Annotated[str | None, typer.Option(help="field with the name")] = None,
     parent_field: Annotated[str | None, typer.Option(help="field with the parent code")] = None,
     encoding: Annotated[str | None, typer.Option(help="text encoding (default: .cpg)")] = None,
-    source_crs: Annotated[str | None, typer.Option(help="CRS when there is no .prj")] = None,
+    source_crs: Annotated[str | None, typer.Option(help="the CRS (overrides .prj)")] = None,
     layer: Annotated[str | None, typer.Option(help="GeoPackage layer")] = None,
     fix: Annotated[bool, typer.Option("--fix", help="repair invalid geometry")] = False,
     sliver_m2: Annotated[float, typer.Option(help="sliver warning under this area")] = 1.0,

@@ -28,16 +28,24 @@ from gridmap.ingest.reader import (
     LayerRead,
     Progress,
     ReadOptions,
+    choose_layer,
+    column_texts,
     read_layer,
 )
 
 FEATURE_LEVELS = ("building", "facility", "worker")
 TABLES = {"building": "buildings", "facility": "facilities", "worker": "workers"}
-FACILITY_STATES = ("intact", "damaged", "lost", "removed")
+FACILITY_STATES = {"intact": "intact", "damaged": "damaged", "lost": "lost",
+                   "removed": "removed", "完好": "intact", "损坏": "damaged", "破损": "damaged",
+                   "丢失": "lost", "移除": "removed", "拆除": "removed"}  # fmt: skip
+"""A facility state as files write it (English or Chinese) → as stored."""
 WORKER_ROLES = {"grid_leader": "grid_leader", "full_time": "full_time",
                 "part_time": "part_time", "网格长": "grid_leader", "专职": "full_time",
                 "专职网格员": "full_time", "兼职": "part_time",
                 "兼职网格员": "part_time"}  # fmt: skip
+REQUIRED = {"building": (), "facility": (), "worker": ("name", "role", "grids")}
+"""Fields besides the code without which a feature cannot be stored (the others have
+defaults: address '', floors 1, use residential, name '', state intact, phone none)."""
 _FACILITY_CODE = re.compile(r"^\d{16}$")
 _GRID_SPLIT = re.compile(r"[;,，；\s]+")
 
@@ -67,19 +75,12 @@ def prepare_features(
     grids = _active_grids(conn)
     if level == "worker":
         frame, report = _read_workers(Path(path), options or ReadOptions())
-        _check_workers(frame, grids, report.findings.append)
     else:
         read = read_layer(path, level, options, lambda f, m: step(f * 0.5, m))
         report = _report(read, level)
         frame = pd.DataFrame(read.frame)
-        step(0.6, "checking")
-        _check_geometry(frame, level, report.findings.append)
-        frame["grid_code"] = _assign_grids(frame, level, grids, report.findings.append)
-        if level == "building":
-            _check_buildings(frame, report.findings.append)
-        else:
-            _check_facilities(conn, frame, report.findings.append)
-    _check_codes(frame, report.findings.append)
+    step(0.6, "checking")
+    _check_frame(conn, frame, level, grids, report)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     report.diff = _upsert_diff(conn, level, frame)
     step(1.0, "checked")
@@ -120,10 +121,60 @@ def _report(read: LayerRead, level: str) -> Report:
 # --- checks --------------------------------------------------------------------------------
 
 
-def _check_codes(frame: pd.DataFrame, add: Any) -> None:
+def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grids: Parents,
+                 report: Report) -> None:  # fmt: skip
+    """Every check of one level's features, in place (derived columns are added).
+
+    Missing values — None, NaN (what pandas makes of an empty cell) or blank text —
+    all become None first, so that no check mistakes NaN for a value and nothing
+    missing reaches a NOT NULL column at commit.
+    """
+    add = report.findings.append
+    _blank_to_none(frame)
+    _check_required(frame, level, report.fields, add)
+    if level == "worker":
+        _check_workers(frame, grids, add)
+    else:
+        _check_geometry(frame, level, add)
+        frame["grid_code"] = pd.Series(_assign_grids(frame, level, grids, add),
+                                       index=frame.index, dtype=object)  # fmt: skip
+        if level == "building":
+            _check_buildings(frame, add)
+        else:
+            _check_facilities(conn, frame, add)
+    _check_codes(frame, report.fields.get("code"), add)
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    """Where ``values`` are None, NaN or blank text."""
+    blank = values.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
+    return (values.isna().to_numpy() | blank.fillna(False).to_numpy(dtype=bool))
+
+
+def _blank_to_none(frame: pd.DataFrame) -> None:
+    """Every missing attribute value as None, in object columns (pandas would turn
+    None back into NaN in a string column)."""
+    for column in frame.columns.drop("geometry", errors="ignore"):
+        values = frame[column].astype(object)
+        frame[column] = pd.Series(np.where(_missing(values), None, values.to_numpy()),
+                                  index=frame.index, dtype=object)  # fmt: skip
+
+
+def _check_required(frame: pd.DataFrame, level: str, fields: dict[str, str | None],
+                    add: Any) -> None:  # fmt: skip
+    """An error for each empty value of a field the level cannot do without (the code
+    is :func:`_check_codes`'s)."""
+    codes = frame.code.to_numpy(dtype=object)
+    for role in REQUIRED[level]:
+        for i in np.flatnonzero(frame[role].isna().to_numpy()):
+            add(Finding("error", "missing_value", f"{role} is empty (field {fields.get(role)!r})",
+                        int(i), codes[i]))  # fmt: skip
+
+
+def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     for i in np.flatnonzero(codes.isna().to_numpy()):
-        add(Finding("error", "malformed_code", "code is empty", int(i), None))
+        add(Finding("error", "malformed_code", f"code is empty (field {field!r})", int(i), None))
     first = pd.Series(np.arange(len(codes))).groupby(codes.fillna("").to_numpy()).transform("min")
     duplicate = codes.notna().to_numpy() & (first.to_numpy() != np.arange(len(codes)))
     for i in np.flatnonzero(duplicate):
@@ -212,7 +263,7 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
     classes = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(
         "SELECT major_code, minor_code, owner_department_code, maintainer_department_code"
         " FROM facility_categories").fetchall()}  # fmt: skip
-    owners, maintainers, majors, minors = [], [], [], []
+    owners, maintainers, majors, minors, states = [], [], [], [], []
     for i, (code, state) in enumerate(zip(frame.code, frame.state, strict=True)):
         major = minor = owner = maintainer = None
         if code is not None and not _FACILITY_CODE.match(code):
@@ -232,8 +283,9 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
             if code[10:] == "000000":
                 add(Finding("error", "malformed_code", "sequence 000000 is not allowed", i, code))
         if state is not None and state not in FACILITY_STATES:
-            add(Finding("error", "bad_value", f"state {state!r} is not one of "
-                        f"{', '.join(FACILITY_STATES)}", i, code))  # fmt: skip
+            add(Finding("error", "bad_value", f"state {state!r} is not one of intact, damaged, "
+                        "lost, removed (完好, 损坏/破损, 丢失, 移除/拆除)", i, code))  # fmt: skip
+        states.append(FACILITY_STATES.get(state, state) if state is not None else "intact")
         majors.append(major)
         minors.append(minor)
         owners.append(owner)
@@ -241,7 +293,7 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
     frame["major_code"], frame["minor_code"] = majors, minors
     frame["owner_department_code"], frame["maintainer_department_code"] = owners, maintainers
     frame["name"] = frame.name.where(frame.name.notna(), "")
-    frame["state"] = frame.state.where(frame.state.notna(), "intact")
+    frame["state"] = pd.Series(states, index=frame.index, dtype=object)
 
 
 # --- workers -------------------------------------------------------------------------------
@@ -249,6 +301,9 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
 
 def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Report]:
     """A worker table: CSV (UTF-8 or GBK, detected) or any attribute layer GDAL reads."""
+    if path.is_dir():
+        raise InvalidInputError(f"{path.name}: is a folder; give the worker table itself (a "
+                                ".csv, .dbf, .shp or .gpkg)", details=[{"file": path.name}])
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file", details=[{"file": str(path)}])
     if path.suffix.lower() == ".csv":
@@ -257,18 +312,20 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
         import pyogrio
 
         try:
-            raw = pyogrio.read_dataframe(path, layer=options.layer, read_geometry=False)
+            layer, _ = choose_layer(path, "worker", options.layer, path.name)
+            raw = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+        except InvalidInputError:
+            raise
         except Exception as exc:  # GDAL raises several kinds on unreadable files
             raise InvalidInputError(f"{path.name}: cannot read: {exc}") from None
         encoding = "UTF-8"
+    if raw.empty:
+        raise InvalidInputError(f"{path.name}: holds no rows (only a header?)",
+                                details=[{"file": path.name, "problem": "no_rows"}])
     raw.columns = [str(c).strip() for c in raw.columns]
     mapping = _worker_fields(list(raw.columns), options, path.name)
-    frame = pd.DataFrame({
-        role: (raw[column].astype(object).where(raw[column].notna(), None)
-               .map(lambda v: str(v).strip() or None if v is not None else None)
-               if column else [None] * len(raw))
-        for role, column in mapping.items()
-    })  # fmt: skip
+    frame = pd.DataFrame({role: pd.Series(column_texts(raw, column, role, path.name), dtype=object)
+                          for role, column in mapping.items()})  # fmt: skip
     report = Report(level="worker", source=path.name, feature_count=len(frame), bounds=None,
                     crs="", crs_note="no geometry", encoding=encoding, fields=mapping)  # fmt: skip
     return frame, report
@@ -282,12 +339,37 @@ def _read_csv(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        frame = _parse_csv(text, path.name)
         return frame.replace("", None), "UTF-8" if encoding == "utf-8-sig" else encoding
     raise InvalidInputError(
         f"{path.name}: text is not valid {' or '.join(c or '' for c in candidates)}; "
         "pass --encoding", details=[{"file": path.name, "problem": "encoding"}],
     )  # fmt: skip
+
+
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _parse_csv(text: str, label: str) -> pd.DataFrame:
+    """The CSV's rows as text; InvalidInputError naming the line for what pandas refuses."""
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InvalidInputError(
+            f"{label}: the file is empty (no header row); expected a header such as "
+            "code,name,phone,role,grid_code", details=[{"file": label, "problem": "empty"}],
+        ) from None  # fmt: skip
+    except pd.errors.ParserError as exc:
+        ragged = _RAGGED.search(str(exc))
+        if ragged is None:
+            raise InvalidInputError(f"{label}: not a readable CSV file: {exc}",
+                                    details=[{"file": label, "problem": "csv"}]) from None
+        header, line, fields = (int(v) for v in ragged.groups())
+        raise InvalidInputError(
+            f"{label}: line {line} has {fields} fields, the header has {header}; a value "
+            "holding a comma must be quoted (\"a,b\")",
+            details=[{"file": label, "line": line, "problem": "csv_fields"}],
+        ) from None
 
 
 def _worker_fields(columns: list[str], options: ReadOptions, label: str) -> dict[str, str | None]:
@@ -312,14 +394,12 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
     known = set(grids.codes.tolist())
     roles, lists = [], []
     for i, row in enumerate(frame.itertuples(index=False)):
-        if row.name is None:
-            add(Finding("error", "missing_value", "name is empty", i, row.code))
-        role = WORKER_ROLES.get(row.role or "")
-        if role is None:
+        role = WORKER_ROLES.get(row.role) if row.role is not None else None
+        if role is None and row.role is not None:  # a missing one is _check_required's
             add(Finding("error", "bad_value", f"role {row.role!r} is not one of grid_leader, "
                         "full_time, part_time (网格长, 专职, 兼职)", i, row.code))  # fmt: skip
         codes = [c for c in _GRID_SPLIT.split(row.grids or "") if c]
-        if not codes:
+        if not codes and row.grids is not None:
             add(Finding("error", "unknown_grid", "no grid code", i, row.code))
         for grid in codes:
             if grid not in known:

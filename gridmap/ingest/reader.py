@@ -1,11 +1,14 @@
 """Reading boundary files handed over by GIS staff into one clean, EPSG:4326 frame.
 
 Formats (through pyogrio/GDAL): ESRI Shapefile (a ``.shp``, a folder holding one, or a
-``.zip`` of it), GeoPackage (``--layer``), GeoJSON and FlatGeobuf. Every problem with
+``.zip`` of it — macOS ``__MACOSX/`` and ``._*`` files ignored), GeoPackage (the layer
+named by ``--layer`` or after the level), GeoJSON and FlatGeobuf. Every problem with
 the *file* itself (corrupt zip, zip slip, missing ``.shx``/``.dbf``, wrong encoding,
-mixed geometry types, NaN coordinates, too big, no CRS) raises
-:class:`~gridmap.errors.InvalidInputError` naming the file; problems with *features*
-are left to :mod:`gridmap.ingest.checks`.
+no features, mixed geometry types, NaN coordinates, too big, no CRS, an unreadable
+``.prj`` or a CRS PROJ cannot take to lon/lat, codes in a floating-point field that
+cannot hold them) raises :class:`~gridmap.errors.InvalidInputError` naming the file;
+problems with *features* are left to :mod:`gridmap.ingest.checks`. ``--source-crs``
+overrides the file's own CRS, as ogr2ogr's ``-s_srs`` does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import re
 import struct
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyogrio
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
@@ -34,6 +39,10 @@ from gridmap.ingest.gcpause import gc_paused
 
 AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
+LEVEL_PLURALS = {"district": "districts", "street": "streets", "community": "communities",
+                 "grid": "grids", "building": "buildings", "facility": "facilities",
+                 "worker": "workers"}  # fmt: skip
+"""How a file, folder or layer holding one level is usually named besides the level."""
 STORAGE_CRS = "EPSG:4326"
 DEFAULT_MAX_BYTES = 1 << 30
 # One feature with more vertices than this is refused: real grid boundaries have a few
@@ -157,6 +166,11 @@ def _check_size(path: Path, max_bytes: int) -> None:
         if path.is_dir()
         else path.stat().st_size
     )
+    if size == 0 and path.is_file():
+        raise InvalidInputError(
+            f"{path.name}: the file is empty (0 bytes); was the upload or copy cut short?",
+            details=[{"file": path.name, "problem": "empty"}],
+        )
     if size > max_bytes:
         raise InvalidInputError(
             f"{path.name}: {size:,} bytes is over the import size limit of {max_bytes:,} bytes",
@@ -210,18 +224,25 @@ def _find_dataset(target: Path, level: str, original: Path) -> Path:
                 f"{', '.join(sorted({*SUFFIXES, '.zip'}))}"
             )
         return target
-    found = sorted(p for p in target.rglob("*") if p.suffix.lower() in SUFFIXES)
+    found = sorted(p for p in target.rglob("*")
+                   if p.suffix.lower() in SUFFIXES and not _mac_metadata(p.relative_to(target)))
     if not found:
         raise InvalidInputError(f"{original.name}: holds no shapefile, GeoPackage or GeoJSON")
     if len(found) == 1:
         return found[0]
-    named = [p for p in found if p.stem.lower() in (level, f"{level}s")]
+    named = [p for p in found if p.stem.lower() in (level, LEVEL_PLURALS[level])]
     if len(named) == 1:
         return named[0]
     raise InvalidInputError(
         f"{original.name}: holds several datasets ({', '.join(p.name for p in found)}); "
         f"name one, or call the {level} file {level}.shp"
     )
+
+
+def _mac_metadata(path: Path) -> bool:
+    """Whether ``path`` is what macOS adds to a zip or a copied folder: ``__MACOSX/``
+    and ``._name`` AppleDouble files (resource forks, not data)."""
+    return "__MACOSX" in path.parts or path.name.startswith("._")
 
 
 def _sidecar(shp: Path, suffix: str) -> Path | None:
@@ -269,18 +290,64 @@ def _check_shx_matches_shp(shp: Path, label: str) -> shapefile.Records:
 # --- reading -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Raw:
+    """A dataset as GDAL (or the shapefile reader) handed it over, and how it was read."""
+
+    frame: gpd.GeoDataFrame
+    label: str
+    encoding: str
+    notes: list[str] = field(default_factory=list)
+    wkb: np.ndarray | None = None
+
+
 def _read_dataset(
     dataset: Path, level: str, options: ReadOptions, label: str, report: Progress
 ) -> LayerRead:
     driver = SUFFIXES[dataset.suffix.lower()]
-    encoding, wkb = "UTF-8", None
+    read = _read_raw(dataset, driver, level, options, label)
+    raw, label = read.frame, read.label
+    if len(raw) == 0:
+        raise InvalidInputError(f"{label}: holds no features",
+                                details=[{"file": label, "problem": "no_features"}])  # fmt: skip
+    report(0.5, f"read {len(raw):,} features")
+    mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
+    _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
+    notes = read.notes + _mojibake_warnings(raw, mapping, read.encoding)
+    geoms, z_dropped, m_dropped = _clean_geometry(
+        np.asarray(raw.geometry.to_numpy(), dtype=object), label
+    )
+    file_crs = getattr(raw, "crs", None)
+    prj_problem = _unreadable_prj(dataset) if file_crs is None and driver == "ESRI Shapefile" \
+        else None  # fmt: skip
+    crs, shown, note = _choose_crs(file_crs, prj_problem, options.source_crs, geoms, label)
+    frame = gpd.GeoDataFrame(_attributes(raw, level, mapping, label),
+                             geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
+    wkb = read.wkb
+    if crs != CRS.from_user_input(STORAGE_CRS):
+        frame = frame.to_crs(STORAGE_CRS)
+        wkb = None
+        report(0.8, f"reprojected from {shown}")
+    frame = frame.set_crs(STORAGE_CRS, allow_override=True)
+    _check_range(frame.geometry.to_numpy(), label)
+    return LayerRead(frame, label, driver, shown, note, read.encoding, mapping, z_dropped,
+                     m_dropped, notes, wkb)  # fmt: skip
+
+
+def _read_raw(dataset: Path, driver: str, level: str, options: ReadOptions, label: str) -> _Raw:
+    """Read the dataset; every way GDAL can fail becomes InvalidInputError. A GeoPackage
+    layer chosen among several is named in the label."""
     try:
         if driver == "ESRI Shapefile":
-            raw, encoding, wkb = _read_shapefile(dataset, options, label)
-        else:
-            layer = options.layer if driver == "GPKG" else None
-            # Arrow batches: about 2× faster than GDAL's row-by-row path.
-            raw = pyogrio.read_dataframe(dataset, layer=layer, use_arrow=True)
+            frame, encoding, wkb = _read_shapefile(dataset, options, label)
+            return _Raw(frame, label, encoding, wkb=wkb)
+        layer = None
+        if driver == "GPKG":
+            layer, layers = choose_layer(dataset, level, options.layer, label)
+            label = f"{label} (layer {layer})" if len(layers) > 1 else label
+        frame, encoding, notes = _read_utf8_dataset(dataset, driver, layer, options.encoding,
+                                                    label)  # fmt: skip
+        return _Raw(frame, label, encoding, notes)
     except pyogrio.errors.DataSourceError as exc:
         raise InvalidInputError(f"{label}: cannot read {dataset.name}: {exc}") from None
     except pyogrio.errors.DataLayerError as exc:
@@ -289,25 +356,6 @@ def _read_dataset(
         raise
     except Exception as exc:  # GDAL raises a few of its own kinds on damaged files
         raise InvalidInputError(f"{label}: {dataset.name} is damaged: {exc}") from None
-    report(0.5, f"read {len(raw):,} features")
-    mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
-    _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
-    warnings = _mojibake_warnings(raw, mapping, encoding)
-    geoms, z_dropped, m_dropped = _clean_geometry(
-        np.asarray(raw.geometry.to_numpy(), dtype=object), label
-    )
-    file_crs = raw.crs.srs if getattr(raw, "crs", None) is not None else None
-    crs, note = _choose_crs(file_crs, options.source_crs, geoms, label)
-    frame = gpd.GeoDataFrame(_attributes(raw, level, mapping),
-                             geometry=gpd.GeoSeries(geoms, crs=crs))  # fmt: skip
-    if CRS.from_user_input(crs) != CRS.from_user_input(STORAGE_CRS):
-        frame = frame.to_crs(STORAGE_CRS)
-        wkb = None
-        report(0.8, f"reprojected from {crs}")
-    frame = frame.set_crs(STORAGE_CRS, allow_override=True)
-    _check_range(frame.geometry.to_numpy(), label)
-    return LayerRead(frame, label, driver, crs, note, encoding, mapping, z_dropped, m_dropped,
-                     warnings, wkb)  # fmt: skip
 
 
 MAX_LATITUDE = 85.0511287798066
@@ -368,6 +416,92 @@ def _read_shapefile(dataset: Path, options: ReadOptions, label: str
     crs = meta.get("crs")
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index, crs=crs)
                             ), encoding, wkb  # fmt: skip
+
+
+def choose_layer(
+    dataset: Path, level: str, asked: str | None, label: str
+) -> tuple[str | None, list[str]]:
+    """The layer of a multi-layer file to read for ``level``, and all its layers.
+
+    ``asked`` (``--layer``) if given; else the only layer; else the one named after
+    the level (``grid`` or ``grids``, case-insensitive). A file with several layers
+    and none so named is refused, listing them: reading the first would import
+    whatever happens to come first (e.g. the city outline as grids).
+    """
+    layers = [str(name) for name in pyogrio.list_layers(dataset)[:, 0]]
+    if asked is not None and asked not in layers:
+        raise InvalidInputError(
+            f"{label}: has no layer {asked!r} (--layer); its layers are {', '.join(layers)}",
+            details=[{"file": label, "problem": "no_such_layer", "layers": layers}],
+        )
+    if asked is not None or len(layers) <= 1:
+        return asked if asked is not None else next(iter(layers), None), layers
+    named = [name for name in layers if name.lower() in (level, LEVEL_PLURALS[level])]
+    if len(named) == 1:
+        return named[0], layers
+    raise InvalidInputError(
+        f"{label}: holds {len(layers)} layers ({', '.join(layers)}) and "
+        f"{'several' if named else 'none'} named {level} or {LEVEL_PLURALS[level]}; "
+        "name the one to import with --layer",
+        details=[{"file": label, "problem": "several_layers", "layers": layers}],
+    )
+
+
+_UTF8_FORMATS = {"GeoJSON": "GeoJSON text must be UTF-8 (RFC 7946)",
+                 "GPKG": "GeoPackage text must be UTF-8",
+                 "FlatGeobuf": "FlatGeobuf text must be UTF-8"}  # fmt: skip
+
+
+def _read_utf8_dataset(
+    dataset: Path, driver: str, layer: str | None, asked: str | None, label: str
+) -> tuple[gpd.GeoDataFrame, str, list[str]]:
+    """A GeoJSON, GeoPackage or FlatGeobuf, its text encoding and warnings.
+
+    These formats hold UTF-8 by definition, and are read so (Arrow batches: about 2×
+    faster than GDAL's row-by-row path). A file that is not valid UTF-8 is refused,
+    unless ``--encoding`` names another encoding: then pyogrio's row-by-row path
+    decodes it with that one (Arrow cannot).
+    """
+    try:
+        raw = pyogrio.read_dataframe(dataset, layer=layer, use_arrow=True)
+        utf8 = _is_utf8(raw)
+    except UnicodeDecodeError:  # field names are decoded while reading
+        raw, utf8 = None, False
+    encoding = _normalise_encoding(asked) if asked else "UTF-8"
+    if utf8 and raw is not None:
+        ignored = [] if encoding == "UTF-8" else [
+            f"--encoding {asked} ignored: the text of {dataset.name} is valid UTF-8, "
+            f"as {driver} requires"]  # fmt: skip
+        return raw, "UTF-8", ignored
+    if encoding == "UTF-8":
+        raise InvalidInputError(
+            f"{label}: text in {dataset.name} is not valid UTF-8 ({_UTF8_FORMATS[driver]}); "
+            "save it again as UTF-8, or pass --encoding (e.g. --encoding GBK) to read it as "
+            "it is", details=[{"file": dataset.name, "problem": "encoding", "encoding": "UTF-8"}],
+        )  # fmt: skip
+    try:
+        return pyogrio.read_dataframe(dataset, layer=layer, encoding=encoding), encoding, []
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"{label}: text in {dataset.name} is neither UTF-8 nor {encoding}; pass the "
+            "encoding it was saved in with --encoding",
+            details=[{"file": dataset.name, "problem": "encoding", "encoding": encoding}],
+        ) from None
+
+
+def _is_utf8(raw: pd.DataFrame) -> bool:
+    """Whether every Arrow-backed text column holds valid UTF-8 (GDAL passes bytes on
+    unchecked; pandas would fail on them later, far from the file)."""
+    for name in raw.columns:
+        column = raw[name]
+        if name == raw.geometry.name or not pd.api.types.is_string_dtype(column.dtype) \
+                or column.dtype == object:  # fmt: skip
+            continue
+        try:
+            pa.array(column).validate(full=True)
+        except pa.ArrowInvalid:
+            return False
+    return True
 
 
 def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str
@@ -448,7 +582,7 @@ def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encodi
     ]
 
 
-def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
+def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None], label: str
                 ) -> dict[str, pd.Series]:  # fmt: skip
     """The columns of the read frame: areas get code, name, parent_code; others their roles.
 
@@ -456,12 +590,13 @@ def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None]
     costs a conversion each time from Arrow-backed strings.
     """
     if level in AREA_LEVELS:
-        columns = {"code": _codes(raw, mapping["code"]), "name": _texts(raw, mapping["name"]),
-                   "parent_code": _codes(raw, mapping["parent"])}  # fmt: skip
+        columns = {"code": column_texts(raw, mapping["code"], "code", label),
+                   "name": _texts(raw, mapping["name"]),
+                   "parent_code": column_texts(raw, mapping["parent"], "parent", label),
+                   }  # fmt: skip
     else:
-        columns = {"code": _codes(raw, mapping["code"])}
-        for role in LEVEL_ROLES[level][1:]:
-            columns[role] = _codes(raw, mapping.get(role))
+        columns = {role: column_texts(raw, mapping.get(role), role, label)
+                   for role in LEVEL_ROLES[level]}  # fmt: skip
     return {k: pd.Series(v, index=raw.index, dtype=object) for k, v in columns.items()}
 
 
@@ -544,15 +679,58 @@ def _map_fields(
     return mapping
 
 
-def _codes(raw: pd.DataFrame, column: str | None) -> np.ndarray:
-    """Code values as stripped text (numeric DBF fields come back as floats); '' → None."""
+CODE_ROLES = frozenset({"code", "parent", "grids"})
+"""Roles holding codes: numbers there must be exact integers."""
+
+
+def column_texts(raw: pd.DataFrame, column: str | None, role: str, label: str) -> np.ndarray:
+    """The values of ``column`` (read for ``role``) as stripped text; missing or blank
+    values (None, NaN, '') as None; all None when there is no such column."""
     if column is None:
         return np.full(len(raw), None, dtype=object)
-    series = raw[column]
-    if pd.api.types.is_float_dtype(series.dtype):
-        return np.array([None if v != v else str(int(v)) if float(v).is_integer() else str(v)
-                         for v in series.tolist()], dtype=object)  # fmt: skip
-    text = _stripped(series)
+    if role in CODE_ROLES:
+        return code_texts(raw[column], column, label)
+    return value_texts(raw[column])
+
+
+def code_texts(values: pd.Series, field: str, label: str) -> np.ndarray:
+    """Codes as stripped text (see :func:`value_texts`), refusing a floating-point field
+    that cannot hold them exactly.
+
+    Raises
+    ------
+    InvalidInputError
+        ``field`` is stored as floating point (a DBF numeric field with decimals, a
+        GeoPackage REAL) and holds values beyond 2**53 (2**24 for single precision):
+        there a double skips integers, so 18-digit codes have already collapsed into
+        one another and no reading can tell them apart again.
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        exact = 2.0 ** (np.finfo(values.dtype).nmant + 1)
+        beyond = np.flatnonzero(np.abs(numbers) >= exact)  # NaN is never beyond
+        if beyond.size:
+            i = int(beyond[0])
+            raise InvalidInputError(
+                f"{label}: field {field!r} is stored as floating point; codes longer than "
+                f"15 digits cannot be represented (feature {i} reads {numbers[i]:.0f}, "
+                "rounded); store the field as text",
+                details=[{"file": label, "field": field, "feature": i, "problem": "float_code"}],
+            )
+    return value_texts(values)
+
+
+def value_texts(values: pd.Series) -> np.ndarray:
+    """Values as stripped text in an object array; None for missing or blank values.
+
+    Numbers read from floating-point fields lose the '.0' of whole values
+    (500103001001001.0 → '500103001001001'), as the GIS showed them.
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan).tolist()
+        return np.array([None if v != v else str(int(v)) if v.is_integer() else str(v)
+                         for v in numbers], dtype=object)  # fmt: skip
+    text = _stripped(values)
     text[text == ""] = None
     return text
 
@@ -608,27 +786,147 @@ def _clean_geometry(
 
 
 def _choose_crs(
-    file_crs: str | None, source_crs: str | None, geoms: np.ndarray, label: str
-) -> tuple[str, str]:
-    if file_crs:
-        return _valid_crs(file_crs, label), "read from the file"
+    file_crs: CRS | None, prj_problem: str | None, source_crs: str | None,
+    geoms: np.ndarray, label: str,
+) -> tuple[CRS, str, str]:
+    """The CRS to read the coordinates in, how to show it, and where it came from.
+
+    ``--source-crs`` wins over the file's own CRS, as ogr2ogr's ``-s_srs`` does: it is
+    how a wrong ``.prj`` is corrected.
+    """
     if source_crs:
-        return _valid_crs(source_crs, label), "given by --source-crs (the file has none)"
-    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
-    if -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90:
-        return STORAGE_CRS, "assumed EPSG:4326: the file has no CRS and its coordinates are lon/lat"
+        crs = _parse_crs(source_crs, label)
+        if file_crs is not None:
+            note = f"given by --source-crs, overriding the file's {_crs_label(file_crs)}"
+        elif prj_problem:
+            note = f"given by --source-crs; the file's .prj is unreadable: {prj_problem}"
+        else:
+            note = "given by --source-crs (the file has none)"
+        return _transformable(crs, "--source-crs", label), _crs_label(crs), note
+    if prj_problem:
+        raise InvalidInputError(
+            f"{label}: unreadable .prj: {prj_problem}; fix the .prj, or give the CRS with "
+            f"--source-crs ({_crs_hint(geoms)})",
+            details=[{"file": label, "problem": "unreadable_prj", "reason": prj_problem}],
+        )
+    if file_crs is not None:
+        crs = _transformable(_known_crs(file_crs), "the file's", label)
+        return crs, _crs_label(crs), "read from the file"
+    xmin, ymin, _, _ = shapely.total_bounds(geoms)
+    if _looks_lonlat(geoms):
+        note = "assumed EPSG:4326: the file has no CRS and its coordinates are lon/lat"
+        return CRS.from_user_input(STORAGE_CRS), STORAGE_CRS, note
     raise InvalidInputError(
         f"{label}: the file has no CRS (.prj) and its coordinates ({xmin:.0f}, {ymin:.0f}) are "
-        "not longitude/latitude; pass --source-crs, e.g. EPSG:4545 (CGCS2000 / 3-degree GK CM "
-        "105E) or EPSG:3857",
+        f"not longitude/latitude; pass --source-crs ({_crs_hint(geoms)})",
         details=[{"file": label, "problem": "no_crs"}],
     )
 
 
-def _valid_crs(text: str, label: str) -> str:
+def _looks_lonlat(geoms: np.ndarray) -> bool:
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    return bool(-180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90)
+
+
+def _parse_crs(text: str, label: str) -> CRS:
     try:
-        crs = CRS.from_user_input(text)
-    except Exception:
-        raise InvalidInputError(f"{label}: unknown CRS {text!r}") from None
+        return CRS.from_user_input(text)
+    except CRSError as exc:
+        raise InvalidInputError(
+            f"{label}: unknown CRS {text!r} given by --source-crs ({exc}); use an EPSG code "
+            "such as EPSG:4544", details=[{"field": "source_crs", "value": text}],
+        ) from None  # fmt: skip
+
+
+def _known_crs(crs: CRS) -> CRS:
+    """The EPSG CRS ``crs`` matches (an ESRI .prj's Gauss_Kruger is EPSG's
+    transverse Mercator), else ``crs`` itself."""
     epsg = crs.to_epsg(min_confidence=70)
-    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+    return CRS.from_epsg(epsg) if epsg else crs
+
+
+def _transformable(crs: CRS, origin: str, label: str) -> CRS:
+    """``crs`` if PROJ can take its coordinates to EPSG:4326, else InvalidInputError
+    (a LOCAL_CS — an engineering CRS with no place on the earth — cannot be)."""
+    try:
+        Transformer.from_crs(crs, STORAGE_CRS, always_xy=True)
+    except ProjError as exc:
+        why = ("a local engineering CRS (LOCAL_CS), not tied to any place on the earth"
+               if crs.is_engineering else str(exc))  # fmt: skip
+        raise InvalidInputError(
+            f"{label}: {origin} CRS {_crs_label(crs)} cannot be converted to longitude/"
+            f"latitude: {why}; give the real CRS with --source-crs",
+            details=[{"file": label, "problem": "crs_not_transformable"}],
+        ) from None
+    return crs
+
+
+def _crs_label(crs: CRS) -> str:
+    """``EPSG:4545``, another authority's code, or the CRS's name and PROJ string —
+    never a whole WKT."""
+    epsg = crs.to_epsg(min_confidence=70)
+    if epsg:
+        return f"EPSG:{epsg}"
+    authority = crs.to_authority(min_confidence=70)
+    if authority:
+        return ":".join(authority)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "you will likely lose important projection information"
+        try:
+            short = crs.to_proj4().replace(" +no_defs", "").replace(" +type=crs", "")
+        except CRSError:
+            short = crs.type_name
+    return f"{crs.name} ({short})"
+
+
+def _unreadable_prj(shp: Path) -> str | None:
+    """Why a shapefile's ``.prj`` gave no CRS; None when there is no ``.prj``."""
+    prj = _sidecar(shp, ".prj")
+    if prj is None:
+        return None
+    text = prj.read_text(errors="replace").strip()
+    if not text:
+        return f"{prj.name} is empty"
+    try:
+        CRS.from_user_input(text)
+    except CRSError as exc:
+        return f"{prj.name}: {exc}"
+    return f"GDAL cannot interpret {prj.name}"
+
+
+GK_CENTRAL_MERIDIANS = range(75, 136, 3)
+"""Central meridians (°E) of the CGCS2000 3-degree Gauss-Kruger zones covering China."""
+
+
+def gauss_kruger_epsg(central_meridian: int, *, zone_prefix: bool = False) -> int:
+    """EPSG code of CGCS2000 / 3-degree Gauss-Kruger with this central meridian (°E).
+
+    Eastings without a zone prefix (500 000 m on the meridian): EPSG:4534 (CM 75E) to
+    EPSG:4554 (CM 135E). With the zone number in front (zone = meridian / 3):
+    EPSG:4513 (zone 25) to EPSG:4533 (zone 45).
+
+    Raises
+    ------
+    ValueError
+        ``central_meridian`` is not one of :data:`GK_CENTRAL_MERIDIANS`.
+    """
+    if central_meridian not in GK_CENTRAL_MERIDIANS:
+        raise ValueError(f"no CGCS2000 3-degree zone has central meridian {central_meridian}E")
+    step = GK_CENTRAL_MERIDIANS.index(central_meridian)
+    return (4513 if zone_prefix else 4534) + step
+
+
+def _crs_hint(geoms: np.ndarray) -> str:
+    """Which --source-crs the coordinates suggest, named as PROJ names them."""
+    if _looks_lonlat(geoms):
+        return "the coordinates look like longitude/latitude: EPSG:4326 or EPSG:4490?"
+    xmin, _, xmax, _ = shapely.total_bounds(geoms)
+    zone = int(xmin // 1_000_000)
+    if zone == int(xmax // 1_000_000) and zone * 3 in GK_CENTRAL_MERIDIANS:
+        code = gauss_kruger_epsg(zone * 3, zone_prefix=True)
+        return (f"the eastings start with zone number {zone}: EPSG:{code}, "
+                f"{CRS.from_epsg(code).name}?")  # fmt: skip
+    code = gauss_kruger_epsg(105)
+    return (f"e.g. EPSG:{code}, {CRS.from_epsg(code).name}: CGCS2000 3-degree Gauss-Kruger "
+            "has one code per central meridian, EPSG:4534 (CM 75E) to EPSG:4554 (CM 135E); "
+            "or EPSG:3857 for Web Mercator")

@@ -73,6 +73,23 @@ def test_bad_uploads_are_clear_errors(writable_client: TestClient) -> None:
     assert writable_client.get("/api/v1/layers/grid", params={"bbox": "1,2"}).status_code == 422
 
 
+def test_worker_with_an_empty_name_is_a_report_error_not_a_500(
+    writable_client: TestClient,
+) -> None:
+    grid = writable_client.get("/api/v1/layers/grid").json()["features"][0]["properties"]["code"]
+    csv = (f"code,name,phone,role,grid_code\nWTEST001,,13800000000,full_time,{grid}\n"
+           f"WTEST002,测试,,part_time,{grid}\n")  # fmt: skip
+    response = writable_client.post("/api/v1/imports", data={"level": "worker"},
+                                    files={"file": ("workers.csv", csv.encode(), "text/csv")})
+    assert response.status_code == 202, response.text
+    job = writable_client.get(f"/api/v1/imports/{response.json()['id']}").json()
+    assert job["status"] == "checked" and job["report"]["errors"] == 1
+    assert job["report"]["findings"][0]["message"] == "name is empty (field 'name')"
+    committed = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
+    assert committed.status_code == 422, committed.text
+    assert "error(s) in the report block commit" in committed.json()["message"]
+
+
 def _upload(client: TestClient, content: bytes) -> dict[str, object]:
     response = client.post("/api/v1/imports", data={"level": "grid"},
                            files={"file": ("grid.zip", content, "application/zip")})  # fmt: skip

@@ -15,6 +15,8 @@ import pytest
 import shapely
 
 from gridmap.errors import InvalidInputError
+from gridmap.ingest import features
+from gridmap.ingest.checks import Report
 from gridmap.ingest.publish import import_file
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
@@ -232,3 +234,142 @@ def test_mojibake_that_decodes_is_warned(tmp_path: Path, city_conn: psycopg.Conn
     assert any(f.check == "encoding" and f.severity == "warning" for f in report.findings)
     right = read_layer(shp, "grid", ReadOptions(encoding="GBK"))
     assert right.warnings == [] and right.frame.name[0] == sample_city.level("grid").name.iloc[0]
+
+
+# --- unreadable worker tables ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"code,name,phone,role,grid_code\nW1,a,1,full_time,500103001003001\n"
+     b"W2,b,2,full_time,500103001003001,500103001003002\n",
+     r"workers.csv: line 3 has 6 fields, the header has 5"),
+    (b"", r"workers.csv: the file is empty"),
+    (b"\n\n", r"workers.csv: the file is empty"),
+    (b"code,name,phone,role,grid_code\n", r"workers.csv: holds no rows"),
+])  # fmt: skip
+def test_unreadable_worker_csv_is_a_clear_error(
+    tmp_path: Path, city_conn: psycopg.Connection, content: bytes, expected: str
+) -> None:
+    csv = tmp_path / "workers.csv"
+    csv.write_bytes(content)
+    with pytest.raises(InvalidInputError, match=expected):
+        import_file(city_conn, csv, "worker")
+
+
+def test_worker_folder_is_not_called_missing(tmp_path: Path, city_conn: psycopg.Connection) -> None:
+    with pytest.raises(InvalidInputError, match=rf"{tmp_path.name}: is a folder; give the worker "
+                       "table itself"):  # fmt: skip
+        import_file(city_conn, tmp_path, "worker")
+
+
+def test_worker_layer_is_found_in_a_geopackage(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grids = sample_city.level("grid")[["code", "name", "geometry"]].reset_index(drop=True)
+    gpkg = tmp_path / "city.gpkg"
+    pyogrio.write_dataframe(grids, gpkg, layer="grid")
+    workers = gpd.GeoDataFrame(
+        {"code": ["W-G-1", "W-G-2"], "name": ["张三", "李四"], "role": ["网格长", "专职"],
+         "grid_code": grids.code.iloc[:2].tolist()},
+        geometry=grids.geometry.iloc[:2].centroid.tolist(), crs=4326,
+    )  # fmt: skip
+    pyogrio.write_dataframe(workers, gpkg, layer="workers")
+    report = import_file(city_conn, gpkg, "worker")
+    assert report.feature_count == 2 and report.errors == 0, report.to_text()
+
+
+def test_worker_grid_codes_stored_as_numbers(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """A DBF numeric field gives 500103001001001.0: the code is 500103001001001."""
+    grids = sample_city.level("grid").code.iloc[:2].tolist()
+    workers = gpd.GeoDataFrame(
+        {"code": ["W-N-1", "W-N-2"], "name": ["张三", "李四"], "role": ["专职", "兼职"],
+         "grid_code": [float(g) for g in grids], "phone": [13800000000.0, None]},
+        geometry=[shapely.Point(106.5, 29.5)] * 2, crs=4326,
+    )  # fmt: skip
+    path = tmp_path / "workers.shp"
+    pyogrio.write_dataframe(workers, path)
+    report = import_file(city_conn, path, "worker", commit=True)
+    assert report.errors == 0, report.to_text()
+    assert _rows(city_conn, "SELECT w.code, w.phone, a.grid_code FROM workers w JOIN "
+                 "worker_assignments a ON a.worker_id = w.id WHERE w.code LIKE 'W-N-%%' "
+                 "ORDER BY 1") == [("W-N-1", "13800000000", grids[0]),
+                                   ("W-N-2", None, grids[1])]  # fmt: skip
+
+
+# --- missing values ------------------------------------------------------------------------
+
+
+def test_empty_required_worker_fields_are_errors_not_commit_failures(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grid = sample_city.level("grid").code.iloc[0]
+    csv = tmp_path / "workers.csv"
+    csv.write_text("code,name,phone,role,grid_code\n"
+                   f"WTEST001,,13800000000,full_time,{grid}\n"
+                   f"WTEST002,  ,,part_time,{grid}\n"
+                   f"WTEST003,王五,,,{grid}\n"
+                   "WTEST004,赵六,,专职,\n"
+                   f"WTEST005,钱七,,专职,{grid}\n", encoding="utf-8")  # fmt: skip
+    report = import_file(city_conn, csv, "worker")
+    missing = {(f.index, f.message) for f in report.findings if f.check == "missing_value"}
+    assert missing == {(0, "name is empty (field 'name')"), (1, "name is empty (field 'name')"),
+                       (2, "role is empty (field 'role')"),
+                       (3, "grids is empty (field 'grid_code')")}  # fmt: skip
+    assert report.errors == 4, report.to_text()
+    before = _rows(city_conn, "SELECT count(*) FROM workers")
+    with pytest.raises(InvalidInputError, match="block --commit"):
+        import_file(city_conn, csv, "worker", commit=True)
+    city_conn.rollback()
+    assert _rows(city_conn, "SELECT count(*) FROM workers") == before
+
+
+def _bare_report(frame: pd.DataFrame, level: str) -> Report:
+    return Report(level=level, source="test", feature_count=len(frame), bounds=None, crs="",
+                  crs_note="", encoding="", fields={c: c for c in frame.columns})  # fmt: skip
+
+
+def test_nan_values_are_missing_in_every_feature_check(
+    city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """NaN, not None, is what pandas puts in an empty cell of a text column."""
+    nan = float("nan")
+    facilities = _facilities(sample_city, 3)
+    frame = pd.DataFrame({"code": [nan, facilities.code[1], "  "],
+                          "name": [nan, "井盖", nan], "state": [nan, nan, "intact"],
+                          "geometry": facilities.geometry.tolist()})  # fmt: skip
+    grids = features._active_grids(city_conn)
+    report = _bare_report(frame, "facility")
+    features._check_frame(city_conn, frame, "facility", grids, report)
+    assert {(f.check, f.index) for f in report.findings if f.severity == "error"} == \
+        {("malformed_code", 0), ("malformed_code", 2)}  # fmt: skip
+    assert frame.state.tolist() == ["intact"] * 3 and frame.name.tolist() == ["", "井盖", ""]
+    workers = pd.DataFrame({"code": ["W1", "W2"], "name": [nan, "李四"], "phone": [nan, nan],
+                            "role": ["专职", nan], "grids": [nan, "  "]})  # fmt: skip
+    report = _bare_report(workers, "worker")
+    features._check_frame(city_conn, workers, "worker", grids, report)
+    assert {(f.check, f.index, f.message.split(" is ")[0]) for f in report.findings} == {
+        ("missing_value", 0, "name"), ("missing_value", 0, "grids"),
+        ("missing_value", 1, "role"), ("missing_value", 1, "grids")}  # fmt: skip
+
+
+def test_facility_states_in_chinese_are_accepted(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    names = ["完好", "损坏", "破损", "丢失", "移除", "拆除", "damaged"]
+    frame = _facilities(sample_city, len(names)).assign(state=names)
+    path = tmp_path / "facilities.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    done = import_file(city_conn, path, "facility", commit=True)
+    assert done.errors == 0, done.to_text()
+    stored = dict(_rows(city_conn, "SELECT code, state FROM facilities WHERE code = ANY(%s)",
+                        (frame.code.tolist(),)))  # fmt: skip
+    assert [stored[c] for c in frame.code] == ["intact", "damaged", "damaged", "lost", "removed",
+                                               "removed", "damaged"]  # fmt: skip
+    frame.loc[0, "state"] = "坏了"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "facility")
+    assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
+        [("bad_value", 0)]  # fmt: skip
+    assert "完好, 损坏/破损, 丢失, 移除/拆除" in report.findings[0].message

@@ -4,6 +4,7 @@ check triggered by a crafted file, generations, diff, re-assignment, atomicity, 
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import signal
 import threading
 import time
@@ -22,7 +23,8 @@ import shapely
 from gridmap.db.locks import AREAS_WRITERS, lock_areas_writers
 from gridmap.errors import ConflictError, InvalidInputError
 from gridmap.ingest import publish
-from gridmap.ingest.checks import Thresholds, m2
+from gridmap.ingest.checks import Thresholds, check_layer, m2
+from gridmap.ingest.compare import load_parents
 from gridmap.ingest.export import export_layer, parse_bbox
 from gridmap.ingest.publish import check_and_publish, commit_plan, import_file, prepare_import
 from gridmap.ingest.reader import ReadOptions, read_layer
@@ -72,7 +74,7 @@ def test_chinese_names_round_trip_in_gbk_and_utf8(
 
 def test_gauss_kruger_is_reprojected(tmp_path: Path, sample_city: SampleCity) -> None:
     frame = _grids(sample_city)
-    shp = _write(frame.to_crs(4545), tmp_path / "grid.shp")  # CGCS2000 GK CM 105E
+    shp = _write(frame.to_crs(4545), tmp_path / "grid.shp")  # CGCS2000 GK CM 108E
     read = read_layer(shp, "grid")
     assert read.crs_used == "EPSG:4545"
     drift = shapely.hausdorff_distance(read.frame.geometry.to_numpy(), frame.geometry.to_numpy())
@@ -197,15 +199,17 @@ def test_an_empty_file_is_refused_not_published_as_removing_every_area(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
     path = _write(_grids(sample_city).iloc[:0], tmp_path / "grid.gpkg", driver="GPKG")
-    report = import_file(city_conn, path, "grid")
-    assert report.feature_count == 0 and report.diff and report.diff["removed"] > 0
-    assert "no_features" in {f.check for f in report.findings if f.severity == "error"}
-    communities = _one(city_conn, "SELECT count(*) FROM areas WHERE level = 'community'")
-    gaps = {f.code for f in report.findings if f.check == "gap"}
-    assert len(gaps) == communities  # every parent is left uncovered, each one named
-    with pytest.raises(InvalidInputError, match="block --commit"):
+    with pytest.raises(InvalidInputError, match="holds no features"):
         import_file(city_conn, path, "grid", commit=True)
     assert _one(city_conn, "SELECT count(*) FROM generations") == 1
+    # The checks by themselves, given no features, refuse them too: every parent is
+    # named as uncovered.
+    full = read_layer(_write(_grids(sample_city), tmp_path / "all.gpkg", driver="GPKG"), "grid")
+    nothing = dataclasses.replace(full, frame=full.frame.iloc[:0], wkb=None)
+    report, _ = check_layer(nothing, "grid", load_parents(city_conn, "community", 1))
+    assert "no_features" in {f.check for f in report.findings if f.severity == "error"}
+    communities = _one(city_conn, "SELECT count(*) FROM areas WHERE level = 'community'")
+    assert len({f.code for f in report.findings if f.check == "gap"}) == communities
 
 
 # --- generations, diff, re-assignment, atomicity --------------------------------------------
