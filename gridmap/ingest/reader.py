@@ -313,7 +313,8 @@ def _read_dataset(
     report(0.5, f"read {len(raw):,} features")
     mapping = _map_fields(list(raw.columns.drop(raw.geometry.name)), level, options, label)
     _check_vertices(raw.geometry.to_numpy(), options.max_vertices, label)
-    notes = read.notes + _mojibake_warnings(raw, mapping, read.encoding)
+    _refuse_mojibake_names(raw, mapping, read.encoding, label)
+    notes = read.notes
     geoms, z_dropped, m_dropped = _clean_geometry(
         np.asarray(raw.geometry.to_numpy(), dtype=object), label
     )
@@ -562,24 +563,27 @@ _MOJIBAKE = re.compile("[\u00c0-\u00ff]{2,}")
 """Runs of Latin-1 supplement letters: what GBK or UTF-8 bytes look like read as Latin-1."""
 
 
-def _mojibake_warnings(raw: pd.DataFrame, mapping: dict[str, str | None], encoding: str
-                       ) -> list[str]:  # fmt: skip
-    """Names that decoded without error but look like mojibake (e.g. GBK read as Latin-1)."""
+def _refuse_mojibake_names(raw: pd.DataFrame, mapping: dict[str, str | None], encoding: str,
+                           label: str) -> None:  # fmt: skip
+    """Refuse names that decoded without error but look like mojibake (e.g. GBK read as
+    Latin-1): published, they would garble every name on the map."""
     column = mapping.get("name") or mapping.get("address")
     if column is None or column not in raw.columns:
-        return []
+        return
     values = raw[column]
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return []
+        return
     suspect = values[values.astype("str").str.contains(_MOJIBAKE.pattern, regex=True)
                      .fillna(False).astype(bool)]  # fmt: skip
     if suspect.empty or len(suspect) < max(1, len(values) // 100):
-        return []
-    return [
-        f"{len(suspect):,} of {len(values):,} names in field {column!r} look like mojibake "
-        f"(e.g. {suspect.iloc[0]!r}, read as {encoding}): Chinese text in another encoding? "
-        "try --encoding GBK or --encoding UTF-8"
-    ]
+        return
+    raise InvalidInputError(
+        f"{label}: {len(suspect):,} of {len(values):,} names in field {column!r} look like "
+        f"mojibake (e.g. feature #{suspect.index[0]} {suspect.iloc[0]!r}, read as {encoding}): "
+        "Chinese text in another encoding? try --encoding GBK or --encoding UTF-8",
+        details=[{"file": label, "field": column, "index": int(suspect.index[0]),
+                  "problem": "encoding", "encoding": encoding}],
+    )  # fmt: skip
 
 
 def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None], label: str

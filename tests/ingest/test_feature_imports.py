@@ -223,15 +223,19 @@ def test_m_values_are_dropped_and_reported(tmp_path: Path, city_conn: psycopg.Co
                for f in report.findings)  # fmt: skip
 
 
-def test_mojibake_that_decodes_is_warned(tmp_path: Path, city_conn: psycopg.Connection,
-                                         sample_city: SampleCity) -> None:  # fmt: skip
+@pytest.mark.parametrize("how", ["cpg", "option"])
+def test_mojibake_that_decodes_is_refused(tmp_path: Path, city_conn: psycopg.Connection,
+                                          sample_city: SampleCity, how: str) -> None:  # fmt: skip
     shp = _grid_file(sample_city, tmp_path / "grid.shp", "GBK")
-    (tmp_path / "grid.cpg").write_text("ISO-8859-1")  # wrong, but every byte decodes
-    read = read_layer(shp, "grid")
-    assert read.encoding_used == "ISO-8859-1"
-    assert read.warnings and "--encoding" in read.warnings[0]
-    report = import_file(city_conn, shp, "grid")
-    assert any(f.check == "encoding" and f.severity == "warning" for f in report.findings)
+    (tmp_path / "grid.cpg").write_text("ISO-8859-1" if how == "cpg" else "GBK")
+    wrong = ReadOptions(encoding="latin1" if how == "option" else None)
+    with pytest.raises(InvalidInputError, match=r"grid.shp: .* look like mojibake .*#0.*"
+                                                r"--encoding GBK") as refused:  # fmt: skip
+        read_layer(shp, "grid", wrong)
+    assert refused.value.details[0]["field"] == "name"
+    with pytest.raises(InvalidInputError, match="mojibake"):
+        import_file(city_conn, shp, "grid", commit=True, options=wrong)
+    assert _rows(city_conn, "SELECT count(*) FROM generations")[0][0] == 1
     right = read_layer(shp, "grid", ReadOptions(encoding="GBK"))
     assert right.warnings == [] and right.frame.name[0] == sample_city.level("grid").name.iloc[0]
 
