@@ -141,7 +141,8 @@ def _diff_text(d: dict[str, Any]) -> str:
     """One line for an area level's diff against the previous generation, or a feature
     level's upsert counts (``inserted``, ``updated``)."""
     if "previous_generation" not in d:
-        return "diff: " + ", ".join(f"{v} {k}" for k, v in d.items() if isinstance(v, int))
+        return "diff: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in d.items()
+                                    if isinstance(v, int))  # fmt: skip
     return (f"diff against generation {d['previous_generation']}: {d['added']} added, "
             f"{d['removed']} removed, {d['changed']} changed, {d['unchanged']} unchanged")
 

@@ -69,8 +69,13 @@ def prepare_features(
     level: str,
     options: ReadOptions | None = None,
     progress: Progress | None = None,
+    *,
+    fix: bool = False,
 ) -> FeaturePlan:
-    """Read and check a building, facility or worker file against the database (dry run)."""
+    """Read and check a building, facility or worker file against the database (dry run).
+
+    ``fix``: repair invalid building footprints by ``make_valid`` where that gives one
+    polygon (a warning each) instead of refusing them."""
     step = progress or _noop
     grids = _active_grids(conn)
     if level == "worker":
@@ -80,11 +85,12 @@ def prepare_features(
         report = _report(read, level)
         frame = pd.DataFrame(read.frame)
     step(0.6, "checking")
-    _check_frame(conn, frame, level, grids, report)
+    _check_frame(conn, frame, level, grids, report, fix)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
-    report.diff = _upsert_diff(conn, level, frame)
+    plan = FeaturePlan(report, frame, level)
+    report.diff = _upsert_diff(conn, plan)
     step(1.0, "checked")
-    return FeaturePlan(report, frame, level)
+    return plan
 
 
 def _active_grids(conn: psycopg.Connection) -> Parents:
@@ -122,7 +128,7 @@ def _report(read: LayerRead, level: str) -> Report:
 
 
 def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grids: Parents,
-                 report: Report) -> None:  # fmt: skip
+                 report: Report, fix: bool = False) -> None:  # fmt: skip
     """Every check of one level's features, in place (derived columns are added).
 
     Missing values — None, NaN (what pandas makes of an empty cell) or blank text —
@@ -135,7 +141,7 @@ def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grid
     if level == "worker":
         _check_workers(frame, grids, add)
     else:
-        _check_geometry(frame, level, add)
+        _check_geometry(frame, level, add, fix)
         frame["grid_code"] = pd.Series(_assign_grids(frame, level, grids, add),
                                        index=frame.index, dtype=object)  # fmt: skip
         if level == "building":
@@ -186,8 +192,9 @@ def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
                     int(i), codes[i]))  # fmt: skip
 
 
-def _check_geometry(frame: pd.DataFrame, level: str, add: Any) -> None:
-    """Buildings: one valid polygon each; facilities: points."""
+def _check_geometry(frame: pd.DataFrame, level: str, add: Any, fix: bool = False) -> None:
+    """Buildings: one valid polygon each (``fix``: repaired where ``make_valid`` gives
+    one); facilities: points."""
     geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
     codes = frame.code.to_numpy(dtype=object)
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
@@ -210,10 +217,25 @@ def _check_geometry(frame: pd.DataFrame, level: str, add: Any) -> None:
                     int(i), codes[i]))  # fmt: skip
     invalid = ~missing & ~wrong & ~shapely.is_valid(geoms)
     for i in np.flatnonzero(invalid):
-        add(Finding("error", "invalid_geometry", str(shapely.is_valid_reason(geoms[i])),
+        reason = str(shapely.is_valid_reason(geoms[i]))
+        repaired = _one_polygon(shapely.make_valid(geoms[i])) if fix else None
+        if repaired is None:
+            add(Finding("error", "invalid_geometry", reason + (
+                "; make_valid does not give one polygon" if fix else ""), int(i), codes[i]))
+            continue
+        geoms[i], invalid[i] = repaired, False
+        add(Finding("warning", "invalid_geometry", f"{reason}: repaired by make_valid",
                     int(i), codes[i]))  # fmt: skip
     frame["geometry"] = geoms
     frame["usable"] = ~(missing | wrong | invalid)
+
+
+def _one_polygon(geom: Any) -> Any:
+    """``geom``'s single polygon (a repair can add slivers of lower dimension), or None."""
+    polygons = [p for p in shapely.get_parts(geom)
+                if shapely.get_type_id(p) in (3, 6)]  # fmt: skip
+    parts = shapely.get_parts(np.array(polygons, dtype=object)) if polygons else []
+    return parts[0] if len(parts) == 1 else None
 
 
 def _assign_grids(frame: pd.DataFrame, level: str, grids: Parents, add: Any) -> list[Any]:
@@ -413,30 +435,92 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
 # --- diff and commit -----------------------------------------------------------------------
 
 
-def _upsert_diff(conn: psycopg.Connection, level: str, frame: pd.DataFrame) -> dict[str, Any]:
-    codes = [c for c in frame.code.tolist() if c is not None]
-    table = TABLES[level]
-    existing = conn.execute(
-        f"SELECT count(*) FROM {table} WHERE code = ANY(%s)", (codes,)  # table is ours
-    ).fetchone()
-    updated = int(existing[0]) if existing else 0
-    return {"inserted": len(set(codes)) - updated, "updated": updated}
-
-
 _STAGE = "CREATE TEMP TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+_DIFF = """
+SELECT count(*) FILTER (WHERE t.code IS NULL),
+       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL
+                                 AND ({old}) IS DISTINCT FROM ({new})),
+       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL
+                                 AND ({old}) IS NOT DISTINCT FROM ({new})),
+       (SELECT count(*) FROM {table} k WHERE NOT EXISTS (
+            SELECT 1 FROM {stage} x WHERE x.code = k.code))
+FROM {stage} s LEFT JOIN {table} t ON t.code = s.code
+"""
 _UPSERT = """
 WITH up AS (
     INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}
-    ON CONFLICT (code) DO UPDATE SET {updates}
-    RETURNING id, code, (xmax = 0) AS inserted
+    ON CONFLICT (code) DO UPDATE SET {updates} WHERE ({old}) IS DISTINCT FROM ({excluded})
+    RETURNING id
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+SELECT count(*) FROM up
 """
+
+
+def _stage(conn: psycopg.Connection, plan: FeaturePlan) -> tuple[str, list[str]]:
+    """COPY the plan's rows into a temporary table (dropped at the transaction's end);
+    returns its name and the columns written."""
+    table = TABLES[plan.level]
+    stage = f"stage_{table}"
+    conn.execute(f"DROP TABLE IF EXISTS {stage}")  # names are ours
+    conn.execute(_STAGE.format(stage=stage, table=table))
+    columns = _stage_columns(plan)
+    bulk._copy(conn, stage, columns)
+    return stage, [c for c in columns if c != "id"]
+
+
+def _staged_diff(conn: psycopg.Connection, plan: FeaturePlan, stage: str, names: list[str]
+                 ) -> dict[str, Any]:  # fmt: skip
+    """What upserting the staged rows does: inserted, updated, unchanged, and how many
+    stored rows the file does not name (kept as they are)."""
+    table = TABLES[plan.level]
+    row = conn.execute(_DIFF.format(table=table, stage=stage, old=_compared(names, "t"),
+                                    new=_compared(names, "s"))).fetchone()  # fmt: skip
+    assert row is not None
+    inserted, updated, unchanged, kept = int(row[0]), row[1] or [], row[2] or [], int(row[3])
+    if plan.level == "worker":  # their grids live in worker_assignments
+        moved = _workers_with_other_grids(conn, plan.frame, unchanged)
+        updated, unchanged = updated + moved, [c for c in unchanged if c not in set(moved)]
+    return {"inserted": inserted, "updated": len(updated), "unchanged": len(unchanged),
+            "kept_not_in_file": kept}  # fmt: skip
+
+
+def _compared(names: list[str], alias: str) -> str:
+    """The columns that say whether a stored row changes, for a row comparison: the
+    geometry up to ring orientation and start (files wind rings their own way), its
+    derived Web Mercator copy left out."""
+    return ", ".join(f"ST_Normalize({alias}.{c})" if c == "geom" else f"{alias}.{c}"
+                     for c in names if c not in ("code", "geom_3857"))  # fmt: skip
+
+
+def _workers_with_other_grids(conn: psycopg.Connection, frame: pd.DataFrame,
+                              codes: list[str]) -> list[str]:  # fmt: skip
+    stored: dict[str, list[str | None]] = dict(conn.execute(
+        "SELECT w.code, array_agg(a.grid_code ORDER BY a.grid_code) FROM workers w"
+        " LEFT JOIN worker_assignments a ON a.worker_id = w.id WHERE w.code = ANY(%s)"
+        " GROUP BY w.code", (codes,)).fetchall())  # fmt: skip
+    given = dict(zip(frame.code, frame.grids, strict=True))
+    return [c for c in codes
+            if sorted(given.get(c) or []) != sorted(g for g in stored.get(c) or [] if g)]
+
+
+def _upsert_diff(conn: psycopg.Connection, plan: FeaturePlan) -> dict[str, Any]:
+    """The dry run's diff: the rows staged and compared, then rolled back (with errors
+    in the report nothing can be staged: rows named by the file, and stored ones)."""
+    codes = [c for c in plan.frame.code.tolist() if c is not None]
+    if plan.report.errors:
+        row = conn.execute(f"SELECT count(*) FROM {TABLES[plan.level]} WHERE code = ANY(%s)",
+                           (codes,)).fetchone()  # fmt: skip
+        stored = int(row[0]) if row else 0
+        return {"inserted": len(set(codes)) - stored, "updated": stored}
+    with conn.transaction(force_rollback=True):
+        stage, names = _stage(conn, plan)
+        return _staged_diff(conn, plan, stage, names)
 
 
 def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
                     progress: Progress | None = None) -> Report:  # fmt: skip
-    """Upsert the plan's features by code in one transaction (errors block this)."""
+    """Upsert the plan's features by code in one transaction (errors block this); rows
+    the file gives unchanged are left as they are."""
     step = progress or _noop
     report = plan.report
     if report.errors:
@@ -446,21 +530,17 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
             details=error_details(report),
         )  # fmt: skip
     table = TABLES[plan.level]
-    columns = _stage_columns(plan)
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")
-        stage = f"stage_{table}"
-        conn.execute(_STAGE.format(stage=stage, table=table))  # names are ours
         step(0.3, "staging")
-        bulk._copy(conn, stage, columns)
-        names = [c for c in columns if c != "id"]
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != "code")
-        row = conn.execute(_UPSERT.format(table=table, stage=stage, columns=", ".join(names),
-                                          updates=updates)).fetchone()  # fmt: skip
+        stage, names = _stage(conn, plan)
+        report.diff = _staged_diff(conn, plan, stage, names)
+        conn.execute(_UPSERT.format(
+            table=table, stage=stage, columns=", ".join(names),
+            updates=", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != "code"),
+            old=_compared(names, table), excluded=_compared(names, "EXCLUDED")))  # fmt: skip
         if plan.level == "worker":
             _replace_assignments(conn, plan.frame)
-    assert row is not None
-    report.diff = {"inserted": int(row[0]), "updated": int(row[1])}
     report.committed = True
     step(1.0, "committed")
     return report

@@ -94,7 +94,8 @@ def prepare_import(
     """
     report_progress = progress or _noop
     if level in FEATURE_LEVELS:
-        return prepare_features(conn, path, level, options, report_progress)
+        return prepare_features(conn, path, level, options, report_progress,
+                                fix=(thresholds or Thresholds()).fix)  # fmt: skip
     matched = _read_and_match(conn, path, level, options, report_progress)
     report, frame = _check(matched, level, thresholds, report_progress)
     report_progress(0.85, "comparing with the active generation")

@@ -16,7 +16,7 @@ import shapely
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import features
-from gridmap.ingest.checks import Report
+from gridmap.ingest.checks import Report, Thresholds
 from gridmap.ingest.publish import import_file
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
@@ -92,9 +92,16 @@ def test_building_import_checks_then_upserts(
     good = _gdf(pd.concat([frame, extra.iloc[:1]], ignore_index=True))
     pyogrio.write_dataframe(good, path, encoding="GBK")
     households = _rows(city_conn, "SELECT count(*) FROM households")[0][0]
+    dry = import_file(city_conn, path, "building")
+    versions = "SELECT code, xmin::text FROM buildings WHERE code = ANY(%s) ORDER BY code"
+    stored = dict(_rows(city_conn, versions, (frame.BM.tolist(),)))
     done = import_file(city_conn, path, "building", commit=True)
-    assert done.committed and done.diff == {"inserted": 1, "updated": n}
-    assert f"diff: 1 inserted, {n} updated" in done.to_text()
+    # feature 0's address changed; the others are as stored (rings wound the other way)
+    diff = {"inserted": 1, "updated": 1, "unchanged": n - 1, "kept_not_in_file": before - n}
+    assert done.committed and done.diff == diff and dry.diff == diff
+    assert f"diff: 1 inserted, 1 updated, {n - 1} unchanged" in done.to_text()
+    rewritten = {c for c, v in _rows(city_conn, versions, (frame.BM.tolist(),)) if stored[c] != v}
+    assert rewritten == {frame.BM[0]}  # unchanged rows are left as they are
     assert _rows(city_conn, "SELECT count(*) FROM buildings")[0][0] == before + 1
     row = _rows(city_conn, "SELECT address, floors, use, grid_code FROM buildings"
                 " WHERE code = 'NEW-1'")[0]  # fmt: skip
@@ -142,7 +149,8 @@ def test_facility_import_validates_codes_and_assigns_grids(
     good = _gdf(pd.concat([frame, crafted.iloc[5:]], ignore_index=True))
     pyogrio.write_dataframe(good, path, driver="GPKG")
     done = import_file(city_conn, path, "facility", commit=True)
-    assert done.diff == {"inserted": 1, "updated": n}
+    assert done.diff is not None
+    assert (done.diff["inserted"], done.diff["updated"], done.diff["unchanged"]) == (1, 0, n)
     new = code[:10] + "999997"
     row = _rows(city_conn, "SELECT major_code, minor_code, state, grid_code,"
                 " owner_department_code FROM facilities WHERE code = %s", (new,))[0]  # fmt: skip
@@ -172,7 +180,8 @@ def test_worker_import_from_gbk_csv(
     csv.write_bytes("\n".join(lines[:3]).encode("gbk"))
     done = import_file(city_conn, csv, "worker", commit=True,
                        options=ReadOptions(code_field="工号"))  # fmt: skip
-    assert done.diff == {"inserted": 2, "updated": 0}
+    assert done.diff is not None
+    assert (done.diff["inserted"], done.diff["updated"], done.diff["unchanged"]) == (2, 0, 0)
     rows = _rows(city_conn, "SELECT w.code, w.name, w.role, array_agg(a.grid_code ORDER BY"
                  " a.grid_code) FROM workers w JOIN worker_assignments a ON a.worker_id = w.id"
                  " WHERE w.code LIKE 'W-NEW-%%' GROUP BY 1, 2, 3 ORDER BY 1")  # fmt: skip
@@ -181,7 +190,15 @@ def test_worker_import_from_gbk_csv(
     csv.write_bytes("\n".join([lines[0], f"W-NEW-2,李四,,专职,{grids[4]}"]).encode("gbk"))
     again = import_file(city_conn, csv, "worker", commit=True,
                         options=ReadOptions(code_field="工号"))  # fmt: skip
-    assert again.diff == {"inserted": 0, "updated": 1}
+    assert again.diff is not None
+    assert (again.diff["inserted"], again.diff["updated"], again.diff["unchanged"]) == (0, 1, 0)
+    # the same worker in another grid only is an update; as stored, unchanged
+    csv.write_bytes("\n".join([lines[0], f"W-NEW-2,李四,,专职,{grids[5]}",
+                               f"W-NEW-1,张三,13800000000,网格长,{grids[0]};{grids[1]}"]
+                              ).encode("gbk"))  # fmt: skip
+    third = import_file(city_conn, csv, "worker", options=ReadOptions(code_field="工号"))
+    assert third.diff is not None
+    assert (third.diff["inserted"], third.diff["updated"], third.diff["unchanged"]) == (0, 1, 1)
     assert _rows(city_conn, "SELECT a.grid_code, w.role FROM workers w JOIN worker_assignments"
                  " a ON a.worker_id = w.id WHERE w.code = 'W-NEW-2'") == [(grids[4], "full_time")]
 
@@ -377,3 +394,24 @@ def test_facility_states_in_chinese_are_accepted(
     assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
         [("bad_value", 0)]  # fmt: skip
     assert "完好, 损坏/破损, 丢失, 移除/拆除" in report.findings[0].message
+
+
+def test_fix_repairs_a_building_into_one_polygon_or_says_it_cannot(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _buildings(sample_city, n=3)
+    x0, y0, x1, y1 = frame.geometry[0].bounds
+    xm = (x0 + x1) / 2
+    # a spike out of the top edge (repairs to the rectangle); a bow-tie (two triangles)
+    frame.loc[0, "geometry"] = shapely.Polygon([(x0, y0), (x1, y0), (x1, y1), (xm, y1),
+                                                (xm, y1 + 1e-4), (xm, y1), (x0, y1)])
+    frame.loc[1, "geometry"] = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
+    path = tmp_path / "buildings.gpkg"
+    pyogrio.write_dataframe(_gdf(frame), path, driver="GPKG")
+    plain = import_file(city_conn, path, "building")
+    assert {(f.check, f.index, f.severity) for f in plain.findings} >= {
+        ("invalid_geometry", 0, "error"), ("invalid_geometry", 1, "error")}
+    fixed = import_file(city_conn, path, "building", thresholds=Thresholds(fix=True))
+    found = {(f.index, f.severity) for f in fixed.findings if f.check == "invalid_geometry"}
+    assert found == {(0, "warning"), (1, "error")}
+    assert "does not give one polygon" in str([f.message for f in fixed.findings])
