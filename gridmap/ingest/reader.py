@@ -36,6 +36,7 @@ from pyproj.exceptions import CRSError, ProjError
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
 from gridmap.ingest.gcpause import gc_paused
+from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Level
 
 AREA_LEVELS = ("district", "street", "community", "grid")
 IMPORT_LEVELS = (*AREA_LEVELS, "building", "facility", "worker")
@@ -331,6 +332,8 @@ def _read_dataset(
         report(0.8, f"reprojected from {shown}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     _check_range(frame.geometry.to_numpy(), label)
+    if level in AREA_LEVELS and level != "district" and not mapping["parent"]:
+        mapping = {**mapping, "parent": PARENT_BY_PREFIX}
     return LayerRead(frame, label, driver, shown, note, read.encoding, mapping, z_dropped,
                      m_dropped, notes, wkb)  # fmt: skip
 
@@ -594,14 +597,33 @@ def _attributes(raw: pd.DataFrame, level: str, mapping: dict[str, str | None], l
     costs a conversion each time from Arrow-backed strings.
     """
     if level in AREA_LEVELS:
-        columns = {"code": column_texts(raw, mapping["code"], "code", label),
-                   "name": _texts(raw, mapping["name"]),
-                   "parent_code": column_texts(raw, mapping["parent"], "parent", label),
-                   }  # fmt: skip
+        codes = column_texts(raw, mapping["code"], "code", label)
+        columns = {"code": codes, "name": _texts(raw, mapping["name"]),
+                   "parent_code": column_texts(raw, mapping["parent"], "parent", label)
+                   if mapping["parent"] else _parents_by_prefix(codes, level)}  # fmt: skip
     else:
         columns = {role: column_texts(raw, mapping.get(role), role, label)
                    for role in LEVEL_ROLES[level]}  # fmt: skip
     return {k: pd.Series(v, index=raw.index, dtype=object) for k, v in columns.items()}
+
+
+PARENT_BY_PREFIX = "(the code's prefix)"
+"""What the report names as the parent field when parents come from the codes."""
+
+
+def _parents_by_prefix(codes: np.ndarray, level: str) -> np.ndarray:
+    """With no parent field, each street, community or grid code's parent is its own
+    prefix (the codes nest: 500103 → 500103001 → 500103001001 → 500103001001001); a
+    district's parent (its city) is not a prefix, so districts get none."""
+    out = np.full(len(codes), None, dtype=object)
+    depth = Level(level).depth
+    if level == "district":
+        return out
+    parent, own = CODE_LENGTHS[LEVEL_ORDER[depth - 1]], CODE_LENGTHS[Level(level)]
+    for i, code in enumerate(codes):
+        if isinstance(code, str) and len(code) == own and code.isdigit():
+            out[i] = code[:parent]
+    return out
 
 
 def _normalise_encoding(name: str) -> str:

@@ -643,3 +643,13 @@ def test_a_gap_across_two_parents_is_one_finding_in_each(
     assert set(gaps) == {frame.SJDM[a], frame.SJDM[b]}
     areas = m2(frame.geometry[[a, b]].to_numpy())
     assert sorted(gaps.values()) == pytest.approx(sorted(areas), rel=1e-6)
+
+
+def test_without_a_parent_field_parents_come_from_the_codes(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city).drop(columns="SJDM")
+    report = import_file(city_conn, _write(frame, tmp_path / "grid.gpkg", driver="GPKG"), "grid")
+    assert report.errors == 0 and report.fields["parent"] == "(the code's prefix)"
+    assert report.diff is not None and report.diff["unchanged"] == len(frame)
+    assert "parent=(the code's prefix)" in report.to_text()
