@@ -258,7 +258,8 @@ def _check_shapefile_parts(shp: Path, label: str) -> None:
     if missing:
         raise InvalidInputError(
             f"{label}: shapefile {shp.name} has no {' or '.join(missing)} file beside it; "
-            "send all parts (.shp, .shx, .dbf, .prj, .cpg)",
+            "give all its parts (.shp, .shx, .dbf, .prj, .cpg) side by side, or one .zip "
+            "holding them (an upload takes one file: the .zip)",
             details=[{"file": shp.name, "problem": "missing_part", "missing": missing}],
         )
 
