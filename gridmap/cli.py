@@ -55,10 +55,14 @@ def _as_gridmap_error(exc: Exception) -> GridmapError | None:
     ``GRIDMAP_DEBUG``, anything not raised on purpose)."""
     import psycopg
 
+    from gridmap.db.refusals import REFUSALS, refused
+
     if isinstance(exc, GridmapError):
         return exc
     if os.environ.get("GRIDMAP_DEBUG"):
         return None
+    if isinstance(exc, REFUSALS):
+        return refused(exc, "the write")
     if isinstance(exc, psycopg.errors.UndefinedTable):
         return SetupError(
             f"the database has no gridmap tables ({exc.diag.message_primary}): run "
@@ -268,7 +272,9 @@ def import_(
 ) -> None:
     """Read, check and diff a boundary file; with --commit publish it as a new generation.
 
-    Exit codes: 0 fine, 2 the file or its features have errors (nothing written).
+    Exit codes: 0 fine; 2 the file or its features have errors (nothing written);
+    3 nothing published yet; 4 another import was published meanwhile; 5 the database
+    is not set up; 1 anything else.
     """
 
     import psycopg

@@ -133,7 +133,8 @@ class Report:
             lines.append("  re-assigned: " + ", ".join(
                 f"{r[k]} {k.removesuffix('_moved')}" for k in r if k.endswith("_moved")))
         if self.committed:
-            lines.append(f"  committed: generation {self.generation_id} is active")
+            lines.append(f"  committed: generation {self.generation_id} is active"
+                         if self.generation_id is not None else "  committed")
         return "\n".join(lines)
 
 

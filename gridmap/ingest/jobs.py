@@ -16,13 +16,15 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from gridmap.config import get_settings
+from gridmap.db.refusals import REFUSALS, refused
 from gridmap.errors import ConflictError, GridmapError, InvalidInputError, NotFoundError
 from gridmap.ingest.checks import Thresholds
 from gridmap.ingest.publish import Plan, commit_plan, prepare_import
@@ -103,14 +105,26 @@ def _insert_job(conn: psycopg.Connection, level: str, path: Path, options: dict[
     return int(row[0])
 
 
+STALLED_AFTER = timedelta(minutes=10)
+"""A check reports progress every few seconds at most: one silent this long was cut off
+(its server stopped) and will never finish."""
+
+
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
-    """The job as a dict (report included)."""
+    """The job as a dict (report included); a check cut off by a stopped server shows
+    as failed."""
     row = conn.execute(
-        f"SELECT {', '.join(_JOB_COLUMNS)} FROM import_jobs WHERE id = %s", (job_id,)
-    ).fetchone()
+        f"SELECT {', '.join(_JOB_COLUMNS)}, status = 'checking' AND updated_at < now() - %s"
+        " FROM import_jobs WHERE id = %s", (STALLED_AFTER, job_id),
+    ).fetchone()  # fmt: skip
     if row is None:
         raise NotFoundError(f"import {job_id} not found")
-    return dict(zip(_JOB_COLUMNS, row, strict=True))
+    job = dict(zip(_JOB_COLUMNS, row[:-1], strict=True))
+    if row[-1]:
+        job.update(status="failed", message=f"the check stopped at {job['progress']:.0%} "
+                   f"({job['message']}) and made no progress for {STALLED_AFTER}: the server "
+                   "was probably restarted; upload the file again")  # fmt: skip
+    return job
 
 
 def _update(url: str, job_id: int, **values: Any) -> None:
@@ -227,7 +241,9 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
                 f"import {job_id}: {job['report']['errors']} error(s) in the report block commit"
             )
         path, read, thresholds = _options(job, conn)
-        _check_again_if_stale(url, conn, job, path, read, thresholds)
+        stale = _checked_against_another(conn, job)
+        if stale:
+            _check_again(url, conn, job, path, read, thresholds, *stale)
         kept = _plans.take(job_id, path)
         plan = kept if kept is not None and _still_current(conn, kept) else \
             prepare_import(conn, path, job["level"], read, thresholds)  # fmt: skip
@@ -235,36 +251,48 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
         _update(url, job_id, status="committing", message="publishing")
         try:
             report = commit_plan(conn, plan)
-        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+        except REFUSALS as exc:
             conn.rollback()
-            refused = InvalidInputError(f"import {job_id}: the database refused it: "
-                                        f"{exc.diag.message_primary}"
-                                        + (f" ({exc.diag.message_detail})"
-                                           if exc.diag.message_detail else ""))  # fmt: skip
-            _update(url, job_id, status="checked", message=f"commit failed: {refused.message}")
-            raise refused from exc
+            error = refused(exc, f"import {job_id}")
+            _update(url, job_id, status="checked", message=f"commit failed: {error.message}")
+            raise error from exc
+        except ConflictError:  # another import was published since ours was checked
+            conn.rollback()
+            _update(url, job_id, status="checked")
+            stale = _checked_against_another(conn, job)
+            if stale:
+                _check_again(url, conn, job, path, read, thresholds, *stale)
+            raise
         except BaseException as exc:
             message = exc.message if isinstance(exc, GridmapError) else type(exc).__name__
             _update(url, job_id, status="checked", message=f"commit failed: {message}")
             raise
         _update(url, job_id, status="committed", progress=1.0, report=report.to_dict(),
                 generation_id=report.generation_id,
-                message=f"generation {report.generation_id} active")  # fmt: skip
+                message=f"generation {report.generation_id} active"
+                if report.generation_id is not None else "committed")  # fmt: skip
         return get_job(conn, job_id)
 
 
-def _check_again_if_stale(
-    url: str, conn: psycopg.Connection, job: dict[str, Any], path: Path, read: ReadOptions,
-    thresholds: Thresholds,
-) -> None:
-    """Refuse to commit a report that no longer holds: when another generation was
-    activated since the job was checked, check it again (the job gets the new report)
-    and raise ConflictError, so that what is committed is what was reviewed."""
+def _checked_against_another(conn: psycopg.Connection, job: dict[str, Any]
+                             ) -> tuple[int, int] | None:  # fmt: skip
+    """(the generation the job was checked against, the active one) when they differ;
+    None when they are the same or the job's level has no generations."""
     checked_against = ((job["report"] or {}).get("diff") or {}).get("previous_generation")
     row = conn.execute("SELECT id FROM generations WHERE active").fetchone()
+    conn.rollback()
     active = None if row is None else int(row[0])
-    if checked_against is None or checked_against == active:
-        return
+    if checked_against is None or active is None or checked_against == active:
+        return None
+    return int(checked_against), active
+
+
+def _check_again(
+    url: str, conn: psycopg.Connection, job: dict[str, Any], path: Path, read: ReadOptions,
+    thresholds: Thresholds, checked_against: int, active: int,
+) -> NoReturn:
+    """Check the job again against the active generation (the job gets the new report)
+    and refuse the commit, so that what is committed is what was reviewed."""
     plan = prepare_import(conn, path, job["level"], read, thresholds)
     conn.rollback()
     if isinstance(plan, Plan):

@@ -190,3 +190,52 @@ def test_a_row_the_database_refuses_at_commit_is_a_422_not_a_500(
     assert response.status_code == 422 and "null value" in response.text
     after = writable_client.get(f"/api/v1/imports/{job['id']}").json()
     assert after["status"] == "checked" and "commit failed" in after["message"]
+
+
+def test_a_commit_racing_another_publish_is_checked_again(
+    writable_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both jobs checked against generation 1; the other one is published between this
+    commit's staleness test and its write: the commit answers 409 with a new report."""
+    from gridmap.ingest import jobs, publish
+
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    first, second = _upload(writable_client, exported), _upload(writable_client, exported)
+    real = publish.commit_plan
+
+    def racing(conn, plan, **kwargs):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(jobs, "commit_plan", real)
+        writable_client.post(f"/api/v1/imports/{first['id']}/commit")  # wins the race
+        return real(conn, plan, **kwargs)
+
+    monkeypatch.setattr(jobs, "commit_plan", racing)
+    lost = writable_client.post(f"/api/v1/imports/{second['id']}/commit")
+    assert lost.status_code == 409 and "checked again against generation 2" in lost.text
+    job = writable_client.get(f"/api/v1/imports/{second['id']}").json()
+    assert job["status"] == "checked" and job["report"]["diff"]["previous_generation"] == 2
+    again = writable_client.post(f"/api/v1/imports/{second['id']}/commit")
+    assert again.status_code == 200 and again.json()["generation_id"] == 3
+
+
+def test_a_check_cut_off_by_a_stopped_server_shows_as_failed(
+    writable_client: TestClient,
+) -> None:
+    import psycopg
+
+    from gridmap.db.engine import libpq_url
+
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    job = _upload(writable_client, exported)
+    engine = writable_client.app.state.engine  # type: ignore[attr-defined]
+    url = libpq_url(engine.url.render_as_string(hide_password=False))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE import_jobs SET status = 'checking', progress = 0.3, message ="
+                     " 'reading', updated_at = now() - interval '1 minute' WHERE id = %s",
+                     (job["id"],))  # fmt: skip
+        assert writable_client.get(f"/api/v1/imports/{job['id']}").json()["status"] == "checking"
+        conn.execute("UPDATE import_jobs SET updated_at = now() - interval '11 minutes'"
+                     " WHERE id = %s", (job["id"],))  # fmt: skip
+    stalled = writable_client.get(f"/api/v1/imports/{job['id']}").json()
+    assert stalled["status"] == "failed" and "upload the file again" in stalled["message"]
+    assert "30%" in stalled["message"]
+    assert writable_client.post(f"/api/v1/imports/{job['id']}/commit").status_code == 409

@@ -54,3 +54,17 @@ def test_a_database_without_gridmap_tables_says_what_to_do(  # type: ignore[no-u
     result = run("export", "grid", str(tmp_path / "x.geojson"), url=empty)
     assert result.exit_code == 5 and "gridmap db migrate" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_row_the_database_refuses_is_one_line_naming_the_rule(  # type: ignore[no-untyped-def]
+    run, database_factory: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridmap.ingest import export
+
+    def refusing(conn, *_args, **_kwargs):  # type: ignore[no-untyped-def]
+        conn.execute("INSERT INTO workers (code, name) VALUES ('W1', NULL)")
+
+    monkeypatch.setattr(export, "read_export_frame", refusing)
+    result = run("export", "grid", str(tmp_path / "x.geojson"))
+    assert result.exit_code == 2 and "the database refused it" in result.output
+    assert "column name" in result.output and "Traceback" not in result.output

@@ -653,3 +653,11 @@ def test_without_a_parent_field_parents_come_from_the_codes(
     assert report.errors == 0 and report.fields["parent"] == "(the code's prefix)"
     assert report.diff is not None and report.diff["unchanged"] == len(frame)
     assert "parent=(the code's prefix)" in report.to_text()
+
+
+def test_a_committed_feature_report_names_no_generation() -> None:
+    from gridmap.ingest.checks import Report
+
+    report = Report("building", "b.shp", 3, None, "EPSG:4326", "", "UTF-8", {},
+                    diff={"inserted": 1, "updated": 0, "unchanged": 2}, committed=True)
+    assert report.to_text().endswith("diff: 1 inserted, 0 updated, 2 unchanged\n  committed")
