@@ -229,8 +229,11 @@ def check_layer(
     codes = frame.code.to_numpy(dtype=object)
     add = report.findings.append
     for dropped, indexes in (("Z", read.z_dropped), ("M", read.m_dropped)):
-        for i, at in zip(indexes, locations(geoms[list(indexes)]), strict=True):
-            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped", i, codes[i], at))
+        if len(indexes):  # one finding: a 3D file has them on every feature
+            i = int(indexes[0])
+            others = f" and {len(indexes) - 1:,} more features" if len(indexes) > 1 else ""
+            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped (this feature"
+                        f"{others})", i, codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
     if len(frame) == 0:
@@ -241,6 +244,7 @@ def check_layer(
     parent_codes = frame.parent_code.to_numpy(dtype=object)
     slot = parents.slots(parent_codes)
     _code_checks(frame, level, slot, add)
+    _name_checks(frame, add)
     # Features repaired by --fix are never taken as unchanged.
     changed = None if unchanged is None else ~(unchanged & valid_as_read)
     tiled = np.zeros(len(frame), dtype=bool)
@@ -379,7 +383,8 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, slot: np.ndarray, add: Any
     text = codes.fillna("").astype(str)
     first = pd.Series(np.arange(len(codes))).groupby(text.to_numpy()).transform("min").to_numpy()
     duplicate = ~empty & (first != np.arange(len(codes)))
-    well_formed = ~empty & (text.str.len() == length).to_numpy() & text.str.isdigit().to_numpy()
+    well_formed = (~empty & (text.str.len() == length).to_numpy()
+                   & (text.str.isdigit() & text.str.isascii()).to_numpy())  # not ０-９
     no_parent = well_formed & parent.isna().to_numpy()
     checked = well_formed & ~no_parent
     parent_text = parent.fillna("").astype(str)
@@ -408,6 +413,22 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, slot: np.ndarray, add: Any
         else:
             _parent_findings(i, code, parent[i], level, bool(unknown[i]), bool(outside[i]), at,
                              add)  # fmt: skip
+
+
+def _name_checks(frame: gpd.GeoDataFrame, add: Any) -> None:
+    """Warnings for names that are missing or blank, or hold line breaks or tabs (they
+    break labels on the map and rows of exported tables)."""
+    names = pd.Series(frame.name.to_numpy(dtype=object), dtype=object)
+    text = names.fillna("").astype(str)
+    blank = (text.str.strip() == "").to_numpy()
+    control = text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy() & ~blank
+    bad = np.flatnonzero(blank | control)
+    codes = frame.code.to_numpy(dtype=object)
+    places = locations(np.asarray(frame.geometry.to_numpy(), dtype=object)[bad])
+    for i, at in zip(bad.tolist(), places, strict=True):
+        add(Finding("warning", "bad_name", "name is empty" if blank[i] else
+                    f"name {text[i]!r} holds a line break, tab or other control character",
+                    i, codes[i], at))  # fmt: skip
 
 
 def _parent_findings(

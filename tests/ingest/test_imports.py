@@ -661,3 +661,20 @@ def test_a_committed_feature_report_names_no_generation() -> None:
     report = Report("building", "b.shp", 3, None, "EPSG:4326", "", "UTF-8", {},
                     diff={"inserted": 1, "updated": 0, "unchanged": 2}, committed=True)
     assert report.to_text().endswith("diff: 1 inserted, 0 updated, 2 unchanged\n  committed")
+
+
+def test_names_and_full_width_codes_are_reported(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    frame.loc[0, "MC"] = "  "
+    frame.loc[1, "MC"] = "第一\n网格"
+    frame.loc[2, "DM"] = frame.DM[2].translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    for i in (3, 4, 5):
+        frame.loc[i, "geometry"] = shapely.force_3d(frame.geometry[i], 1.0)
+    report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
+    found = {(f.check, f.index, f.severity) for f in report.findings}
+    assert {("bad_name", 0, "warning"), ("bad_name", 1, "warning"),
+            ("malformed_code", 2, "error")} <= found  # fmt: skip
+    z = [f for f in report.findings if f.check == "z_m_dropped"]
+    assert len(z) == 1 and "2 more features" in z[0].message and z[0].location is not None
