@@ -139,10 +139,21 @@ def _read_and_match(
         pending = pool.submit(fetch_published, conn, level)
         read = read_layer(path, level, options, lambda f, m: progress(f * 0.5, m))
         published = pending.result()
+    _parent_from_the_only_city(read, published)
     with gc_paused():
         position, identical = match_features(published.old, read.frame, read.wkb)
         unchanged = unchanged_features(published, read.frame, position, identical, level)
     return _Matched(read, published, position, identical, unchanged)
+
+
+def _parent_from_the_only_city(read: LayerRead, published: Published) -> None:
+    """Districts read with no parent field belong to the city when there is one (their
+    codes do not start with its code, so the reader cannot tell)."""
+    if read.fields.get("parent") is None and published.parents.codes.size == 1 and \
+            read.frame.parent_code.isna().all():  # fmt: skip
+        city = str(published.parents.codes[0])
+        read.frame["parent_code"] = city
+        read.fields["parent"] = f"(the only city, {city})"
 
 
 def _check(

@@ -678,3 +678,14 @@ def test_names_and_full_width_codes_are_reported(
             ("malformed_code", 2, "error")} <= found  # fmt: skip
     z = [f for f in report.findings if f.check == "z_m_dropped"]
     assert len(z) == 1 and "2 more features" in z[0].message and z[0].location is not None
+
+
+def test_districts_without_a_parent_field_belong_to_the_only_city(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    districts = sample_city.level("district")[["code", "name", "geometry"]]
+    report = import_file(city_conn, _write(districts, tmp_path / "d.gpkg", driver="GPKG"),
+                         "district")  # fmt: skip
+    city = _one(city_conn, "SELECT code FROM areas WHERE level = 'city'")
+    assert report.errors == 0 and report.fields["parent"] == f"(the only city, {city})"
+    assert report.diff is not None and report.diff["unchanged"] == len(districts)
