@@ -231,9 +231,10 @@ def check_layer(
     for dropped, indexes in (("Z", read.z_dropped), ("M", read.m_dropped)):
         if len(indexes):  # one finding: a 3D file has them on every feature
             i = int(indexes[0])
-            others = f" and {len(indexes) - 1:,} more features" if len(indexes) > 1 else ""
-            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped (this feature"
-                        f"{others})", i, codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
+            others = f" (and from {len(indexes) - 1:,} more features)" if len(indexes) > 1 \
+                else ""  # fmt: skip
+            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped{others}", i,
+                        codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
     for message in read.warnings:
         add(Finding("warning", "encoding", message))
     if len(frame) == 0:

@@ -217,6 +217,10 @@ class Diff:
     summary: dict[str, Any]
     """The report's ``diff``."""
     orphaning: list[Orphaning] = field(default_factory=list)
+    reshaped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    """Features (of ``changed``) whose geometry differs from the published area's."""
+    stranded: list[Orphaning] = field(default_factory=list)
+    """Reshaped areas whose active children now lie partly outside them."""
 
     @property
     def moves_areas(self) -> bool:
@@ -275,7 +279,37 @@ def diff_layer(
     }
     return Diff(added, changed, [int(i) for i in old_ids_changed],
                 [int(i) for i in gone.id.tolist()], summary,
-                _orphaning(gone, published.children))  # fmt: skip
+                _orphaning(gone, published.children), changed[~same_geom[changed]])  # fmt: skip
+
+
+_CHILDREN_OUTSIDE = f"""
+SELECT c.parent_code, count(*), array_agg(c.code ORDER BY c.code)
+FROM areas c JOIN unnest(%(codes)s::text[], %(wkb)s::bytea[]) AS p(code, wkb)
+  ON c.parent_code = p.code
+WHERE c.level = %(child)s AND {_VALID.replace("generation_", "c.generation_")}
+  AND ST_Area(ST_Difference(c.geom, ST_GeomFromWKB(p.wkb, 4326)))
+      > %(fraction)s * ST_Area(c.geom)
+GROUP BY c.parent_code ORDER BY c.parent_code
+"""
+
+
+def find_stranded(
+    conn: psycopg.Connection, level: str, published: Published, frame: gpd.GeoDataFrame,
+    diff: Diff, outside_fraction: float,
+) -> None:
+    """Set ``diff.stranded``: the reshaped areas whose active children (the level below,
+    as published) would lie more than ``outside_fraction`` outside their new boundary."""
+    if level not in CHILD_LEVEL or diff.reshaped.size == 0:
+        return
+    codes = frame.code.to_numpy(dtype=object)[diff.reshaped]
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.reshaped]
+    rows = conn.execute(_CHILDREN_OUTSIDE, {
+        "codes": codes.tolist(), "wkb": shapely.to_wkb(geoms).tolist(),
+        "child": CHILD_LEVEL[level], "g": published.generation, "fraction": outside_fraction,
+    }).fetchall()  # fmt: skip
+    at = dict(zip(codes.tolist(), locations(geoms), strict=True))
+    diff.stranded = [Orphaning(code, int(n), list(children)[:3], at.get(code))
+                     for code, n, children in rows]  # fmt: skip
 
 
 def _orphaning(gone: pd.DataFrame, children: dict[str, list[str]]) -> list[Orphaning]:

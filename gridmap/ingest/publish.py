@@ -38,6 +38,7 @@ from gridmap.ingest.compare import (
     Published,
     diff_layer,
     fetch_published,
+    find_stranded,
     match_features,
     touched_parents,
     unchanged_features,
@@ -104,8 +105,8 @@ def prepare_import(
     if repaired.size:  # --fix replaced these geometries: compare them again
         identical = identical.copy()
         identical[repaired] = match_features(matched.published.old, frame.iloc[repaired])[1]
-    plan = _plan(report, frame, matched.published,
-                 diff_layer(frame, matched.published, matched.position, identical))  # fmt: skip
+    diff = _diff(conn, level, frame, matched, identical, thresholds)
+    plan = _plan(report, frame, matched.published, diff)
     report_progress(1.0, "checked")
     return plan
 
@@ -144,6 +145,16 @@ def _read_and_match(
         position, identical = match_features(published.old, read.frame, read.wkb)
         unchanged = unchanged_features(published, read.frame, position, identical, level)
     return _Matched(read, published, position, identical, unchanged)
+
+
+def _diff(conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, matched: _Matched,
+          identical: np.ndarray, thresholds: Thresholds | None) -> Diff:  # fmt: skip
+    """The layer's diff against the published generation, with the children its
+    reshaped areas would leave outside them."""
+    diff = diff_layer(frame, matched.published, matched.position, identical)
+    find_stranded(conn, level, matched.published, frame, diff,
+                  (thresholds or Thresholds()).outside_fraction)  # fmt: skip
+    return diff
 
 
 def _parent_from_the_only_city(read: LayerRead, published: Published) -> None:
@@ -195,6 +206,13 @@ def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: D
             f"removing {orphaning.code} leaves {orphaning.children:,} active {child}(s) "
             f"naming it as their parent (e.g. {', '.join(orphaning.examples)}): import the "
             f"{child} level next", None, orphaning.code, orphaning.location,
+        ))  # fmt: skip
+    for stranded in diff.stranded:
+        report.findings.append(Finding(
+            "warning", "children_outside",
+            f"the new boundary of {stranded.code} leaves {stranded.children:,} of its active "
+            f"{child}(s) partly outside it (e.g. {', '.join(stranded.examples)}): import "
+            f"the {child} level next", None, stranded.code, stranded.location,
         ))  # fmt: skip
     return Plan(report, frame, published.generation, diff)
 
@@ -359,7 +377,8 @@ def check_and_publish(
     conn.rollback()  # end the read-only transaction
     frame = matched.read.frame
     step(0.55, "comparing with the active generation")
-    diff = diff_layer(frame, matched.published, matched.position, matched.identical)
+    diff = _diff(conn, level, frame, matched, matched.identical, t)
+    conn.rollback()
     description = description or f"import {level} {matched.read.source}"
     # This thread owns the transaction (begins, commits or rolls it back); the writer
     # only stages inside it, and is stopped before anything ends it.

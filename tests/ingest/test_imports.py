@@ -15,6 +15,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import psycopg
 import pyogrio
 import pytest
@@ -689,3 +690,24 @@ def test_districts_without_a_parent_field_belong_to_the_only_city(
     city = _one(city_conn, "SELECT code FROM areas WHERE level = 'city'")
     assert report.errors == 0 and report.fields["parent"] == f"(the only city, {city})"
     assert report.diff is not None and report.diff["unchanged"] == len(districts)
+
+
+def test_reshaping_a_parent_warns_of_the_children_it_leaves_outside(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    communities = sample_city.level("community")[["code", "name", "parent_code", "geometry"]]
+    communities = communities.reset_index(drop=True)
+    grids = sample_city.level("grid")
+    split = communities.code[0]
+    taken = grids[grids.parent_code == split].iloc[0]
+    communities.loc[0, "geometry"] = shapely.difference(communities.geometry[0], taken.geometry)
+    new = {"code": communities.parent_code[0] + "999", "name": "新社区",
+           "parent_code": communities.parent_code[0], "geometry": taken.geometry}
+    added = gpd.GeoDataFrame([new], geometry="geometry", crs=communities.crs)
+    frame = pd.concat([communities, added], ignore_index=True)
+    report = import_file(city_conn, _write(frame, tmp_path / "c.gpkg", driver="GPKG"),
+                         "community")  # fmt: skip
+    assert report.errors == 0, report.to_text()
+    warned = [f for f in report.findings if f.check == "children_outside"]
+    assert [(w.code, w.severity) for w in warned] == [(split, "warning")]
+    assert "1 of its active grid(s)" in warned[0].message and taken.code in warned[0].message
