@@ -68,7 +68,7 @@ def _body_limit(path: str) -> int:
     if path.startswith(("/api/v1/events", "/open311", "/api/v1/sensors")):
         from gridmap.events.settings import get_event_settings
 
-        return get_event_settings().max_body_bytes
+        return get_event_settings().events_max_body_bytes
     return settings.max_body_bytes
 
 

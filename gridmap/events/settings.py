@@ -16,7 +16,7 @@ class EventSettings(BaseSettings):
     webhook_interval_s: float = 1.0
     mqtt_host: str | None = None
     mqtt_port: int = 1883
-    max_body_bytes: int = 16 * 1024 * 1024
+    events_max_body_bytes: int = 16 * 1024 * 1024
 
 
 @lru_cache

@@ -251,3 +251,19 @@ def test_hostile_uploads_over_http_never_500(client: TestClient) -> None:
         if response.status_code == 202:
             job = client.get(f"/api/v1/imports/{response.json()['id']}").json()
             assert job["status"] in ("queued", "checking", "failed", "checked")
+
+
+def test_the_general_body_limit_does_not_change_the_events_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gridmap.events.settings import get_event_settings
+
+    monkeypatch.setenv("GRIDMAP_MAX_BODY_BYTES", "1000")
+    get_settings.cache_clear()
+    get_event_settings.cache_clear()
+    try:
+        assert get_settings().max_body_bytes == 1000
+        assert get_event_settings().events_max_body_bytes == 16 * 1024 * 1024
+    finally:
+        get_settings.cache_clear()
+        get_event_settings.cache_clear()
