@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Path, Query, UploadFile
 
 from api.dependencies import EngineDep
 from api.schemas import ErrorOut, ImportJobOut
@@ -67,6 +67,19 @@ def create_import(
         job = jobs.get_job(raw, job_id)  # type: ignore[arg-type]
     background.add_task(jobs.run_check, url, job_id)
     return job
+
+
+@router.get("/imports", operation_id="list_imports", response_model=list[ImportJobOut])
+def list_imports(
+    engine: EngineDep,
+    status: Annotated[Literal["queued", "checking", "checked", "failed", "committing",
+                              "committed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    """Recent import jobs, newest first (reports left out: GET one job for its report)."""
+    with engine.connect() as sa_conn:
+        return jobs.list_jobs(sa_conn.connection.driver_connection, status=status,  # type: ignore[arg-type]
+                              limit=limit)  # fmt: skip
 
 
 @router.get(

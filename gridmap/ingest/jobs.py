@@ -105,20 +105,36 @@ def _insert_job(conn: psycopg.Connection, level: str, path: Path, options: dict[
     return int(row[0])
 
 
+def list_jobs(conn: psycopg.Connection, *, status: str | None = None, limit: int = 50
+              ) -> list[dict[str, Any]]:  # fmt: skip
+    """The most recent jobs first (without their reports), optionally of one status
+    (as :func:`get_job` shows it)."""
+    rows = conn.execute(
+        f"SELECT * FROM ({_SELECT_JOBS}) j WHERE %(status)s::text IS NULL OR CASE WHEN"
+        " stalled THEN 'failed' ELSE status END = %(status)s ORDER BY id DESC LIMIT %(limit)s",
+        {"stalled": STALLED_AFTER, "status": status, "limit": limit},
+    ).fetchall()  # fmt: skip
+    return [{**_job(row), "report": None} for row in rows]
+
+
 STALLED_AFTER = timedelta(minutes=10)
 """A check reports progress every few seconds at most: one silent this long was cut off
 (its server stopped) and will never finish."""
+_SELECT_JOBS = (f"SELECT {', '.join(_JOB_COLUMNS)}, status = 'checking' AND updated_at"
+                " < now() - %(stalled)s AS stalled FROM import_jobs")  # fmt: skip
 
 
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
     """The job as a dict (report included); a check cut off by a stopped server shows
     as failed."""
-    row = conn.execute(
-        f"SELECT {', '.join(_JOB_COLUMNS)}, status = 'checking' AND updated_at < now() - %s"
-        " FROM import_jobs WHERE id = %s", (STALLED_AFTER, job_id),
-    ).fetchone()  # fmt: skip
+    row = conn.execute(f"SELECT * FROM ({_SELECT_JOBS}) j WHERE id = %(id)s",
+                       {"stalled": STALLED_AFTER, "id": job_id}).fetchone()  # fmt: skip
     if row is None:
         raise NotFoundError(f"import {job_id} not found")
+    return _job(row)
+
+
+def _job(row: tuple[Any, ...]) -> dict[str, Any]:
     job = dict(zip(_JOB_COLUMNS, row[:-1], strict=True))
     if row[-1]:
         job.update(status="failed", message=f"the check stopped at {job['progress']:.0%} "

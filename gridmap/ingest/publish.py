@@ -207,6 +207,14 @@ def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: D
             f"naming it as their parent (e.g. {', '.join(orphaning.examples)}): import the "
             f"{child} level next", None, orphaning.code, orphaning.location,
         ))  # fmt: skip
+    if report.level == "grid" and diff.added.size:
+        codes = frame.code.to_numpy(dtype=object)[diff.added]
+        report.findings.append(Finding(
+            "warning", "no_worker",
+            f"{codes.size:,} new grid(s) have no grid worker yet (e.g. "
+            f"{', '.join(map(str, codes[:3]))}): their events go to the community's grid "
+            "leader until workers are assigned (gridmap import worker)", None,
+        ))  # fmt: skip
     for stranded in diff.stranded:
         report.findings.append(Finding(
             "warning", "children_outside",

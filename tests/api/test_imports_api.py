@@ -239,3 +239,15 @@ def test_a_check_cut_off_by_a_stopped_server_shows_as_failed(
     assert stalled["status"] == "failed" and "upload the file again" in stalled["message"]
     assert "30%" in stalled["message"]
     assert writable_client.post(f"/api/v1/imports/{job['id']}/commit").status_code == 409
+
+
+def test_recent_jobs_can_be_listed(writable_client: TestClient) -> None:
+    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    first, second = _upload(writable_client, exported), _upload(writable_client, exported)
+    listed = writable_client.get("/api/v1/imports").json()
+    assert [j["id"] for j in listed][:2] == [second["id"], first["id"]]
+    assert all(j["report"] is None for j in listed)
+    failed = writable_client.get("/api/v1/imports", params={"status": "failed"}).json()
+    assert failed == []
+    assert writable_client.get("/api/v1/imports", params={"limit": 1}).json()[0]["id"] == \
+        second["id"]  # fmt: skip

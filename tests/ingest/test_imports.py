@@ -711,3 +711,20 @@ def test_reshaping_a_parent_warns_of_the_children_it_leaves_outside(
     warned = [f for f in report.findings if f.check == "children_outside"]
     assert [(w.code, w.severity) for w in warned] == [(split, "warning")]
     assert "1 of its active grid(s)" in warned[0].message and taken.code in warned[0].message
+
+
+def test_new_grids_are_said_to_have_no_worker_yet(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    x0, y0, x1, y1 = frame.geometry[0].bounds
+    west = shapely.box(x0, y0, (x0 + x1) / 2, y1)
+    new_code = frame.SJDM[0] + "999"
+    east = shapely.difference(frame.geometry[0], west)
+    frame.loc[0, "geometry"] = shapely.intersection(frame.geometry[0], west)
+    added = gpd.GeoDataFrame([{"DM": new_code, "MC": "新网格", "SJDM": frame.SJDM[0],
+                               "geometry": east}], geometry="geometry", crs=frame.crs)
+    frame = pd.concat([frame, added], ignore_index=True)
+    report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
+    warned = [f.message for f in report.findings if f.check == "no_worker"]
+    assert len(warned) == 1 and new_code in warned[0] and warned[0].startswith("1 new grid")
