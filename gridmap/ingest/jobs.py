@@ -231,11 +231,11 @@ def run_check(url: str, job_id: int) -> None:
         try:
             plan = prepare_import(conn, path, job["level"], read, thresholds, progress)
         except GridmapError as exc:
-            _update(url, job_id, status="failed", message=_without_folder(exc.message, path))
+            _update(url, job_id, status="failed", message=_for_upload(exc.message, path))
             return
         except Exception as exc:  # a job must never stay "checking"
             log.exception("import %s: checking %s failed", job_id, path.name)
-            _update(url, job_id, status="failed", message=_without_folder(
+            _update(url, job_id, status="failed", message=_for_upload(
                 f"{path.name}: could not be read or checked ({type(exc).__name__}: {exc})",
                 path))  # fmt: skip
             return
@@ -323,8 +323,14 @@ def _check_again(
     )
 
 
-def _without_folder(message: str, path: Path) -> str:
-    """``message`` without the server's upload folder (users know only the file name)."""
+_OPTIONS = re.compile(r"--(code-field|name-field|parent-field|encoding|source-crs|layer|fix|"
+                      r"sliver-m2|overlap-m2|gap-m2|outside-fraction)\b")
+
+
+def _for_upload(message: str, path: Path) -> str:
+    """``message`` as an upload's user reads it: the CLI's options as the form fields
+    of the same names, and no server folder (users know only the file's name)."""
+    message = _OPTIONS.sub(lambda m: f"the {m.group(1).replace('-', '_')} field", message)
     return message.replace(f"{path.parent}/", "").replace(str(path.parent), "")
 
 

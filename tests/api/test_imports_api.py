@@ -251,3 +251,19 @@ def test_recent_jobs_can_be_listed(writable_client: TestClient) -> None:
     assert failed == []
     assert writable_client.get("/api/v1/imports", params={"limit": 1}).json()[0]["id"] == \
         second["id"]  # fmt: skip
+
+
+def test_job_messages_name_the_form_fields(writable_client: TestClient, tmp_path: Path) -> None:
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    gpkg = tmp_path / "two.gpkg"
+    frame = gpd.GeoDataFrame({"code": ["1"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
+    for layer in ("a", "b"):
+        pyogrio.write_dataframe(frame, gpkg, layer=layer, driver="GPKG")
+    response = writable_client.post("/api/v1/imports", data={"level": "grid"},
+                                    files={"file": ("two.gpkg", gpkg.read_bytes())})  # fmt: skip
+    job = writable_client.get(f"/api/v1/imports/{response.json()['id']}").json()
+    assert job["status"] == "failed" and "with the layer field" in job["message"], job
+    assert "--layer" not in job["message"]
