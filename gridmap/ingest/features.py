@@ -47,7 +47,9 @@ REQUIRED = {"building": (), "facility": (), "worker": ("name", "role", "grids")}
 """Fields besides the code without which a feature cannot be stored (the others have
 defaults: address '', floors 1, use residential, name '', state intact, phone none)."""
 _FACILITY_CODE = re.compile(r"^\d{16}$")
-_GRID_SPLIT = re.compile(r"[;,，；\s]+")
+_GRID_SPLIT = re.compile(r"[;,，；、\s]+")
+"""Between a worker's grid codes: semicolons, commas (ASCII or full-width), the
+enumeration comma 、 or white space."""
 
 
 @dataclass

@@ -415,3 +415,21 @@ def test_fix_repairs_a_building_into_one_polygon_or_says_it_cannot(
     found = {(f.index, f.severity) for f in fixed.findings if f.check == "invalid_geometry"}
     assert found == {(0, "warning"), (1, "error")}
     assert "does not give one polygon" in str([f.message for f in fixed.findings])
+
+
+# --- audit 2 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", ["、", "；", ";", ",", " "])
+def test_worker_grids_may_be_separated_by_an_enumeration_comma(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, separator: str
+) -> None:
+    grids = sample_city.level("grid").code.iloc[:2].tolist()
+    csv = tmp_path / "workers.csv"
+    csv.write_text(f'code,name,role,grids\nW-SEP-1,张三,专职,"{separator.join(grids)}"\n',
+                   encoding="utf-8")  # fmt: skip
+    done = import_file(city_conn, csv, "worker", commit=True)
+    assert done.errors == 0, done.to_text()
+    assert _rows(city_conn, "SELECT a.grid_code FROM workers w JOIN worker_assignments a ON "
+                 "a.worker_id = w.id WHERE w.code = 'W-SEP-1' ORDER BY 1") == [
+                     (g,) for g in sorted(grids)]  # fmt: skip
