@@ -46,7 +46,7 @@ WORKER_ROLES = {"grid_leader": "grid_leader", "full_time": "full_time",
 REQUIRED = {"building": (), "facility": (), "worker": ("name", "role", "grids")}
 """Fields besides the code without which a feature cannot be stored (the others have
 defaults: address '', floors 1, use residential, name '', state intact, phone none)."""
-_FACILITY_CODE = re.compile(r"^\d{16}$")
+_FACILITY_CODE = re.compile(r"^[0-9]{16}$")  # not \d: it takes full-width digits
 _GRID_SPLIT = re.compile(r"[;,，；、\s]+")
 """Between a worker's grid codes: semicolons, commas (ASCII or full-width), the
 enumeration comma 、 or white space."""
@@ -268,7 +268,7 @@ def _check_buildings(frame: pd.DataFrame, add: Any) -> None:
     for i, value in enumerate(floors):
         if value is None:
             parsed.append(1)
-        elif str(value).isdigit() and 0 < int(value) < 1000:
+        elif _ascii_digits(str(value)) and 0 < int(value) < 1000:
             parsed.append(int(value))
         else:
             parsed.append(1)
@@ -277,6 +277,11 @@ def _check_buildings(frame: pd.DataFrame, add: Any) -> None:
     frame["floors"] = parsed
     frame["address"] = frame.address.where(frame.address.notna(), "")
     frame["use"] = frame.use.where(frame.use.notna(), "residential")
+
+
+def _ascii_digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only (``str.isdigit`` takes '５' and '²' too)."""
+    return text.isascii() and text.isdigit()
 
 
 def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -> None:

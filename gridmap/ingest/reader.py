@@ -622,7 +622,7 @@ def _parents_by_prefix(codes: np.ndarray, level: str) -> np.ndarray:
         return out
     parent, own = CODE_LENGTHS[LEVEL_ORDER[depth - 1]], CODE_LENGTHS[Level(level)]
     for i, code in enumerate(codes):
-        if isinstance(code, str) and len(code) == own and code.isdigit():
+        if isinstance(code, str) and len(code) == own and code.isascii() and code.isdigit():
             out[i] = code[:parent]
     return out
 

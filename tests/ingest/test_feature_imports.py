@@ -433,3 +433,26 @@ def test_worker_grids_may_be_separated_by_an_enumeration_comma(
     assert _rows(city_conn, "SELECT a.grid_code FROM workers w JOIN worker_assignments a ON "
                  "a.worker_id = w.id WHERE w.code = 'W-SEP-1' ORDER BY 1") == [
                      (g,) for g in sorted(grids)]  # fmt: skip
+
+
+def test_full_width_digits_are_not_digits(
+    city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """'５' passes str.isdigit() and \\d, but no column or code takes it."""
+    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+    facilities = _facilities(sample_city, 2)
+    frame = pd.DataFrame({"code": [facilities.code[0].translate(full_width), facilities.code[1]],
+                          "name": ["井盖", "井盖"], "state": ["intact", "intact"],
+                          "geometry": facilities.geometry.tolist()})  # fmt: skip
+    grids = features._active_grids(city_conn)
+    report = _bare_report(frame, "facility")
+    features._check_frame(city_conn, frame, "facility", grids, report)
+    assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
+        [("malformed_code", 0)]  # fmt: skip
+    buildings = _buildings(sample_city, 2).rename(columns={"BM": "code", "地址": "address",
+                                                           "FLOORS": "floors", "USE": "use"})
+    buildings["floors"] = ["５", "5"]
+    report = _bare_report(buildings, "building")
+    features._check_frame(city_conn, buildings, "building", grids, report)
+    assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
+        [("bad_value", 0)]  # fmt: skip

@@ -273,3 +273,12 @@ def test_zero_byte_file_says_it_is_empty(tmp_path: Path, name: str) -> None:
     path.write_bytes(b"")
     with pytest.raises(InvalidInputError, match=rf"^{name}: the file is empty \(0 bytes\)"):
         read_layer(path, "grid")
+
+
+def test_full_width_codes_get_no_parent_by_prefix(tmp_path: Path, sample_city: SampleCity
+                                                  ) -> None:  # fmt: skip
+    frame = _grids(sample_city, 2).drop(columns="parent")
+    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+    frame.loc[0, "code"] = frame.code[0].translate(full_width)
+    read = read_layer(_geojson(frame, tmp_path / "grid.geojson"), "grid")
+    assert read.frame.parent_code.tolist() == [None, frame.code[1][:12]]
