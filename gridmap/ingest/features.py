@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import shapely
+import sqlalchemy as sa
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
@@ -32,9 +33,11 @@ from gridmap.ingest.reader import (
     column_texts,
     read_layer,
 )
+from gridmap.models import Base, Building, Facility, Worker
 
 FEATURE_LEVELS = ("building", "facility", "worker")
-TABLES = {"building": "buildings", "facility": "facilities", "worker": "workers"}
+MODELS: dict[str, type[Base]] = {"building": Building, "facility": Facility, "worker": Worker}
+TABLES = {level: str(model.__tablename__) for level, model in MODELS.items()}
 FACILITY_STATES = {"intact": "intact", "damaged": "damaged", "lost": "lost",
                    "removed": "removed", "完好": "intact", "损坏": "damaged", "破损": "damaged",
                    "丢失": "lost", "移除": "removed", "拆除": "removed"}  # fmt: skip
@@ -150,7 +153,11 @@ def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grid
             _check_buildings(frame, add)
         else:
             _check_facilities(conn, frame, add)
-    _check_codes(frame, report.fields.get("code"), add)
+    limits = text_limits(level)
+    _check_lengths(frame, {k: v for k, v in limits.items() if k != "code"}, report.fields, add)
+    # a facility code's length is part of its 16-digit format, checked with it
+    _check_codes(frame, report.fields.get("code"), None if level == "facility" else
+                 limits["code"], add)  # fmt: skip
 
 
 def _missing(values: pd.Series) -> np.ndarray:
@@ -179,7 +186,30 @@ def _check_required(frame: pd.DataFrame, level: str, fields: dict[str, str | Non
                         int(i), codes[i]))  # fmt: skip
 
 
-def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
+def text_limits(level: str) -> dict[str, int]:
+    """The length of each VARCHAR column of ``level``'s table, as its model declares it
+    (TEXT columns have none)."""
+    columns = MODELS[level].__table__.columns  # type: ignore[attr-defined]
+    return {c.name: c.type.length for c in columns
+            if isinstance(c.type, sa.String) and c.type.length is not None}  # fmt: skip
+
+
+def _check_lengths(frame: pd.DataFrame, limits: dict[str, int], fields: dict[str, str | None],
+                   add: Any) -> None:  # fmt: skip
+    """An error for each text value longer than its column holds: COPY would otherwise
+    end the dry run with PostgreSQL's StringDataRightTruncation."""
+    codes = frame.code.to_numpy(dtype=object)
+    for column, limit in limits.items():
+        if column not in frame.columns:
+            continue
+        for i, value in enumerate(frame[column].to_numpy(dtype=object)):
+            if isinstance(value, str) and len(value) > limit:
+                add(Finding("error", "too_long", f"{column} is {len(value)} characters, longer "
+                            f"than the {limit} its column holds (field {fields.get(column)!r})",
+                            i, codes[i]))  # fmt: skip
+
+
+def _check_codes(frame: pd.DataFrame, field: str | None, limit: int | None, add: Any) -> None:
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     for i in np.flatnonzero(codes.isna().to_numpy()):
         add(Finding("error", "malformed_code", f"code is empty (field {field!r})", int(i), None))
@@ -188,9 +218,11 @@ def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
     for i in np.flatnonzero(duplicate):
         add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}",
                     int(i), codes[i]))  # fmt: skip
-    too_long = codes.notna().to_numpy() & (codes.fillna("").str.len() > 32).to_numpy()
+    if limit is None:
+        return
+    too_long = codes.notna().to_numpy() & (codes.fillna("").str.len() > limit).to_numpy()
     for i in np.flatnonzero(too_long):
-        add(Finding("error", "malformed_code", "code is longer than 32 characters",
+        add(Finding("error", "malformed_code", f"code is longer than {limit} characters",
                     int(i), codes[i]))  # fmt: skip
 
 
@@ -314,7 +346,9 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
         if state is not None and state not in FACILITY_STATES:
             add(Finding("error", "bad_value", f"state {state!r} is not one of intact, damaged, "
                         "lost, removed (完好, 损坏/破损, 丢失, 移除/拆除)", i, code))  # fmt: skip
-        states.append(FACILITY_STATES.get(state, state) if state is not None else "intact")
+        # an unknown state (an error above) is dropped: checked for length, it would be
+        # reported twice
+        states.append(FACILITY_STATES.get(state) if state is not None else "intact")
         majors.append(major)
         minors.append(minor)
         owners.append(owner)

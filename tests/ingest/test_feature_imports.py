@@ -456,3 +456,33 @@ def test_full_width_digits_are_not_digits(
     features._check_frame(city_conn, buildings, "building", grids, report)
     assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
         [("bad_value", 0)]  # fmt: skip
+
+
+def test_text_longer_than_its_column_is_a_finding_not_a_database_error(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _buildings(sample_city, 3)
+    frame.loc[1, "USE"] = "residential and commercial mixed use"  # 36 > 32
+    frame.loc[2, "BM"] = "B" * 33
+    path = tmp_path / "buildings.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "building")
+    errors = {(f.check, f.index): f.message for f in report.findings if f.severity == "error"}
+    assert set(errors) == {("too_long", 1), ("malformed_code", 2)}, report.to_text()
+    assert errors[("too_long", 1)] == "use is 36 characters, longer than the 32 its column " \
+        "holds (field 'USE')"  # fmt: skip
+    assert "longer than 32" in errors[("malformed_code", 2)]
+    grid = sample_city.level("grid").code.iloc[0]
+    csv = tmp_path / "workers.csv"
+    csv.write_text(f"code,name,phone,role,grid_code\nWX1,张三,13800000000;13900000000,full_time,"
+                   f"{grid}\nWX2,李四,13800000000,full_time,{grid}\n", encoding="utf-8")
+    report = import_file(city_conn, csv, "worker")
+    assert [(f.check, f.index, f.message) for f in report.findings] == [
+        ("too_long", 0, "phone is 23 characters, longer than the 20 its column holds "
+         "(field 'phone')")]  # fmt: skip
+
+
+def test_text_limits_come_from_the_models() -> None:
+    assert features.text_limits("worker") == {"code": 32, "phone": 20, "role": 16}
+    assert features.text_limits("building")["use"] == 32
+    assert "name" not in features.text_limits("facility")  # TEXT: no limit
