@@ -91,6 +91,8 @@ def prepare_features(
         frame = pd.DataFrame(read.frame)
     step(0.6, "checking")
     _check_frame(conn, frame, level, grids, report, fix)
+    if level != "worker":
+        _locate_findings(frame, level, report.findings)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     plan = FeaturePlan(report, frame, level)
     report.diff = _upsert_diff(conn, plan)
@@ -158,6 +160,29 @@ def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grid
     # a facility code's length is part of its 16-digit format, checked with it
     _check_codes(frame, report.fields.get("code"), None if level == "facility" else
                  limits["code"], add)  # fmt: skip
+
+
+def _locate_findings(frame: pd.DataFrame, level: str, findings: list[Finding]) -> None:
+    """Give each finding about one feature, without a location, a point on that feature:
+    a building's point on surface, a facility's point; for a geometry the checks could
+    not use (invalid, wrong type) its first vertex, which GEOS computes without fail."""
+    wanted = sorted({f.index for f in findings if f.index is not None and f.location is None})
+    if not wanted:
+        return
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[wanted]
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    usable = frame.usable.to_numpy(dtype=bool)[wanted] & present
+    points = np.full(len(wanted), None, dtype=object)
+    points[usable] = (shapely.point_on_surface(geoms[usable]) if level == "building"
+                      else geoms[usable])  # fmt: skip
+    rest = present & ~usable
+    coords, owner = shapely.get_coordinates(geoms[rest], return_index=True)
+    points[rest] = shapely.points(coords[np.unique(owner, return_index=True)[1]])
+    at = {i: (float(p.x), float(p.y)) for i, p in zip(wanted, points, strict=True)
+          if p is not None}  # fmt: skip
+    for finding in findings:
+        if finding.index in at and finding.location is None:
+            finding.location = at[finding.index]
 
 
 def _missing(values: pd.Series) -> np.ndarray:

@@ -486,3 +486,25 @@ def test_text_limits_come_from_the_models() -> None:
     assert features.text_limits("worker") == {"code": 32, "phone": 20, "role": 16}
     assert features.text_limits("building")["use"] == 32
     assert "name" not in features.text_limits("facility")  # TEXT: no limit
+
+
+def test_every_feature_finding_has_a_location(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _buildings(sample_city, 3)
+    frame.loc[0, "FLOORS"] = -1
+    x0, y0, x1, y1 = frame.geometry[1].bounds
+    frame.loc[1, "geometry"] = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
+    path = tmp_path / "buildings.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "building")
+    located = {(f.check, f.index): f.location for f in report.findings}
+    inside = shapely.point_on_surface(frame.geometry[0])
+    assert located[("bad_value", 0)] == pytest.approx((inside.x, inside.y))
+    assert located[("invalid_geometry", 1)] == pytest.approx((x0, y0))  # a vertex: not valid
+    facilities = _facilities(sample_city, 2).assign(state=["intact", "坏了"])
+    path = tmp_path / "facilities.gpkg"
+    pyogrio.write_dataframe(facilities, path, driver="GPKG")
+    report = import_file(city_conn, path, "facility")
+    point = facilities.geometry[1]
+    assert [(f.check, f.location) for f in report.findings] == [("bad_value", (point.x, point.y))]
