@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import Finding, Parents, Report, error_details
+from gridmap.ingest.compare import SAME_WITHIN_DEG
 from gridmap.ingest.reader import (
     FIELD_CANDIDATES,
     LayerRead,
@@ -504,10 +505,8 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
 _STAGE = "CREATE TEMP TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
 _DIFF = """
 SELECT count(*) FILTER (WHERE t.code IS NULL),
-       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL
-                                 AND ({old}) IS DISTINCT FROM ({new})),
-       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL
-                                 AND ({old}) IS NOT DISTINCT FROM ({new})),
+       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL AND ({changed})),
+       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL AND NOT ({changed})),
        (SELECT count(*) FROM {table} k WHERE NOT EXISTS (
             SELECT 1 FROM {stage} x WHERE x.code = k.code))
 FROM {stage} s LEFT JOIN {table} t ON t.code = s.code
@@ -515,7 +514,7 @@ FROM {stage} s LEFT JOIN {table} t ON t.code = s.code
 _UPSERT = """
 WITH up AS (
     INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}
-    ON CONFLICT (code) DO UPDATE SET {updates} WHERE ({old}) IS DISTINCT FROM ({excluded})
+    ON CONFLICT (code) DO UPDATE SET {updates} WHERE {changed}
     RETURNING id
 )
 SELECT count(*) FROM up
@@ -539,8 +538,8 @@ def _staged_diff(conn: psycopg.Connection, plan: FeaturePlan, stage: str, names:
     """What upserting the staged rows does: inserted, updated, unchanged, and how many
     stored rows the file does not name (kept as they are)."""
     table = TABLES[plan.level]
-    row = conn.execute(_DIFF.format(table=table, stage=stage, old=_compared(names, "t"),
-                                    new=_compared(names, "s"))).fetchone()  # fmt: skip
+    row = conn.execute(_DIFF.format(table=table, stage=stage, changed=_changed(names, "t", "s")),
+                       {"within": SAME_WITHIN_DEG}).fetchone()  # fmt: skip
     assert row is not None
     inserted, updated, unchanged, kept = int(row[0]), row[1] or [], row[2] or [], int(row[3])
     if plan.level == "worker":  # their grids live in worker_assignments
@@ -550,12 +549,32 @@ def _staged_diff(conn: psycopg.Connection, plan: FeaturePlan, stage: str, names:
             "kept_not_in_file": kept}  # fmt: skip
 
 
-def _compared(names: list[str], alias: str) -> str:
-    """The columns that say whether a stored row changes, for a row comparison: the
-    geometry up to ring orientation and start (files wind rings their own way), its
-    derived Web Mercator copy left out."""
-    return ", ".join(f"ST_Normalize({alias}.{c})" if c == "geom" else f"{alias}.{c}"
-                     for c in names if c not in ("code", "geom_3857"))  # fmt: skip
+_SAME_GEOM = """CASE WHEN ST_Normalize({old}.geom) = ST_Normalize({new}.geom) THEN TRUE
+    ELSE ST_NPoints({old}.geom) = ST_NPoints({new}.geom)
+         AND ST_HausdorffDistance({old}.geom, {new}.geom) <= %(within)s END"""
+"""Whether two geometries are the same feature: equal up to ring orientation and start
+(files wind rings their own way), or, only where that fails (CASE evaluates in order),
+with as many vertices, each within ``within`` degrees of the other's outline.
+
+GeoJSON's 15 significant digits and re-projection round trips move vertices by
+~1e-14°. Not ST_OrderingEquals on ST_SnapToGrid'ed copies: two values 1e-15 apart can
+snap to neighbouring cells, and ST_Normalize picks its start vertex by the lowest
+coordinate, which such noise can flip between two vertices on a vertical edge. The
+discrete Hausdorff distance is indifferent to both; with equal vertex counts it only
+lets through a vertex moved along its own outline, which leaves the shape as it was."""
+
+
+def _changed(names: list[str], old: str, new: str) -> str:
+    """SQL that is true where row ``new`` changes stored row ``old``: an attribute
+    differs, or the geometry is not the same (:data:`_SAME_GEOM`, within
+    :data:`~gridmap.ingest.compare.SAME_WITHIN_DEG`; bound as ``%(within)s``); the
+    derived Web Mercator copy is left out."""
+    attributes = [c for c in names if c not in ("code", "geom", "geom_3857")]
+    changed = (f"({', '.join(f'{old}.{c}' for c in attributes)}) IS DISTINCT FROM "
+               f"({', '.join(f'{new}.{c}' for c in attributes)})")  # fmt: skip
+    if "geom" in names:
+        changed += f" OR NOT ({_SAME_GEOM.format(old=old, new=new)})"
+    return f"({changed})"
 
 
 def _workers_with_other_grids(conn: psycopg.Connection, frame: pd.DataFrame,
@@ -604,7 +623,7 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
         conn.execute(_UPSERT.format(
             table=table, stage=stage, columns=", ".join(names),
             updates=", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != "code"),
-            old=_compared(names, table), excluded=_compared(names, "EXCLUDED")))  # fmt: skip
+            changed=_changed(names, table, "EXCLUDED")), {"within": SAME_WITHIN_DEG})  # fmt: skip
         if plan.level == "worker":
             _replace_assignments(conn, plan.frame)
     report.committed = True
