@@ -9,6 +9,7 @@ the point — a building's point-on-surface — lowest code on ties).
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from gridmap.ingest.reader import (
     ReadOptions,
     choose_layer,
     column_texts,
+    normalise_encoding,
     read_layer,
+    refuse_mojibake,
 )
 from gridmap.models import Base, Building, Facility, Worker
 
@@ -428,6 +431,9 @@ def _read_csv(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
+        if asked and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+            refuse_mojibake([data], normalise_encoding(asked), path.name, path.name, True,
+                            fix="")  # fmt: skip
         frame = _parse_csv(text, path.name)
         return frame.replace("", None), "UTF-8" if encoding == "utf-8-sig" else encoding
     raise InvalidInputError(

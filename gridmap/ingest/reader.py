@@ -472,7 +472,7 @@ def _read_utf8_dataset(
         utf8 = _is_utf8(raw)
     except UnicodeDecodeError:  # field names are decoded while reading
         raw, utf8 = None, False
-    encoding = _normalise_encoding(asked) if asked else "UTF-8"
+    encoding = normalise_encoding(asked) if asked else "UTF-8"
     if utf8 and raw is not None:
         ignored = [] if encoding == "UTF-8" else [
             f"--encoding {asked} ignored: the text of {dataset.name} is valid UTF-8, "
@@ -528,8 +528,8 @@ def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str
         if pc.any(non_ascii).as_py():
             foreign[name] = (values, pc.unique(pc.filter(values, non_ascii)))
     blobs = [b for _, distinct in foreign.values() for b in distinct.to_pylist()]
-    encoding = _normalise_encoding(declared) if declared else _guess_encoding(blobs)
-    _refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
+    encoding = normalise_encoding(declared) if declared else _guess_encoding(blobs)
+    refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
     for name, (values, distinct) in foreign.items():
         texts = _decode_all([b.decode("latin1") for b in distinct.to_pylist()], encoding)
         decoded = pa.array([t.encode("utf-8") for t in texts], type=pa.binary())
@@ -627,7 +627,8 @@ def _parents_by_prefix(codes: np.ndarray, level: str) -> np.ndarray:
     return out
 
 
-def _normalise_encoding(name: str) -> str:
+def normalise_encoding(name: str) -> str:
+    """``name`` as Python knows it (cp936 → GBK, utf8 → UTF-8); unknown names refused."""
     upper = name.upper().replace("_", "-")
     aliases = {"UTF8": "UTF-8", "936": "GBK", "CP936": "GBK", "GB2312": "GBK", "65001": "UTF-8",
                "ANSI 936": "GBK", "GB18030": "GB18030", "1252": "CP1252"}  # fmt: skip
@@ -649,9 +650,14 @@ def _guess_encoding(blobs: list[bytes]) -> str:
     return "UTF-8"
 
 
-def _refuse_mojibake(
-    blobs: list[bytes], encoding: str, label: str, filename: str, declared: bool
+def refuse_mojibake(
+    blobs: list[bytes], encoding: str, label: str, filename: str, declared: bool,
+    *, fix: str = " (or fix the .cpg)",
 ) -> None:
+    """Refuse text that is not valid in ``encoding``, or, when ``encoding`` was declared
+    (a .cpg, ``--encoding``), non-ASCII text that is valid UTF-8 although another
+    encoding was declared: read that way it would be mojibake. ``fix``: what else
+    the message suggests besides ``--encoding UTF-8``."""
     non_ascii = [b for b in blobs if not b.isascii()]
     for blob in non_ascii:
         try:
@@ -673,7 +679,7 @@ def _refuse_mojibake(
             return
         raise InvalidInputError(
             f"{label}: text in {filename} is UTF-8 but was declared {encoding}; reading it "
-            "that way would garble the names — pass --encoding UTF-8 (or fix the .cpg)",
+            f"that way would garble the names — pass --encoding UTF-8{fix}",
             details=[{"file": filename, "problem": "encoding", "encoding": encoding}],
         )
 

@@ -543,3 +543,20 @@ def test_a_round_trip_within_a_tenth_of_a_millimetre_is_not_a_change(
     rewritten = {c for c, v in _rows(city_conn, f"SELECT code, xmin::text FROM {table}")
                  if versions[c] != v}  # fmt: skip
     assert rewritten == {exported.code[3]}
+
+
+def test_utf8_worker_csv_declared_gbk_is_refused(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grid = sample_city.level("grid").code.iloc[0]
+    csv = tmp_path / "workers.csv"
+    csv.write_text(f"code,name,role,grid_code\nW-U-1,王五,专职,{grid}\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"workers.csv: text in workers.csv is UTF-8 but "
+                       r"was declared GBK.*--encoding UTF-8"):  # fmt: skip
+        import_file(city_conn, csv, "worker", options=ReadOptions(encoding="gbk"))
+    for encoding in ("UTF-8", "utf-8-sig", "utf8"):
+        report = import_file(city_conn, csv, "worker", options=ReadOptions(encoding=encoding))
+        assert report.errors == 0, report.to_text()
+    csv.write_bytes(f"code,name,role,grid_code\nW-G-1,王五,专职,{grid}\n".encode("gbk"))
+    report = import_file(city_conn, csv, "worker", options=ReadOptions(encoding="GBK"))
+    assert report.errors == 0 and report.encoding == "GBK"
