@@ -19,7 +19,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -151,7 +151,9 @@ def read_layer(
     _check_size(path, options.max_bytes)
     with tempfile.TemporaryDirectory(prefix="gridmap-import-") as tmp:
         target = _unpack(path, Path(tmp), options.max_bytes) if _is_zip(path) else path
-        dataset = _find_dataset(target, level, path)
+        dataset, named_by_layer = _find_dataset(target, level, path, options.layer)
+        if named_by_layer:  # --layer named the file; it names no layer inside it
+            options = replace(options, layer=None)
         report(0.1, f"reading {dataset.name}")
         return _read_dataset(dataset, level, options, path.name, report)
 
@@ -188,8 +190,9 @@ def _unpack(path: Path, into: Path, max_bytes: int) -> Path:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-            for info in members:
-                _refuse_escape(path, info.filename)
+            names = [_member_name(info) for info in members]
+            for name in names:
+                _refuse_escape(path, name)  # the names extraction will use
             total = sum(info.file_size for info in members)
             if total > max_bytes:
                 raise InvalidInputError(
@@ -199,13 +202,39 @@ def _unpack(path: Path, into: Path, max_bytes: int) -> Path:
             broken = archive.testzip()
             if broken is not None:
                 raise InvalidInputError(f"{path.name}: member {broken} is corrupt (bad CRC)")
-            archive.extractall(into)
+            for info, name in zip(members, names, strict=True):
+                info.filename = name  # after testzip, which looks members up by name
+            archive.extractall(into, members)  # ZipInfos: extracted under their names
     except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
         raise InvalidInputError(
             f"{path.name}: not a readable zip file ({exc}); is it truncated?",
             details=[{"file": path.name, "problem": "corrupt_zip"}],
         ) from None
     return into
+
+
+_UTF8_NAME = 0x800
+"""Zip general-purpose flag bit 11: the member name is UTF-8."""
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its maker wrote it. Without the UTF-8 flag, zipfile decodes
+    names as CP437, the zip standard's default, but no one in China writes that:
+    Info-ZIP and macOS write UTF-8 bytes without the flag, the Windows Explorer writes
+    the ANSI code page (GBK on Chinese Windows). Non-ASCII names are tried as UTF-8
+    first (GBK bytes are rarely valid UTF-8, the reverse is common), then GBK, and
+    left as CP437 when neither fits. ASCII bytes decode alike in all three, so
+    ``/``, ``\\`` and ``..`` are where they were."""
+    name = info.filename
+    if info.flag_bits & _UTF8_NAME or name.isascii():
+        return name
+    raw = name.encode("cp437")
+    for encoding in ("utf-8", "gbk"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return name
 
 
 def _refuse_escape(archive: Path, member: str) -> None:
@@ -217,27 +246,46 @@ def _refuse_escape(archive: Path, member: str) -> None:
         )
 
 
-def _find_dataset(target: Path, level: str, original: Path) -> Path:
+def _find_dataset(target: Path, level: str, original: Path, asked: str | None
+                  ) -> tuple[Path, bool]:  # fmt: skip
+    """The dataset to read in ``target`` (a file, or a folder or unpacked zip), and
+    whether ``asked`` (``--layer``) chose it among several, by file name with or
+    without its suffix (case-insensitive when that is unambiguous)."""
     if target.is_file():
         if target.suffix.lower() not in SUFFIXES:
             raise InvalidInputError(
                 f"{original.name}: unknown format {target.suffix!r}; expected one of "
                 f"{', '.join(sorted({*SUFFIXES, '.zip'}))}"
             )
-        return target
+        return target, False
     found = sorted(p for p in target.rglob("*")
                    if p.suffix.lower() in SUFFIXES and not _mac_metadata(p.relative_to(target)))
     if not found:
         raise InvalidInputError(f"{original.name}: holds no shapefile, GeoPackage or GeoJSON")
     if len(found) == 1:
-        return found[0]
+        return found[0], False
+    names = ", ".join(p.name for p in found)
+    if asked is not None:
+        chosen = ([p for p in found if asked in (p.stem, p.name)]
+                  or [p for p in found if asked.lower() in (p.stem.lower(), p.name.lower())])
+        if len(chosen) == 1:
+            return chosen[0], True
+        raise InvalidInputError(
+            f"{original.name}: holds {'several datasets' if chosen else 'no dataset'} named "
+            f"{asked!r} (--layer); its datasets are {names}",
+            details=[{"file": original.name, "problem": "no_such_layer",
+                      "layers": [p.name for p in found]}],
+        )  # fmt: skip
     named = [p for p in found if p.stem.lower() in (level, LEVEL_PLURALS[level])]
     if len(named) == 1:
-        return named[0]
+        return named[0], False
     raise InvalidInputError(
-        f"{original.name}: holds several datasets ({', '.join(p.name for p in found)}); "
-        f"name one, or call the {level} file {level}.shp"
-    )
+        f"{original.name}: holds several datasets ({names}); name the one to import with "
+        f"--layer (its file name without the suffix, e.g. --layer {found[0].stem}), or call "
+        f"the {level} file {level}.shp",
+        details=[{"file": original.name, "problem": "several_datasets",
+                  "layers": [p.name for p in found]}],
+    )  # fmt: skip
 
 
 def _mac_metadata(path: Path) -> bool:

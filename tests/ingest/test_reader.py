@@ -282,3 +282,54 @@ def test_full_width_codes_get_no_parent_by_prefix(tmp_path: Path, sample_city: S
     frame.loc[0, "code"] = frame.code[0].translate(full_width)
     read = read_layer(_geojson(frame, tmp_path / "grid.geojson"), "grid")
     assert read.frame.parent_code.tolist() == [None, frame.code[1][:12]]
+
+
+class _UnflaggedName(zipfile.ZipInfo):
+    """A member whose name is written in ``encoding`` without the UTF-8 flag, as the
+    Windows Explorer (GBK on Chinese Windows) and Info-ZIP (UTF-8 bytes) write them."""
+
+    encoding = "gbk"
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 (zipfile's name)
+        return self.filename.encode(self.encoding), self.flag_bits & ~0x800
+
+
+def _zip_unflagged(archive: Path, parts: dict[str, bytes], encoding: str) -> Path:
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, data in parts.items():
+            info = _UnflaggedName(name)
+            info.encoding = encoding
+            z.writestr(info, data)
+    return archive
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
+def test_zip_of_several_shapefiles_names_them_and_layer_picks_one(
+    tmp_path: Path, sample_city: SampleCity, encoding: str
+) -> None:
+    frame = _grids(sample_city)
+    parts = {}
+    for stem, rows in (("网格_旧", frame.iloc[:2]), ("网格_新", frame.iloc[2:])):
+        shp = _shapefile(rows, tmp_path / stem)
+        parts.update({f"{stem}{p.suffix}": p.read_bytes() for p in shp.parent.iterdir()})
+    archive = _zip_unflagged(tmp_path / "grids.zip", parts, encoding)
+    with pytest.raises(InvalidInputError, match=r"grids.zip: holds several datasets \(网格_新.shp, "
+                       r"网格_旧.shp\); name the one to import with --layer"):  # fmt: skip
+        read_layer(archive, "grid")
+    read = read_layer(archive, "grid", ReadOptions(layer="网格_新"))
+    assert read.frame.code.tolist() == frame.code.iloc[2:].tolist()
+    with pytest.raises(InvalidInputError, match=r"no dataset named '网格' \(--layer\)"):
+        read_layer(archive, "grid", ReadOptions(layer="网格"))
+    named = tmp_path / "folder"
+    named.mkdir()
+    for name, data in parts.items():
+        (named / name).write_bytes(data)
+    read = read_layer(named, "grid", ReadOptions(layer="网格_旧.shp"))
+    assert read.frame.code.tolist() == frame.code.iloc[:2].tolist()
+
+
+@pytest.mark.parametrize("member", ["../网格.shp", "/tmp/网格.shp", "a\\..\\..\\网格.shp"])
+def test_zip_slip_is_refused_in_redecoded_names(tmp_path: Path, member: str) -> None:
+    archive = _zip_unflagged(tmp_path / "slip.zip", {member: b"x"}, "gbk")
+    with pytest.raises(InvalidInputError, match="zip slip"):
+        read_layer(archive, "grid")
