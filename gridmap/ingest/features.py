@@ -131,7 +131,8 @@ def _report(read: LayerRead, level: str) -> Report:
     for i in read.m_dropped:
         report.findings.append(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
     for message in read.warnings:
-        report.findings.append(Finding("warning", "encoding", message))
+        check = "crs" if message in read.crs_warnings else "encoding"
+        report.findings.append(Finding("warning", check, message))
     return report
 
 

@@ -31,7 +31,9 @@ import pyarrow.compute as pc
 import pyogrio
 import shapely
 from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
 from pyproj.exceptions import CRSError, ProjError
+from pyproj.transformer import TransformerGroup
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
@@ -112,6 +114,8 @@ class LayerRead:
     wkb: np.ndarray | None = None
     """Per feature, its 2D little-endian WKB as read, where the reader had it for free
     (None entries elsewhere); None when the geometry was reprojected."""
+    crs_warnings: list[str] = field(default_factory=list)
+    """Those of ``warnings`` about the CRS (the others are about text encoding)."""
 
 
 @gc_paused()  # CPU work on one file: no database, no lock waits
@@ -381,10 +385,11 @@ def _read_dataset(
         report(0.8, f"reprojected from {shown}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     _check_range(frame.geometry.to_numpy(), label)
+    crs_warnings = _datum_warnings(crs, shown, frame.total_bounds)
     if level in AREA_LEVELS and level != "district" and not mapping["parent"]:
         mapping = {**mapping, "parent": PARENT_BY_PREFIX}
     return LayerRead(frame, label, driver, shown, note, read.encoding, mapping, z_dropped,
-                     m_dropped, notes, wkb)  # fmt: skip
+                     m_dropped, [*notes, *crs_warnings], wkb, crs_warnings)  # fmt: skip
 
 
 def _read_raw(dataset: Path, driver: str, level: str, options: ReadOptions, label: str) -> _Raw:
@@ -902,6 +907,39 @@ def _choose_crs(
         f"not longitude/latitude; pass --source-crs ({_crs_hint(geoms)})",
         details=[{"file": label, "problem": "no_crs"}],
     )
+
+
+SAME_AS_STORAGE_DATUMS = ("World Geodetic System 1984", "China 2000")
+"""Datums (name prefixes, as PROJ names them) taken as the storage CRS's: CGCS2000 and
+WGS 84 differ by centimetres."""
+
+
+def _datum_warnings(crs: CRS, shown: str, bounds: np.ndarray) -> list[str]:
+    """A warning when ``crs`` is on another datum (Xian 1980, Beijing 1954, …) that PROJ
+    can only take to WGS 84 by a ballpark transformation (no datum shift) where the
+    features lie (``bounds``, lon/lat): they land tens of metres, up to ~100 m, off.
+
+    Asked of PROJ rather than listed by EPSG code: any CRS on such a datum is caught,
+    and one with a real datum shift (a TOWGS84 in its .prj, or an EPSG transformation
+    covering the area) is not."""
+    geodetic = crs.geodetic_crs
+    datum = geodetic.datum.name if geodetic is not None and geodetic.datum else ""
+    if not datum or datum.startswith(SAME_AS_STORAGE_DATUMS):
+        return []
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    area = AreaOfInterest(x0, y0, x1, y1)
+    # pyproj's stub names its private twin of pyproj.aoi.AreaOfInterest, the public one
+    group = TransformerGroup(crs, STORAGE_CRS, always_xy=True,
+                             area_of_interest=area)  # type: ignore[arg-type]
+    best = next(iter(group.transformers), None)
+    if best is not None and not any(op.has_ballpark_transformation
+                                    for op in best.operations or ()):  # fmt: skip
+        return []
+    return [f"{shown} is on the {datum} datum, which PROJ converts to CGCS2000/WGS 84 "
+            "without a datum shift (a ballpark transformation): positions may be off by "
+            "tens of metres, up to ~100 m. Convert the data to CGCS2000 first with a "
+            "surveyed 7-parameter transformation (e.g. the local surveying bureau's), "
+            "then import it"]  # fmt: skip
 
 
 def _looks_lonlat(geoms: np.ndarray) -> bool:

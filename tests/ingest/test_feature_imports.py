@@ -560,3 +560,13 @@ def test_utf8_worker_csv_declared_gbk_is_refused(
     csv.write_bytes(f"code,name,role,grid_code\nW-G-1,王五,专职,{grid}\n".encode("gbk"))
     report = import_file(city_conn, csv, "worker", options=ReadOptions(encoding="GBK"))
     assert report.errors == 0 and report.encoding == "GBK"
+
+
+def test_an_old_datum_is_a_crs_warning_in_the_report(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    path = tmp_path / "buildings.shp"
+    pyogrio.write_dataframe(_buildings(sample_city, 3).to_crs(2383), path)
+    report = import_file(city_conn, path, "building")
+    assert [(f.severity, f.check) for f in report.findings] == [("warning", "crs")]
+    assert "Xian 1980" in report.findings[0].message

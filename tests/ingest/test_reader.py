@@ -333,3 +333,21 @@ def test_zip_slip_is_refused_in_redecoded_names(tmp_path: Path, member: str) -> 
     archive = _zip_unflagged(tmp_path / "slip.zip", {member: b"x"}, "gbk")
     with pytest.raises(InvalidInputError, match="zip slip"):
         read_layer(archive, "grid")
+
+
+@pytest.mark.parametrize(("crs", "datum"), [(2383, "Xian 1980"), (2431, "Beijing 1954"),
+                                            (4214, "Beijing 1954"), (4545, None),
+                                            (4490, None), (3857, None)])  # fmt: skip
+def test_old_chinese_datums_are_read_with_a_warning(
+    tmp_path: Path, sample_city: SampleCity, crs: int, datum: str | None
+) -> None:
+    """PROJ takes Xian 1980 and Beijing 1954 to WGS 84 with no datum shift ('ballpark'):
+    tens of metres off. CGCS2000 is treated as WGS 84 (centimetres)."""
+    frame = _grids(sample_city).to_crs(crs)
+    read = read_layer(_shapefile(frame, tmp_path / "src"), "grid")
+    if datum is None:
+        assert read.warnings == [] and read.crs_warnings == []
+        return
+    assert read.crs_warnings == read.warnings and len(read.warnings) == 1
+    assert f"EPSG:{crs}" in read.warnings[0] and datum in read.warnings[0]
+    assert "100 m" in read.warnings[0] and "7-parameter" in read.warnings[0]
