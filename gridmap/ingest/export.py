@@ -131,6 +131,7 @@ def write_export(
     if fmt == "shapefile":
         if encoding.upper() == "GBK":
             _refuse_outside_gbk(frame)
+        _refuse_over_dbf_width(frame, encoding.upper())
         return _write_zipped_shapefile(frame, level, out, encoding.upper())
     driver = FORMATS[fmt][0]
     multi = level in AREA_LEVELS
@@ -156,6 +157,33 @@ def _refuse_outside_gbk(frame: gpd.GeoDataFrame) -> None:
             f"{len(problems)} value(s) hold characters GBK cannot encode, e.g. feature "
             f"#{first['index']} (code {first['code']}) {first['field']} {first['value']!r}: "
             f"{first['characters']}; export with encoding UTF-8",
+            details=problems[:100],
+        )
+
+
+DBF_TEXT_BYTES = 254
+"""The most bytes a shapefile's (dBASE) text field holds."""
+
+
+def _refuse_over_dbf_width(frame: gpd.GeoDataFrame, encoding: str) -> None:
+    """Refuse text longer than a DBF field holds in ``encoding``: the shapefile driver
+    would cut it (a 159-character name is 477 bytes in UTF-8) with only a warning."""
+    problems = []
+    for column in frame.columns.drop("geometry"):
+        for i, value in enumerate(frame[column]):
+            if not isinstance(value, str) or len(value) * 4 <= DBF_TEXT_BYTES:
+                continue  # no character takes more than 4 bytes
+            size = len(value.encode(encoding, errors="replace"))
+            if size > DBF_TEXT_BYTES:
+                problems.append({"index": i, "code": frame["code"].iloc[i], "field": column,
+                                 "bytes": size})  # fmt: skip
+    if problems:
+        first = problems[0]
+        raise InvalidInputError(
+            f"{len(problems)} value(s) are longer than a shapefile text field holds "
+            f"({DBF_TEXT_BYTES} bytes), e.g. feature #{first['index']} (code {first['code']}) "
+            f"{first['field']} is {first['bytes']} bytes in {encoding}; export as GeoPackage "
+            "(.gpkg) or GeoJSON (.geojson), which keep it whole",
             details=problems[:100],
         )
 

@@ -9,6 +9,7 @@ the point — a building's point-on-surface — lowest code on ties).
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ import numpy as np
 import pandas as pd
 import psycopg
 import shapely
+import sqlalchemy as sa
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import Finding, Parents, Report, error_details
+from gridmap.ingest.compare import SAME_WITHIN_DEG
 from gridmap.ingest.reader import (
     FIELD_CANDIDATES,
     LayerRead,
@@ -30,11 +33,15 @@ from gridmap.ingest.reader import (
     ReadOptions,
     choose_layer,
     column_texts,
+    normalise_encoding,
     read_layer,
+    refuse_mojibake,
 )
+from gridmap.models import Base, Building, Facility, Worker
 
 FEATURE_LEVELS = ("building", "facility", "worker")
-TABLES = {"building": "buildings", "facility": "facilities", "worker": "workers"}
+MODELS: dict[str, type[Base]] = {"building": Building, "facility": Facility, "worker": Worker}
+TABLES = {level: str(model.__tablename__) for level, model in MODELS.items()}
 FACILITY_STATES = {"intact": "intact", "damaged": "damaged", "lost": "lost",
                    "removed": "removed", "完好": "intact", "损坏": "damaged", "破损": "damaged",
                    "丢失": "lost", "移除": "removed", "拆除": "removed"}  # fmt: skip
@@ -46,8 +53,10 @@ WORKER_ROLES = {"grid_leader": "grid_leader", "full_time": "full_time",
 REQUIRED = {"building": (), "facility": (), "worker": ("name", "role", "grids")}
 """Fields besides the code without which a feature cannot be stored (the others have
 defaults: address '', floors 1, use residential, name '', state intact, phone none)."""
-_FACILITY_CODE = re.compile(r"^\d{16}$")
-_GRID_SPLIT = re.compile(r"[;,，；\s]+")
+_FACILITY_CODE = re.compile(r"^[0-9]{16}$")  # not \d: it takes full-width digits
+_GRID_SPLIT = re.compile(r"[;,，；、\s]+")
+"""Between a worker's grid codes: semicolons, commas (ASCII or full-width), the
+enumeration comma 、 or white space."""
 
 
 @dataclass
@@ -86,6 +95,8 @@ def prepare_features(
         frame = pd.DataFrame(read.frame)
     step(0.6, "checking")
     _check_frame(conn, frame, level, grids, report, fix)
+    if level != "worker":
+        _locate_findings(frame, level, report.findings)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     plan = FeaturePlan(report, frame, level)
     report.diff = _upsert_diff(conn, plan)
@@ -120,7 +131,8 @@ def _report(read: LayerRead, level: str) -> Report:
     for i in read.m_dropped:
         report.findings.append(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
     for message in read.warnings:
-        report.findings.append(Finding("warning", "encoding", message))
+        check = "crs" if message in read.crs_warnings else "encoding"
+        report.findings.append(Finding("warning", check, message))
     return report
 
 
@@ -148,7 +160,34 @@ def _check_frame(conn: psycopg.Connection, frame: pd.DataFrame, level: str, grid
             _check_buildings(frame, add)
         else:
             _check_facilities(conn, frame, add)
-    _check_codes(frame, report.fields.get("code"), add)
+    limits = text_limits(level)
+    _check_lengths(frame, {k: v for k, v in limits.items() if k != "code"}, report.fields, add)
+    # a facility code's length is part of its 16-digit format, checked with it
+    _check_codes(frame, report.fields.get("code"), None if level == "facility" else
+                 limits["code"], add)  # fmt: skip
+
+
+def _locate_findings(frame: pd.DataFrame, level: str, findings: list[Finding]) -> None:
+    """Give each finding about one feature, without a location, a point on that feature:
+    a building's point on surface, a facility's point; for a geometry the checks could
+    not use (invalid, wrong type) its first vertex, which GEOS computes without fail."""
+    wanted = sorted({f.index for f in findings if f.index is not None and f.location is None})
+    if not wanted:
+        return
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[wanted]
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    usable = frame.usable.to_numpy(dtype=bool)[wanted] & present
+    points = np.full(len(wanted), None, dtype=object)
+    points[usable] = (shapely.point_on_surface(geoms[usable]) if level == "building"
+                      else geoms[usable])  # fmt: skip
+    rest = present & ~usable
+    coords, owner = shapely.get_coordinates(geoms[rest], return_index=True)
+    points[rest] = shapely.points(coords[np.unique(owner, return_index=True)[1]])
+    at = {i: (float(p.x), float(p.y)) for i, p in zip(wanted, points, strict=True)
+          if p is not None}  # fmt: skip
+    for finding in findings:
+        if finding.index in at and finding.location is None:
+            finding.location = at[finding.index]
 
 
 def _missing(values: pd.Series) -> np.ndarray:
@@ -177,7 +216,30 @@ def _check_required(frame: pd.DataFrame, level: str, fields: dict[str, str | Non
                         int(i), codes[i]))  # fmt: skip
 
 
-def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
+def text_limits(level: str) -> dict[str, int]:
+    """The length of each VARCHAR column of ``level``'s table, as its model declares it
+    (TEXT columns have none)."""
+    columns = MODELS[level].__table__.columns  # type: ignore[attr-defined]
+    return {c.name: c.type.length for c in columns
+            if isinstance(c.type, sa.String) and c.type.length is not None}  # fmt: skip
+
+
+def _check_lengths(frame: pd.DataFrame, limits: dict[str, int], fields: dict[str, str | None],
+                   add: Any) -> None:  # fmt: skip
+    """An error for each text value longer than its column holds: COPY would otherwise
+    end the dry run with PostgreSQL's StringDataRightTruncation."""
+    codes = frame.code.to_numpy(dtype=object)
+    for column, limit in limits.items():
+        if column not in frame.columns:
+            continue
+        for i, value in enumerate(frame[column].to_numpy(dtype=object)):
+            if isinstance(value, str) and len(value) > limit:
+                add(Finding("error", "too_long", f"{column} is {len(value)} characters, longer "
+                            f"than the {limit} its column holds (field {fields.get(column)!r})",
+                            i, codes[i]))  # fmt: skip
+
+
+def _check_codes(frame: pd.DataFrame, field: str | None, limit: int | None, add: Any) -> None:
     codes = pd.Series(frame.code.to_numpy(dtype=object), dtype=object)
     for i in np.flatnonzero(codes.isna().to_numpy()):
         add(Finding("error", "malformed_code", f"code is empty (field {field!r})", int(i), None))
@@ -186,9 +248,11 @@ def _check_codes(frame: pd.DataFrame, field: str | None, add: Any) -> None:
     for i in np.flatnonzero(duplicate):
         add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}",
                     int(i), codes[i]))  # fmt: skip
-    too_long = codes.notna().to_numpy() & (codes.fillna("").str.len() > 32).to_numpy()
+    if limit is None:
+        return
+    too_long = codes.notna().to_numpy() & (codes.fillna("").str.len() > limit).to_numpy()
     for i in np.flatnonzero(too_long):
-        add(Finding("error", "malformed_code", "code is longer than 32 characters",
+        add(Finding("error", "malformed_code", f"code is longer than {limit} characters",
                     int(i), codes[i]))  # fmt: skip
 
 
@@ -266,7 +330,7 @@ def _check_buildings(frame: pd.DataFrame, add: Any) -> None:
     for i, value in enumerate(floors):
         if value is None:
             parsed.append(1)
-        elif str(value).isdigit() and 0 < int(value) < 1000:
+        elif _ascii_digits(str(value)) and 0 < int(value) < 1000:
             parsed.append(int(value))
         else:
             parsed.append(1)
@@ -275,6 +339,11 @@ def _check_buildings(frame: pd.DataFrame, add: Any) -> None:
     frame["floors"] = parsed
     frame["address"] = frame.address.where(frame.address.notna(), "")
     frame["use"] = frame.use.where(frame.use.notna(), "residential")
+
+
+def _ascii_digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only (``str.isdigit`` takes '５' and '²' too)."""
+    return text.isascii() and text.isdigit()
 
 
 def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -> None:
@@ -307,7 +376,9 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
         if state is not None and state not in FACILITY_STATES:
             add(Finding("error", "bad_value", f"state {state!r} is not one of intact, damaged, "
                         "lost, removed (完好, 损坏/破损, 丢失, 移除/拆除)", i, code))  # fmt: skip
-        states.append(FACILITY_STATES.get(state, state) if state is not None else "intact")
+        # an unknown state (an error above) is dropped: checked for length, it would be
+        # reported twice
+        states.append(FACILITY_STATES.get(state) if state is not None else "intact")
         majors.append(major)
         minors.append(minor)
         owners.append(owner)
@@ -361,6 +432,9 @@ def _read_csv(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
+        if asked and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+            refuse_mojibake([data], normalise_encoding(asked), path.name, path.name, True,
+                            fix="")  # fmt: skip
         frame = _parse_csv(text, path.name)
         return frame.replace("", None), "UTF-8" if encoding == "utf-8-sig" else encoding
     raise InvalidInputError(
@@ -438,10 +512,8 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
 _STAGE = "CREATE TEMP TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
 _DIFF = """
 SELECT count(*) FILTER (WHERE t.code IS NULL),
-       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL
-                                 AND ({old}) IS DISTINCT FROM ({new})),
-       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL
-                                 AND ({old}) IS NOT DISTINCT FROM ({new})),
+       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL AND ({changed})),
+       array_agg(s.code) FILTER (WHERE t.code IS NOT NULL AND NOT ({changed})),
        (SELECT count(*) FROM {table} k WHERE NOT EXISTS (
             SELECT 1 FROM {stage} x WHERE x.code = k.code))
 FROM {stage} s LEFT JOIN {table} t ON t.code = s.code
@@ -449,7 +521,7 @@ FROM {stage} s LEFT JOIN {table} t ON t.code = s.code
 _UPSERT = """
 WITH up AS (
     INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}
-    ON CONFLICT (code) DO UPDATE SET {updates} WHERE ({old}) IS DISTINCT FROM ({excluded})
+    ON CONFLICT (code) DO UPDATE SET {updates} WHERE {changed}
     RETURNING id
 )
 SELECT count(*) FROM up
@@ -473,8 +545,8 @@ def _staged_diff(conn: psycopg.Connection, plan: FeaturePlan, stage: str, names:
     """What upserting the staged rows does: inserted, updated, unchanged, and how many
     stored rows the file does not name (kept as they are)."""
     table = TABLES[plan.level]
-    row = conn.execute(_DIFF.format(table=table, stage=stage, old=_compared(names, "t"),
-                                    new=_compared(names, "s"))).fetchone()  # fmt: skip
+    row = conn.execute(_DIFF.format(table=table, stage=stage, changed=_changed(names, "t", "s")),
+                       {"within": SAME_WITHIN_DEG}).fetchone()  # fmt: skip
     assert row is not None
     inserted, updated, unchanged, kept = int(row[0]), row[1] or [], row[2] or [], int(row[3])
     if plan.level == "worker":  # their grids live in worker_assignments
@@ -484,12 +556,32 @@ def _staged_diff(conn: psycopg.Connection, plan: FeaturePlan, stage: str, names:
             "kept_not_in_file": kept}  # fmt: skip
 
 
-def _compared(names: list[str], alias: str) -> str:
-    """The columns that say whether a stored row changes, for a row comparison: the
-    geometry up to ring orientation and start (files wind rings their own way), its
-    derived Web Mercator copy left out."""
-    return ", ".join(f"ST_Normalize({alias}.{c})" if c == "geom" else f"{alias}.{c}"
-                     for c in names if c not in ("code", "geom_3857"))  # fmt: skip
+_SAME_GEOM = """CASE WHEN ST_Normalize({old}.geom) = ST_Normalize({new}.geom) THEN TRUE
+    ELSE ST_NPoints({old}.geom) = ST_NPoints({new}.geom)
+         AND ST_HausdorffDistance({old}.geom, {new}.geom) <= %(within)s END"""
+"""Whether two geometries are the same feature: equal up to ring orientation and start
+(files wind rings their own way), or, only where that fails (CASE evaluates in order),
+with as many vertices, each within ``within`` degrees of the other's outline.
+
+GeoJSON's 15 significant digits and re-projection round trips move vertices by
+~1e-14°. Not ST_OrderingEquals on ST_SnapToGrid'ed copies: two values 1e-15 apart can
+snap to neighbouring cells, and ST_Normalize picks its start vertex by the lowest
+coordinate, which such noise can flip between two vertices on a vertical edge. The
+discrete Hausdorff distance is indifferent to both; with equal vertex counts it only
+lets through a vertex moved along its own outline, which leaves the shape as it was."""
+
+
+def _changed(names: list[str], old: str, new: str) -> str:
+    """SQL that is true where row ``new`` changes stored row ``old``: an attribute
+    differs, or the geometry is not the same (:data:`_SAME_GEOM`, within
+    :data:`~gridmap.ingest.compare.SAME_WITHIN_DEG`; bound as ``%(within)s``); the
+    derived Web Mercator copy is left out."""
+    attributes = [c for c in names if c not in ("code", "geom", "geom_3857")]
+    changed = (f"({', '.join(f'{old}.{c}' for c in attributes)}) IS DISTINCT FROM "
+               f"({', '.join(f'{new}.{c}' for c in attributes)})")  # fmt: skip
+    if "geom" in names:
+        changed += f" OR NOT ({_SAME_GEOM.format(old=old, new=new)})"
+    return f"({changed})"
 
 
 def _workers_with_other_grids(conn: psycopg.Connection, frame: pd.DataFrame,
@@ -538,7 +630,7 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
         conn.execute(_UPSERT.format(
             table=table, stage=stage, columns=", ".join(names),
             updates=", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != "code"),
-            old=_compared(names, table), excluded=_compared(names, "EXCLUDED")))  # fmt: skip
+            changed=_changed(names, table, "EXCLUDED")), {"within": SAME_WITHIN_DEG})  # fmt: skip
         if plan.level == "worker":
             _replace_assignments(conn, plan.frame)
     report.committed = True

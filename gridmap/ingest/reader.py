@@ -19,7 +19,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,7 +31,9 @@ import pyarrow.compute as pc
 import pyogrio
 import shapely
 from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
 from pyproj.exceptions import CRSError, ProjError
+from pyproj.transformer import TransformerGroup
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
@@ -112,6 +114,8 @@ class LayerRead:
     wkb: np.ndarray | None = None
     """Per feature, its 2D little-endian WKB as read, where the reader had it for free
     (None entries elsewhere); None when the geometry was reprojected."""
+    crs_warnings: list[str] = field(default_factory=list)
+    """Those of ``warnings`` about the CRS (the others are about text encoding)."""
 
 
 @gc_paused()  # CPU work on one file: no database, no lock waits
@@ -151,7 +155,9 @@ def read_layer(
     _check_size(path, options.max_bytes)
     with tempfile.TemporaryDirectory(prefix="gridmap-import-") as tmp:
         target = _unpack(path, Path(tmp), options.max_bytes) if _is_zip(path) else path
-        dataset = _find_dataset(target, level, path)
+        dataset, named_by_layer = _find_dataset(target, level, path, options.layer)
+        if named_by_layer:  # --layer named the file; it names no layer inside it
+            options = replace(options, layer=None)
         report(0.1, f"reading {dataset.name}")
         return _read_dataset(dataset, level, options, path.name, report)
 
@@ -188,8 +194,9 @@ def _unpack(path: Path, into: Path, max_bytes: int) -> Path:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-            for info in members:
-                _refuse_escape(path, info.filename)
+            names = [_member_name(info) for info in members]
+            for name in names:
+                _refuse_escape(path, name)  # the names extraction will use
             total = sum(info.file_size for info in members)
             if total > max_bytes:
                 raise InvalidInputError(
@@ -199,13 +206,39 @@ def _unpack(path: Path, into: Path, max_bytes: int) -> Path:
             broken = archive.testzip()
             if broken is not None:
                 raise InvalidInputError(f"{path.name}: member {broken} is corrupt (bad CRC)")
-            archive.extractall(into)
+            for info, name in zip(members, names, strict=True):
+                info.filename = name  # after testzip, which looks members up by name
+            archive.extractall(into, members)  # ZipInfos: extracted under their names
     except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
         raise InvalidInputError(
             f"{path.name}: not a readable zip file ({exc}); is it truncated?",
             details=[{"file": path.name, "problem": "corrupt_zip"}],
         ) from None
     return into
+
+
+_UTF8_NAME = 0x800
+"""Zip general-purpose flag bit 11: the member name is UTF-8."""
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its maker wrote it. Without the UTF-8 flag, zipfile decodes
+    names as CP437, the zip standard's default, but no one in China writes that:
+    Info-ZIP and macOS write UTF-8 bytes without the flag, the Windows Explorer writes
+    the ANSI code page (GBK on Chinese Windows). Non-ASCII names are tried as UTF-8
+    first (GBK bytes are rarely valid UTF-8, the reverse is common), then GBK, and
+    left as CP437 when neither fits. ASCII bytes decode alike in all three, so
+    ``/``, ``\\`` and ``..`` are where they were."""
+    name = info.filename
+    if info.flag_bits & _UTF8_NAME or name.isascii():
+        return name
+    raw = name.encode("cp437")
+    for encoding in ("utf-8", "gbk"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return name
 
 
 def _refuse_escape(archive: Path, member: str) -> None:
@@ -217,27 +250,46 @@ def _refuse_escape(archive: Path, member: str) -> None:
         )
 
 
-def _find_dataset(target: Path, level: str, original: Path) -> Path:
+def _find_dataset(target: Path, level: str, original: Path, asked: str | None
+                  ) -> tuple[Path, bool]:  # fmt: skip
+    """The dataset to read in ``target`` (a file, or a folder or unpacked zip), and
+    whether ``asked`` (``--layer``) chose it among several, by file name with or
+    without its suffix (case-insensitive when that is unambiguous)."""
     if target.is_file():
         if target.suffix.lower() not in SUFFIXES:
             raise InvalidInputError(
                 f"{original.name}: unknown format {target.suffix!r}; expected one of "
                 f"{', '.join(sorted({*SUFFIXES, '.zip'}))}"
             )
-        return target
+        return target, False
     found = sorted(p for p in target.rglob("*")
                    if p.suffix.lower() in SUFFIXES and not _mac_metadata(p.relative_to(target)))
     if not found:
         raise InvalidInputError(f"{original.name}: holds no shapefile, GeoPackage or GeoJSON")
     if len(found) == 1:
-        return found[0]
+        return found[0], False
+    names = ", ".join(p.name for p in found)
+    if asked is not None:
+        chosen = ([p for p in found if asked in (p.stem, p.name)]
+                  or [p for p in found if asked.lower() in (p.stem.lower(), p.name.lower())])
+        if len(chosen) == 1:
+            return chosen[0], True
+        raise InvalidInputError(
+            f"{original.name}: holds {'several datasets' if chosen else 'no dataset'} named "
+            f"{asked!r} (--layer); its datasets are {names}",
+            details=[{"file": original.name, "problem": "no_such_layer",
+                      "layers": [p.name for p in found]}],
+        )  # fmt: skip
     named = [p for p in found if p.stem.lower() in (level, LEVEL_PLURALS[level])]
     if len(named) == 1:
-        return named[0]
+        return named[0], False
     raise InvalidInputError(
-        f"{original.name}: holds several datasets ({', '.join(p.name for p in found)}); "
-        f"name one, or call the {level} file {level}.shp"
-    )
+        f"{original.name}: holds several datasets ({names}); name the one to import with "
+        f"--layer (its file name without the suffix, e.g. --layer {found[0].stem}), or call "
+        f"the {level} file {level}.shp",
+        details=[{"file": original.name, "problem": "several_datasets",
+                  "layers": [p.name for p in found]}],
+    )  # fmt: skip
 
 
 def _mac_metadata(path: Path) -> bool:
@@ -333,10 +385,11 @@ def _read_dataset(
         report(0.8, f"reprojected from {shown}")
     frame = frame.set_crs(STORAGE_CRS, allow_override=True)
     _check_range(frame.geometry.to_numpy(), label)
+    crs_warnings = _datum_warnings(crs, shown, frame.total_bounds)
     if level in AREA_LEVELS and level != "district" and not mapping["parent"]:
         mapping = {**mapping, "parent": PARENT_BY_PREFIX}
     return LayerRead(frame, label, driver, shown, note, read.encoding, mapping, z_dropped,
-                     m_dropped, notes, wkb)  # fmt: skip
+                     m_dropped, [*notes, *crs_warnings], wkb, crs_warnings)  # fmt: skip
 
 
 def _read_raw(dataset: Path, driver: str, level: str, options: ReadOptions, label: str) -> _Raw:
@@ -472,7 +525,7 @@ def _read_utf8_dataset(
         utf8 = _is_utf8(raw)
     except UnicodeDecodeError:  # field names are decoded while reading
         raw, utf8 = None, False
-    encoding = _normalise_encoding(asked) if asked else "UTF-8"
+    encoding = normalise_encoding(asked) if asked else "UTF-8"
     if utf8 and raw is not None:
         ignored = [] if encoding == "UTF-8" else [
             f"--encoding {asked} ignored: the text of {dataset.name} is valid UTF-8, "
@@ -528,8 +581,8 @@ def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str
         if pc.any(non_ascii).as_py():
             foreign[name] = (values, pc.unique(pc.filter(values, non_ascii)))
     blobs = [b for _, distinct in foreign.values() for b in distinct.to_pylist()]
-    encoding = _normalise_encoding(declared) if declared else _guess_encoding(blobs)
-    _refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
+    encoding = normalise_encoding(declared) if declared else _guess_encoding(blobs)
+    refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
     for name, (values, distinct) in foreign.items():
         texts = _decode_all([b.decode("latin1") for b in distinct.to_pylist()], encoding)
         decoded = pa.array([t.encode("utf-8") for t in texts], type=pa.binary())
@@ -622,12 +675,13 @@ def _parents_by_prefix(codes: np.ndarray, level: str) -> np.ndarray:
         return out
     parent, own = CODE_LENGTHS[LEVEL_ORDER[depth - 1]], CODE_LENGTHS[Level(level)]
     for i, code in enumerate(codes):
-        if isinstance(code, str) and len(code) == own and code.isdigit():
+        if isinstance(code, str) and len(code) == own and code.isascii() and code.isdigit():
             out[i] = code[:parent]
     return out
 
 
-def _normalise_encoding(name: str) -> str:
+def normalise_encoding(name: str) -> str:
+    """``name`` as Python knows it (cp936 → GBK, utf8 → UTF-8); unknown names refused."""
     upper = name.upper().replace("_", "-")
     aliases = {"UTF8": "UTF-8", "936": "GBK", "CP936": "GBK", "GB2312": "GBK", "65001": "UTF-8",
                "ANSI 936": "GBK", "GB18030": "GB18030", "1252": "CP1252"}  # fmt: skip
@@ -649,9 +703,14 @@ def _guess_encoding(blobs: list[bytes]) -> str:
     return "UTF-8"
 
 
-def _refuse_mojibake(
-    blobs: list[bytes], encoding: str, label: str, filename: str, declared: bool
+def refuse_mojibake(
+    blobs: list[bytes], encoding: str, label: str, filename: str, declared: bool,
+    *, fix: str = " (or fix the .cpg)",
 ) -> None:
+    """Refuse text that is not valid in ``encoding``, or, when ``encoding`` was declared
+    (a .cpg, ``--encoding``), non-ASCII text that is valid UTF-8 although another
+    encoding was declared: read that way it would be mojibake. ``fix``: what else
+    the message suggests besides ``--encoding UTF-8``."""
     non_ascii = [b for b in blobs if not b.isascii()]
     for blob in non_ascii:
         try:
@@ -673,7 +732,7 @@ def _refuse_mojibake(
             return
         raise InvalidInputError(
             f"{label}: text in {filename} is UTF-8 but was declared {encoding}; reading it "
-            "that way would garble the names — pass --encoding UTF-8 (or fix the .cpg)",
+            f"that way would garble the names — pass --encoding UTF-8{fix}",
             details=[{"file": filename, "problem": "encoding", "encoding": encoding}],
         )
 
@@ -848,6 +907,39 @@ def _choose_crs(
         f"not longitude/latitude; pass --source-crs ({_crs_hint(geoms)})",
         details=[{"file": label, "problem": "no_crs"}],
     )
+
+
+SAME_AS_STORAGE_DATUMS = ("World Geodetic System 1984", "China 2000")
+"""Datums (name prefixes, as PROJ names them) taken as the storage CRS's: CGCS2000 and
+WGS 84 differ by centimetres."""
+
+
+def _datum_warnings(crs: CRS, shown: str, bounds: np.ndarray) -> list[str]:
+    """A warning when ``crs`` is on another datum (Xian 1980, Beijing 1954, …) that PROJ
+    can only take to WGS 84 by a ballpark transformation (no datum shift) where the
+    features lie (``bounds``, lon/lat): they land tens of metres, up to ~100 m, off.
+
+    Asked of PROJ rather than listed by EPSG code: any CRS on such a datum is caught,
+    and one with a real datum shift (a TOWGS84 in its .prj, or an EPSG transformation
+    covering the area) is not."""
+    geodetic = crs.geodetic_crs
+    datum = geodetic.datum.name if geodetic is not None and geodetic.datum else ""
+    if not datum or datum.startswith(SAME_AS_STORAGE_DATUMS):
+        return []
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    area = AreaOfInterest(x0, y0, x1, y1)
+    # pyproj's stub names its private twin of pyproj.aoi.AreaOfInterest, the public one
+    group = TransformerGroup(crs, STORAGE_CRS, always_xy=True,
+                             area_of_interest=area)  # type: ignore[arg-type]
+    best = next(iter(group.transformers), None)
+    if best is not None and not any(op.has_ballpark_transformation
+                                    for op in best.operations or ()):  # fmt: skip
+        return []
+    return [f"{shown} is on the {datum} datum, which PROJ converts to CGCS2000/WGS 84 "
+            "without a datum shift (a ballpark transformation): positions may be off by "
+            "tens of metres, up to ~100 m. Convert the data to CGCS2000 first with a "
+            "surveyed 7-parameter transformation (e.g. the local surveying bureau's), "
+            "then import it"]  # fmt: skip
 
 
 def _looks_lonlat(geoms: np.ndarray) -> bool:

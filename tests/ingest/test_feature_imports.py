@@ -415,3 +415,158 @@ def test_fix_repairs_a_building_into_one_polygon_or_says_it_cannot(
     found = {(f.index, f.severity) for f in fixed.findings if f.check == "invalid_geometry"}
     assert found == {(0, "warning"), (1, "error")}
     assert "does not give one polygon" in str([f.message for f in fixed.findings])
+
+
+# --- audit 2 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", ["、", "；", ";", ",", " "])
+def test_worker_grids_may_be_separated_by_an_enumeration_comma(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, separator: str
+) -> None:
+    grids = sample_city.level("grid").code.iloc[:2].tolist()
+    csv = tmp_path / "workers.csv"
+    csv.write_text(f'code,name,role,grids\nW-SEP-1,张三,专职,"{separator.join(grids)}"\n',
+                   encoding="utf-8")  # fmt: skip
+    done = import_file(city_conn, csv, "worker", commit=True)
+    assert done.errors == 0, done.to_text()
+    assert _rows(city_conn, "SELECT a.grid_code FROM workers w JOIN worker_assignments a ON "
+                 "a.worker_id = w.id WHERE w.code = 'W-SEP-1' ORDER BY 1") == [
+                     (g,) for g in sorted(grids)]  # fmt: skip
+
+
+def test_full_width_digits_are_not_digits(
+    city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """'５' passes str.isdigit() and \\d, but no column or code takes it."""
+    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+    facilities = _facilities(sample_city, 2)
+    frame = pd.DataFrame({"code": [facilities.code[0].translate(full_width), facilities.code[1]],
+                          "name": ["井盖", "井盖"], "state": ["intact", "intact"],
+                          "geometry": facilities.geometry.tolist()})  # fmt: skip
+    grids = features._active_grids(city_conn)
+    report = _bare_report(frame, "facility")
+    features._check_frame(city_conn, frame, "facility", grids, report)
+    assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
+        [("malformed_code", 0)]  # fmt: skip
+    buildings = _buildings(sample_city, 2).rename(columns={"BM": "code", "地址": "address",
+                                                           "FLOORS": "floors", "USE": "use"})
+    buildings["floors"] = ["５", "5"]
+    report = _bare_report(buildings, "building")
+    features._check_frame(city_conn, buildings, "building", grids, report)
+    assert [(f.check, f.index) for f in report.findings if f.severity == "error"] == \
+        [("bad_value", 0)]  # fmt: skip
+
+
+def test_text_longer_than_its_column_is_a_finding_not_a_database_error(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _buildings(sample_city, 3)
+    frame.loc[1, "USE"] = "residential and commercial mixed use"  # 36 > 32
+    frame.loc[2, "BM"] = "B" * 33
+    path = tmp_path / "buildings.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "building")
+    errors = {(f.check, f.index): f.message for f in report.findings if f.severity == "error"}
+    assert set(errors) == {("too_long", 1), ("malformed_code", 2)}, report.to_text()
+    assert errors[("too_long", 1)] == "use is 36 characters, longer than the 32 its column " \
+        "holds (field 'USE')"  # fmt: skip
+    assert "longer than 32" in errors[("malformed_code", 2)]
+    grid = sample_city.level("grid").code.iloc[0]
+    csv = tmp_path / "workers.csv"
+    csv.write_text(f"code,name,phone,role,grid_code\nWX1,张三,13800000000;13900000000,full_time,"
+                   f"{grid}\nWX2,李四,13800000000,full_time,{grid}\n", encoding="utf-8")
+    report = import_file(city_conn, csv, "worker")
+    assert [(f.check, f.index, f.message) for f in report.findings] == [
+        ("too_long", 0, "phone is 23 characters, longer than the 20 its column holds "
+         "(field 'phone')")]  # fmt: skip
+
+
+def test_text_limits_come_from_the_models() -> None:
+    assert features.text_limits("worker") == {"code": 32, "phone": 20, "role": 16}
+    assert features.text_limits("building")["use"] == 32
+    assert "name" not in features.text_limits("facility")  # TEXT: no limit
+
+
+def test_every_feature_finding_has_a_location(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _buildings(sample_city, 3)
+    frame.loc[0, "FLOORS"] = -1
+    x0, y0, x1, y1 = frame.geometry[1].bounds
+    frame.loc[1, "geometry"] = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
+    path = tmp_path / "buildings.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "building")
+    located = {(f.check, f.index): f.location for f in report.findings}
+    inside = shapely.point_on_surface(frame.geometry[0])
+    assert located[("bad_value", 0)] == pytest.approx((inside.x, inside.y))
+    assert located[("invalid_geometry", 1)] == pytest.approx((x0, y0))  # a vertex: not valid
+    facilities = _facilities(sample_city, 2).assign(state=["intact", "坏了"])
+    path = tmp_path / "facilities.gpkg"
+    pyogrio.write_dataframe(facilities, path, driver="GPKG")
+    report = import_file(city_conn, path, "facility")
+    point = facilities.geometry[1]
+    assert [(f.check, f.location) for f in report.findings] == [("bad_value", (point.x, point.y))]
+
+
+@pytest.mark.parametrize("delivery", ["buildings.geojson", "buildings_4545.gpkg",
+                                      "facilities.geojson"])  # fmt: skip
+def test_a_round_trip_within_a_tenth_of_a_millimetre_is_not_a_change(
+    tmp_path: Path, city_conn: psycopg.Connection, delivery: str
+) -> None:
+    """GeoJSON writes 15 significant digits and a re-projection adds ~1e-14° of noise:
+    neither is an update (nor rewritten at commit); a vertex moved 1e-6° (~0.1 m) is."""
+    from gridmap.ingest.export import export_layer, read_export_frame
+
+    level = "facility" if delivery.startswith("facilities") else "building"
+    path = tmp_path / delivery
+    if delivery.endswith(".geojson"):
+        export_layer(city_conn, level, path)
+        exported = gpd.read_file(path)
+    else:
+        exported = read_export_frame(city_conn, level).to_crs(4545)
+    moved = exported.geometry[3]
+    exported.loc[3, "geometry"] = shapely.affinity.translate(
+        moved, *((1e-6, 0) if delivery.endswith(".geojson") else (0.1, 0)))
+    pyogrio.write_dataframe(exported, path, driver="GPKG" if path.suffix == ".gpkg" else None)
+    table = features.TABLES[level]
+    versions = dict(_rows(city_conn, f"SELECT code, xmin::text FROM {table}"))
+    city_conn.rollback()
+    dry = import_file(city_conn, path, level)
+    assert dry.errors == 0, dry.to_text()
+    expected = {"inserted": 0, "updated": 1, "unchanged": len(exported) - 1,
+                "kept_not_in_file": 0}  # fmt: skip
+    assert dry.diff == expected
+    done = import_file(city_conn, path, level, commit=True)
+    assert done.diff == expected
+    rewritten = {c for c, v in _rows(city_conn, f"SELECT code, xmin::text FROM {table}")
+                 if versions[c] != v}  # fmt: skip
+    assert rewritten == {exported.code[3]}
+
+
+def test_utf8_worker_csv_declared_gbk_is_refused(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    grid = sample_city.level("grid").code.iloc[0]
+    csv = tmp_path / "workers.csv"
+    csv.write_text(f"code,name,role,grid_code\nW-U-1,王五,专职,{grid}\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"workers.csv: text in workers.csv is UTF-8 but "
+                       r"was declared GBK.*--encoding UTF-8"):  # fmt: skip
+        import_file(city_conn, csv, "worker", options=ReadOptions(encoding="gbk"))
+    for encoding in ("UTF-8", "utf-8-sig", "utf8"):
+        report = import_file(city_conn, csv, "worker", options=ReadOptions(encoding=encoding))
+        assert report.errors == 0, report.to_text()
+    csv.write_bytes(f"code,name,role,grid_code\nW-G-1,王五,专职,{grid}\n".encode("gbk"))
+    report = import_file(city_conn, csv, "worker", options=ReadOptions(encoding="GBK"))
+    assert report.errors == 0 and report.encoding == "GBK"
+
+
+def test_an_old_datum_is_a_crs_warning_in_the_report(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    path = tmp_path / "buildings.shp"
+    pyogrio.write_dataframe(_buildings(sample_city, 3).to_crs(2383), path)
+    report = import_file(city_conn, path, "building")
+    assert [(f.severity, f.check) for f in report.findings] == [("warning", "crs")]
+    assert "Xian 1980" in report.findings[0].message

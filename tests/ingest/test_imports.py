@@ -589,6 +589,24 @@ def test_export_refuses_what_it_cannot_write_faithfully(
         parse_bbox("a,b,c,d")
 
 
+@pytest.mark.parametrize("encoding", ["UTF-8", "GBK"])
+def test_export_refuses_text_a_shapefile_would_truncate(
+    tmp_path: Path, city_conn: psycopg.Connection, encoding: str
+) -> None:
+    code = _one(city_conn, "SELECT min(code) FROM areas WHERE level = 'grid'")
+    long_name = "网格" * 79 + "甲"  # 159 characters: 477 bytes in UTF-8, 318 in GBK
+    city_conn.execute("UPDATE areas SET name = %s WHERE code = %s", (long_name, code))
+    size = len(long_name.encode(encoding))
+    with pytest.raises(InvalidInputError, match=rf"\(254 bytes\).*#\d+ \(code {code}\) name is "
+                       rf"{size} bytes in {encoding}.*GeoPackage.*GeoJSON") as refused:  # fmt: skip
+        export_layer(city_conn, "grid", tmp_path / "g.zip", encoding=encoding)
+    assert refused.value.details[0] == {"index": refused.value.details[0]["index"],
+                                        "code": code, "field": "name", "bytes": size}
+    assert not (tmp_path / "g.zip").exists()
+    out, _ = export_layer(city_conn, "grid", tmp_path / "g.gpkg")
+    assert long_name in set(read_layer(out, "grid").frame.name)
+
+
 @pytest.mark.parametrize("crs", [4545, 4523, 3857])
 def test_reprojection_noise_is_not_a_change(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, crs: int

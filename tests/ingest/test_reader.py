@@ -273,3 +273,81 @@ def test_zero_byte_file_says_it_is_empty(tmp_path: Path, name: str) -> None:
     path.write_bytes(b"")
     with pytest.raises(InvalidInputError, match=rf"^{name}: the file is empty \(0 bytes\)"):
         read_layer(path, "grid")
+
+
+def test_full_width_codes_get_no_parent_by_prefix(tmp_path: Path, sample_city: SampleCity
+                                                  ) -> None:  # fmt: skip
+    frame = _grids(sample_city, 2).drop(columns="parent")
+    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+    frame.loc[0, "code"] = frame.code[0].translate(full_width)
+    read = read_layer(_geojson(frame, tmp_path / "grid.geojson"), "grid")
+    assert read.frame.parent_code.tolist() == [None, frame.code[1][:12]]
+
+
+class _UnflaggedName(zipfile.ZipInfo):
+    """A member whose name is written in ``encoding`` without the UTF-8 flag, as the
+    Windows Explorer (GBK on Chinese Windows) and Info-ZIP (UTF-8 bytes) write them."""
+
+    encoding = "gbk"
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 (zipfile's name)
+        return self.filename.encode(self.encoding), self.flag_bits & ~0x800
+
+
+def _zip_unflagged(archive: Path, parts: dict[str, bytes], encoding: str) -> Path:
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, data in parts.items():
+            info = _UnflaggedName(name)
+            info.encoding = encoding
+            z.writestr(info, data)
+    return archive
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
+def test_zip_of_several_shapefiles_names_them_and_layer_picks_one(
+    tmp_path: Path, sample_city: SampleCity, encoding: str
+) -> None:
+    frame = _grids(sample_city)
+    parts = {}
+    for stem, rows in (("网格_旧", frame.iloc[:2]), ("网格_新", frame.iloc[2:])):
+        shp = _shapefile(rows, tmp_path / stem)
+        parts.update({f"{stem}{p.suffix}": p.read_bytes() for p in shp.parent.iterdir()})
+    archive = _zip_unflagged(tmp_path / "grids.zip", parts, encoding)
+    with pytest.raises(InvalidInputError, match=r"grids.zip: holds several datasets \(网格_新.shp, "
+                       r"网格_旧.shp\); name the one to import with --layer"):  # fmt: skip
+        read_layer(archive, "grid")
+    read = read_layer(archive, "grid", ReadOptions(layer="网格_新"))
+    assert read.frame.code.tolist() == frame.code.iloc[2:].tolist()
+    with pytest.raises(InvalidInputError, match=r"no dataset named '网格' \(--layer\)"):
+        read_layer(archive, "grid", ReadOptions(layer="网格"))
+    named = tmp_path / "folder"
+    named.mkdir()
+    for name, data in parts.items():
+        (named / name).write_bytes(data)
+    read = read_layer(named, "grid", ReadOptions(layer="网格_旧.shp"))
+    assert read.frame.code.tolist() == frame.code.iloc[:2].tolist()
+
+
+@pytest.mark.parametrize("member", ["../网格.shp", "/tmp/网格.shp", "a\\..\\..\\网格.shp"])
+def test_zip_slip_is_refused_in_redecoded_names(tmp_path: Path, member: str) -> None:
+    archive = _zip_unflagged(tmp_path / "slip.zip", {member: b"x"}, "gbk")
+    with pytest.raises(InvalidInputError, match="zip slip"):
+        read_layer(archive, "grid")
+
+
+@pytest.mark.parametrize(("crs", "datum"), [(2383, "Xian 1980"), (2431, "Beijing 1954"),
+                                            (4214, "Beijing 1954"), (4545, None),
+                                            (4490, None), (3857, None)])  # fmt: skip
+def test_old_chinese_datums_are_read_with_a_warning(
+    tmp_path: Path, sample_city: SampleCity, crs: int, datum: str | None
+) -> None:
+    """PROJ takes Xian 1980 and Beijing 1954 to WGS 84 with no datum shift ('ballpark'):
+    tens of metres off. CGCS2000 is treated as WGS 84 (centimetres)."""
+    frame = _grids(sample_city).to_crs(crs)
+    read = read_layer(_shapefile(frame, tmp_path / "src"), "grid")
+    if datum is None:
+        assert read.warnings == [] and read.crs_warnings == []
+        return
+    assert read.crs_warnings == read.warnings and len(read.warnings) == 1
+    assert f"EPSG:{crs}" in read.warnings[0] and datum in read.warnings[0]
+    assert "100 m" in read.warnings[0] and "7-parameter" in read.warnings[0]
