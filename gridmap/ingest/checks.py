@@ -236,7 +236,7 @@ def check_layer(
             add(Finding("warning", "z_m_dropped", f"{dropped} values dropped{others}", i,
                         codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
     for message in read.warnings:
-        add(Finding("warning", "encoding", message))
+        add(Finding("warning", "crs" if message in read.crs_warnings else "encoding", message))
     if len(frame) == 0:
         add(Finding("error", "no_features", f"the file holds no features: publishing it "
                     f"would remove every active {level}"))  # fmt: skip

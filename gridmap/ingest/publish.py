@@ -32,6 +32,7 @@ from gridmap.ingest.checks import (
     Thresholds,
     check_layer,
     error_details,
+    locations,
 )
 from gridmap.ingest.compare import (
     Diff,
@@ -209,11 +210,13 @@ def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: D
         ))  # fmt: skip
     if report.level == "grid" and diff.added.size:
         codes = frame.code.to_numpy(dtype=object)[diff.added]
+        first = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.added[:1]]
         report.findings.append(Finding(
             "warning", "no_worker",
             f"{codes.size:,} new grid(s) have no grid worker yet (e.g. "
             f"{', '.join(map(str, codes[:3]))}): their events go to the community's grid "
-            "leader until workers are assigned (gridmap import worker)", None,
+            "leader until workers are assigned (gridmap import worker)", None, codes[0],
+            locations(first)[0],
         ))  # fmt: skip
     for stranded in diff.stranded:
         report.findings.append(Finding(

@@ -746,3 +746,11 @@ def test_new_grids_are_said_to_have_no_worker_yet(
     report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
     warned = [f.message for f in report.findings if f.check == "no_worker"]
     assert len(warned) == 1 and new_code in warned[0] and warned[0].startswith("1 new grid")
+
+
+def test_a_ballpark_datum_is_a_crs_warning_in_an_area_report(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    path = _write(_grids(sample_city).to_crs(2383), tmp_path / "grid.shp")  # Xian 1980
+    report = import_file(city_conn, path, "grid")
+    assert [f.check for f in report.findings if "Xian 1980" in f.message] == ["crs"]
