@@ -255,14 +255,16 @@ def serve(
 @friendly_errors
 def import_(
     level: Annotated[str, typer.Argument(help="an area level, building, facility or worker")],
-    path: Annotated[Path, typer.Argument(help=".shp, folder, .zip, .gpkg, .geojson, .fgb")],
+    path: Annotated[Path, typer.Argument(help=".shp, folder, .zip, .gpkg, .geojson, .fgb; "
+                                              "workers also .csv")],
     commit: Annotated[bool, typer.Option("--commit", help="publish (default: dry run)")] = False,
     code_field: Annotated[str | None, typer.Option(help="field with the code")] = None,
     name_field: Annotated[str | None, typer.Option(help="field with the name")] = None,
     parent_field: Annotated[str | None, typer.Option(help="field with the parent code")] = None,
     encoding: Annotated[str | None, typer.Option(help="text encoding (default: .cpg)")] = None,
     source_crs: Annotated[str | None, typer.Option(help="the CRS (overrides .prj)")] = None,
-    layer: Annotated[str | None, typer.Option(help="GeoPackage layer")] = None,
+    layer: Annotated[str | None, typer.Option(help="GeoPackage layer, or a dataset in a "
+                                                   ".zip or folder")] = None,
     fix: Annotated[bool, typer.Option("--fix", help="repair invalid geometry")] = False,
     sliver_m2: Annotated[float, typer.Option(help="sliver warning under this area")] = 1.0,
     overlap_m2: Annotated[float, typer.Option(help="overlaps above this are errors")] = 1.0,
@@ -273,8 +275,8 @@ def import_(
     """Read, check and diff a boundary file; with --commit publish it as a new generation.
 
     Exit codes: 0 fine; 2 the file or its features have errors (nothing written);
-    3 nothing published yet; 4 another import was published meanwhile; 5 the database
-    is not set up; 1 anything else.
+    3 nothing published yet; 4 another import was published meanwhile;
+    5 the database is not set up; 1 anything else.
     """
 
     import psycopg
