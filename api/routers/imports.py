@@ -40,7 +40,7 @@ def create_import(
     parent_field: Annotated[str | None, Form()] = None,
     encoding: Annotated[str | None, Form(description="UTF-8, GBK… (default: .cpg)")] = None,
     source_crs: Annotated[str | None, Form(description="the CRS (overrides .prj)")] = None,
-    layer: Annotated[str | None, Form(description="GeoPackage layer, or a dataset in a .zip")] = None,
+    layer: Annotated[str | None, Form(description="GeoPackage layer, or .zip dataset")] = None,
     fix: Annotated[bool, Form(description="repair invalid geometry by make_valid")] = False,
     sliver_m2: Annotated[float | None, Form(description="sliver warning under this area "
                                                         "(default 1)")] = None,
