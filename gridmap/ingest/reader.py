@@ -54,15 +54,15 @@ DEFAULT_MAX_VERTICES = 1_000_000
 SUFFIXES = {".shp": "ESRI Shapefile", ".gpkg": "GPKG", ".geojson": "GeoJSON",
             ".json": "GeoJSON", ".fgb": "FlatGeobuf"}  # fmt: skip
 FIELD_CANDIDATES = {
-    "code": ("code", "dm", "代码", "编码", "grid_code", "bm"),
-    "name": ("name", "mc", "名称", "name_zh"),
+    "code": ("code", "dm", "代码", "编码", "grid_code", "bm", "编号", "工号"),
+    "name": ("name", "mc", "名称", "name_zh", "姓名"),
     "parent": ("parent", "parent_code", "sjdm", "上级代码", "parentcode"),
     "address": ("address", "addr", "dz", "地址"),
     "floors": ("floors", "floor", "cs", "层数"),
     "use": ("use", "usage", "yt", "用途"),
     "state": ("state", "status", "zt", "状态"),
-    "phone": ("phone", "tel", "dh", "电话"),
-    "role": ("role", "js", "角色", "岗位"),
+    "phone": ("phone", "tel", "dh", "电话", "联系电话", "手机", "手机号"),
+    "role": ("role", "js", "角色", "岗位", "职务"),
     "grids": ("grids", "grid", "grid_code", "grid_codes", "wgdm", "网格", "网格代码"),
 }
 """Field names tried (case-insensitive) when ``--code-field`` etc. are not given."""

@@ -570,3 +570,22 @@ def test_an_old_datum_is_a_crs_warning_in_the_report(
     report = import_file(city_conn, path, "building")
     assert [(f.severity, f.check) for f in report.findings] == [("warning", "crs")]
     assert "Xian 1980" in report.findings[0].message
+
+
+def test_worker_table_from_excel_with_numbers_and_chinese_headers(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """HR sends an .xlsx: 工号/姓名/手机/职务/网格代码, phones and grid codes typed as numbers."""
+    grids = sample_city.level("grid").code.tolist()
+    table = pd.DataFrame({"工号": ["W-X-1", "W-X-2"], "姓名": ["张三", "李四"],
+                          "手机": [13800000000, 13900000000], "职务": ["网格长", "专职"],
+                          "网格代码": [int(grids[0]), int(grids[1])]})  # fmt: skip
+    xlsx = tmp_path / "workers.xlsx"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(table), xlsx, driver="XLSX")
+    done = import_file(city_conn, xlsx, "worker", commit=True)
+    assert done.errors == 0 and done.fields["code"] == "工号", done.to_text()
+    rows = _rows(city_conn, "SELECT w.code, w.name, w.phone, w.role, a.grid_code FROM workers w"
+                 " JOIN worker_assignments a ON a.worker_id = w.id WHERE w.code LIKE 'W-X-%%'"
+                 " ORDER BY 1")  # fmt: skip
+    assert rows == [("W-X-1", "张三", "13800000000", "grid_leader", grids[0]),
+                    ("W-X-2", "李四", "13900000000", "full_time", grids[1])]  # fmt: skip
