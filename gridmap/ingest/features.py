@@ -33,6 +33,7 @@ from gridmap.ingest.reader import (
     ReadOptions,
     choose_layer,
     column_texts,
+    guess_encoding,
     normalise_encoding,
     read_layer,
     refuse_mojibake,
@@ -401,17 +402,10 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
         raise InvalidInputError(f"{path}: no such file", details=[{"file": str(path)}])
     if path.suffix.lower() == ".csv":
         raw, encoding = _read_csv(path, options.encoding)
+    elif path.suffix.lower() in (".dbf", ".shp"):
+        raw, encoding = _read_dbf(path, options.encoding)
     else:
-        import pyogrio
-
-        try:
-            layer, _ = choose_layer(path, "worker", options.layer, path.name)
-            raw = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
-        except InvalidInputError:
-            raise
-        except Exception as exc:  # GDAL raises several kinds on unreadable files
-            raise InvalidInputError(f"{path.name}: cannot read: {exc}") from None
-        encoding = "UTF-8"
+        raw, encoding = _read_table(path, options.layer), "UTF-8"
     if raw.empty:
         raise InvalidInputError(f"{path.name}: holds no rows (only a header?)",
                                 details=[{"file": path.name, "problem": "no_rows"}])
@@ -422,6 +416,39 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
     report = Report(level="worker", source=path.name, feature_count=len(frame), bounds=None,
                     crs="", crs_note="no geometry", encoding=encoding, fields=mapping)  # fmt: skip
     return frame, report
+
+
+def _read_table(path: Path, layer: str | None, encoding: str | None = None) -> pd.DataFrame:
+    """An attribute table GDAL reads (.xlsx, .gpkg, .dbf …), without geometry."""
+    import pyogrio
+
+    try:
+        chosen, _ = choose_layer(path, "worker", layer, path.name)
+        return pyogrio.read_dataframe(path, layer=chosen, read_geometry=False,
+                                      encoding=encoding)  # fmt: skip
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # GDAL raises several kinds on unreadable files
+        raise InvalidInputError(f"{path.name}: cannot read: {exc}") from None
+
+
+def _read_dbf(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:
+    """A dBASE table, its text decoded as the areas' shapefiles are: ``--encoding``, else
+    the .cpg, else UTF-8 when every value is valid UTF-8, else GBK (GDAL alone would take
+    a GBK table without .cpg for Latin-1 and garble every name)."""
+    cpg = next((p for p in path.parent.glob(path.stem + ".*") if p.suffix.lower() == ".cpg"),
+               None)  # fmt: skip
+    declared = asked or (cpg.read_text(errors="replace").strip() if cpg else None)
+    raw = _read_table(path, None, encoding="latin1")  # every byte kept as one character
+    texts = [c for c in raw.columns if raw[c].map(lambda v: isinstance(v, str)).any()]
+    blobs = [v.encode("latin1") for c in texts for v in raw[c] if isinstance(v, str)]
+    encoding = normalise_encoding(declared) if declared else guess_encoding(blobs)
+    refuse_mojibake(blobs, encoding, path.name, path.name, declared is not None)
+    for column in texts:
+        raw[column] = pd.Series([v.encode("latin1").decode(encoding) if isinstance(v, str)
+                                 else v for v in raw[column]], index=raw.index,
+                                dtype=object)  # fmt: skip
+    return raw, encoding
 
 
 def _read_csv(path: Path, asked: str | None) -> tuple[pd.DataFrame, str]:

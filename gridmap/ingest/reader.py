@@ -581,7 +581,7 @@ def _decode_text(table: pa.Table, dataset: Path, asked: str | None, label: str
         if pc.any(non_ascii).as_py():
             foreign[name] = (values, pc.unique(pc.filter(values, non_ascii)))
     blobs = [b for _, distinct in foreign.values() for b in distinct.to_pylist()]
-    encoding = normalise_encoding(declared) if declared else _guess_encoding(blobs)
+    encoding = normalise_encoding(declared) if declared else guess_encoding(blobs)
     refuse_mojibake(blobs, encoding, label, dataset.name, declared is not None)
     for name, (values, distinct) in foreign.items():
         texts = _decode_all([b.decode("latin1") for b in distinct.to_pylist()], encoding)
@@ -693,7 +693,7 @@ def normalise_encoding(name: str) -> str:
     return name
 
 
-def _guess_encoding(blobs: list[bytes]) -> str:
+def guess_encoding(blobs: list[bytes]) -> str:
     """No .cpg and no --encoding: UTF-8 if every string is valid UTF-8, else GBK."""
     try:
         for blob in blobs:

@@ -589,3 +589,24 @@ def test_worker_table_from_excel_with_numbers_and_chinese_headers(
                  " ORDER BY 1")  # fmt: skip
     assert rows == [("W-X-1", "张三", "13800000000", "grid_leader", grids[0]),
                     ("W-X-2", "李四", "13900000000", "full_time", grids[1])]  # fmt: skip
+
+
+@pytest.mark.parametrize(("encoding", "cpg"), [("GBK", None), ("UTF-8", None), ("GBK", "GBK"),
+                                               ("UTF-8", "UTF-8")])  # fmt: skip
+def test_worker_dbf_in_gbk_or_utf8_with_or_without_cpg(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, encoding: str,
+    cpg: str | None,
+) -> None:
+    grids = sample_city.level("grid").code.tolist()
+    table = pd.DataFrame({"code": ["W-D-1"], "name": ["网格员甲"], "role": ["专职"],
+                          "grids": [grids[0]]})  # fmt: skip
+    dbf = tmp_path / "workers.dbf"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(table), dbf, driver="ESRI Shapefile",
+                            encoding=encoding)  # fmt: skip
+    for extra in tmp_path.glob("workers.cpg"):
+        extra.unlink()
+    if cpg:
+        (tmp_path / "workers.cpg").write_text(cpg)
+    report = import_file(city_conn, dbf, "worker", commit=True)
+    assert report.errors == 0 and report.encoding == encoding, report.to_text()
+    assert _rows(city_conn, "SELECT name FROM workers WHERE code = 'W-D-1'") == [("网格员甲",)]
