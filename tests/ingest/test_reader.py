@@ -15,7 +15,8 @@ import shapely
 from pyproj import CRS
 
 from gridmap.errors import InvalidInputError
-from gridmap.ingest.reader import ReadOptions, gauss_kruger_epsg, read_layer
+from gridmap.ingest.crs import gauss_kruger_epsg
+from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
 
 
