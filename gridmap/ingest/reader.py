@@ -17,10 +17,9 @@ from __future__ import annotations
 import re
 import struct
 import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -35,6 +34,7 @@ from pyproj.exceptions import CRSError
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import shapefile
+from gridmap.ingest.archive import is_zip, unpack
 from gridmap.ingest.crs import STORAGE_CRS, choose_crs, datum_warnings
 from gridmap.ingest.gcpause import gc_paused
 from gridmap.models.areas import CODE_LENGTHS, LEVEL_ORDER, Level
@@ -152,7 +152,7 @@ def read_layer(
     path = Path(path)
     _check_size(path, options.max_bytes)
     with tempfile.TemporaryDirectory(prefix="gridmap-import-") as tmp:
-        target = _unpack(path, Path(tmp), options.max_bytes) if _is_zip(path) else path
+        target = unpack(path, Path(tmp), options.max_bytes) if is_zip(path) else path
         dataset, named_by_layer = _find_dataset(target, level, path, options.layer)
         if named_by_layer:  # --layer named the file; it names no layer inside it
             options = replace(options, layer=None)
@@ -180,71 +180,6 @@ def _check_size(path: Path, max_bytes: int) -> None:
         raise InvalidInputError(
             f"{path.name}: {size:,} bytes is over the import size limit of {max_bytes:,} bytes",
             details=[{"file": path.name, "problem": "too_large", "bytes": size}],
-        )
-
-
-def _is_zip(path: Path) -> bool:
-    return path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path))
-
-
-def _unpack(path: Path, into: Path, max_bytes: int) -> Path:
-    """Extract a zip safely: no member may escape ``into``; CRCs are verified."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            names = [_member_name(info) for info in members]
-            for name in names:
-                _refuse_escape(path, name)  # the names extraction will use
-            total = sum(info.file_size for info in members)
-            if total > max_bytes:
-                raise InvalidInputError(
-                    f"{path.name}: unpacks to {total:,} bytes, over the limit of {max_bytes:,}",
-                    details=[{"file": path.name, "problem": "too_large"}],
-                )
-            broken = archive.testzip()
-            if broken is not None:
-                raise InvalidInputError(f"{path.name}: member {broken} is corrupt (bad CRC)")
-            for info, name in zip(members, names, strict=True):
-                info.filename = name  # after testzip, which looks members up by name
-            archive.extractall(into, members)  # ZipInfos: extracted under their names
-    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
-        raise InvalidInputError(
-            f"{path.name}: not a readable zip file ({exc}); is it truncated?",
-            details=[{"file": path.name, "problem": "corrupt_zip"}],
-        ) from None
-    return into
-
-
-_UTF8_NAME = 0x800
-"""Zip general-purpose flag bit 11: the member name is UTF-8."""
-
-
-def _member_name(info: zipfile.ZipInfo) -> str:
-    """A member's name as its maker wrote it. Without the UTF-8 flag, zipfile decodes
-    names as CP437, the zip standard's default, but no one in China writes that:
-    Info-ZIP and macOS write UTF-8 bytes without the flag, the Windows Explorer writes
-    the ANSI code page (GBK on Chinese Windows). Non-ASCII names are tried as UTF-8
-    first (GBK bytes are rarely valid UTF-8, the reverse is common), then GBK, and
-    left as CP437 when neither fits. ASCII bytes decode alike in all three, so
-    ``/``, ``\\`` and ``..`` are where they were."""
-    name = info.filename
-    if info.flag_bits & _UTF8_NAME or name.isascii():
-        return name
-    raw = name.encode("cp437")
-    for encoding in ("utf-8", "gbk"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return name
-
-
-def _refuse_escape(archive: Path, member: str) -> None:
-    pure = PurePosixPath(member.replace("\\", "/"))
-    if pure.is_absolute() or ".." in pure.parts or (member[1:3] == ":\\"):
-        raise InvalidInputError(
-            f"{archive.name}: member {member!r} points outside the upload folder (zip slip)",
-            details=[{"file": archive.name, "member": member, "problem": "zip_slip"}],
         )
 
 
