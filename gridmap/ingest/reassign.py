@@ -27,7 +27,7 @@ from psycopg import sql
 
 from gridmap.events import notify
 from gridmap.events.assignment import PICK_WORKER_SQL, Assignment, outside, route, worker_of
-from gridmap.models.events import CLOSED_STATUSES
+from gridmap.models.events import OPEN_EVENTS_SQL
 
 _VALID = "{a}.generation_low <= {g} AND ({a}.generation_high IS NULL OR {a}.generation_high >= {g})"
 
@@ -208,14 +208,6 @@ def _point_targets(table: str, geom: str, filter_sql: sql.Composable | None
     }
 
 
-def open_events_sql(alias: str) -> sql.Composed:
-    """``alias.status NOT IN (<closed statuses>)``: the events module's open events
-    (written out, so that the partial indexes on open events serve it)."""
-    return sql.SQL("{} NOT IN ({})").format(
-        sql.Identifier(alias, "status"), sql.SQL(", ").join(map(sql.Literal, CLOSED_STATUSES))
-    )
-
-
 def reassign_open_events(
     conn: psycopg.Connection, generation: int, previous: int
 ) -> list[tuple[Any, ...]]:
@@ -233,7 +225,8 @@ def reassign_open_events(
     conn.execute(sql.SQL(
         "CREATE TEMPORARY TABLE {} (id bigint PRIMARY KEY, old_grid text, new_grid text,"
         " old_worker text, affair_class text, department_code text)").format(moving))
-    targets = _point_targets("events", "geom", sql.SQL("AND ") + open_events_sql("t"))
+    # Only the events table has a status here: the partial indexes' own predicate fits.
+    targets = _point_targets("events", "geom", sql.SQL("AND " + OPEN_EVENTS_SQL))
     conn.execute(sql.SQL(_MOVING_EVENTS_SQL).format(moving=moving, **targets), params)
     routes = _routes(conn, generation)
     rows = conn.execute(
