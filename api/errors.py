@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.limits import PayloadTooLargeError, RateLimitedError
 from gridmap.config import get_settings
+from gridmap.db.refusals import REFUSALS, refused
 from gridmap.errors import (
     AuthenticationError,
     ConflictError,
@@ -123,10 +124,18 @@ async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _refused_row(request: Request, exc: Exception) -> Response:
+    # A raw psycopg connection (imports, exports, lists) hit a rule of the schema.
+    assert isinstance(exc, REFUSALS)
+    return await _gridmap_error(request, refused(exc, "the request"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the exception → status mapping on ``app``."""
     app.add_exception_handler(GridmapError, _gridmap_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DataError, _unstorable_value)
+    for refusal in REFUSALS:
+        app.add_exception_handler(refusal, _refused_row)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(PoolTimeoutError, _database_down)

@@ -13,13 +13,13 @@ REFUSALS = (psycopg.IntegrityError, psycopg.DataError)
 
 def refused(exc: psycopg.Error, what: str) -> InvalidInputError:
     """``exc`` (one of :data:`REFUSALS`) as an InvalidInputError: ``what`` was refused,
-    with PostgreSQL's own message, detail, column and constraint."""
+    with PostgreSQL's own message, column and constraint. Not its detail, nor the
+    statement: those echo the row's values, which may be personal data."""
     diag = exc.diag
     where = ", ".join(f"{k} {v}" for k, v in (("column", diag.column_name),
                                               ("rule", diag.constraint_name)) if v)  # fmt: skip
     return InvalidInputError(
         f"{what}: the database refused it: {diag.message_primary}"
-        + (f" ({diag.message_detail})" if diag.message_detail else "")
         + (f" [{where}]" if where else ""),
         details=[{"problem": "refused_by_database", "column": diag.column_name,
                   "constraint": diag.constraint_name}],

@@ -267,3 +267,18 @@ def test_job_messages_name_the_form_fields(writable_client: TestClient, tmp_path
     job = writable_client.get(f"/api/v1/imports/{response.json()['id']}").json()
     assert job["status"] == "failed" and "with the layer field" in job["message"], job
     assert "--layer" not in job["message"]
+
+
+def test_a_refused_row_anywhere_is_a_422_without_the_values(
+    writable_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared handler: any route on a raw connection whose statement breaks a rule."""
+    from gridmap.ingest import jobs
+
+    def refusing(conn, **_kwargs):  # type: ignore[no-untyped-def]
+        conn.execute("INSERT INTO workers (code, name, phone) VALUES ('W1', NULL, '13800000000')")
+
+    monkeypatch.setattr(jobs, "list_jobs", refusing)
+    response = writable_client.get("/api/v1/imports")
+    assert response.status_code == 422 and "null value" in response.text
+    assert "13800000000" not in response.text  # the failing row is not echoed
