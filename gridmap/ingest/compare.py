@@ -29,8 +29,6 @@ class Published:
     old: pd.DataFrame
     """One row per area: id, code, name, parent_code, wkb (little-endian, one-part
     MultiPolygons as their Polygon: what :func:`canonical_wkb` gives unoriented)."""
-    children: dict[str, list[str]] = field(default_factory=dict)
-    """Per area of the level, the codes of its active children (the level below)."""
 
 
 _VALID = "generation_low <= %(g)s AND (generation_high IS NULL OR generation_high >= %(g)s)"
@@ -74,18 +72,7 @@ def fetch_published(conn: psycopg.Connection, level: str) -> Published:
     checked = list(row[1] or [])
     parents = load_parents(conn, PARENT_LEVEL[level], generation)
     parents.clean = PARENT_LEVEL[level] in checked
-    return Published(generation, checked, parents, old, _children(conn, level, generation))
-
-
-def _children(conn: psycopg.Connection, level: str, generation: int) -> dict[str, list[str]]:
-    if level not in CHILD_LEVEL:
-        return {}
-    rows = conn.execute(
-        f"SELECT parent_code, array_agg(code ORDER BY code) FROM areas "
-        f"WHERE level = %(child)s AND {_VALID} GROUP BY parent_code",
-        {"child": CHILD_LEVEL[level], "g": generation},
-    ).fetchall()
-    return {parent: codes for parent, codes in rows if parent is not None}
+    return Published(generation, checked, parents, old)
 
 
 def canonical_wkb(geoms: np.ndarray, oriented: bool = True) -> np.ndarray:
@@ -197,8 +184,10 @@ def _old_geometries(old: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Orphaning:
-    """A removed area whose children (the level below) still name it as their parent."""
+class ChildrenLeft:
+    """An area whose active children (the level below) the diff leaves behind: it is
+    removed while they name it as their parent, or reshaped so that they lie partly
+    outside it."""
 
     code: str
     children: int
@@ -216,11 +205,12 @@ class Diff:
     removed_ids: list[int]
     summary: dict[str, Any]
     """The report's ``diff``."""
-    orphaning: list[Orphaning] = field(default_factory=list)
     reshaped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     """Features (of ``changed``) whose geometry differs from the published area's."""
-    stranded: list[Orphaning] = field(default_factory=list)
-    """Reshaped areas whose active children now lie partly outside them."""
+    orphaning: list[ChildrenLeft] = field(default_factory=list)
+    """Removed areas whose active children still name them (see :func:`children_left`)."""
+    stranded: list[ChildrenLeft] = field(default_factory=list)
+    """Reshaped areas whose active children lie partly outside them."""
 
     @property
     def moves_areas(self) -> bool:
@@ -279,45 +269,48 @@ def diff_layer(
     }
     return Diff(added, changed, [int(i) for i in old_ids_changed],
                 [int(i) for i in gone.id.tolist()], summary,
-                _orphaning(gone, published.children), changed[~same_geom[changed]])  # fmt: skip
+                changed[~same_geom[changed]])  # fmt: skip
 
 
-_CHILDREN_OUTSIDE = f"""
-SELECT c.parent_code, count(*), array_agg(c.code ORDER BY c.code)
+# Per parent: its active children that it would leave — all of them for a parent
+# removed (no new boundary), those more than `fraction` outside the new boundary else.
+_CHILDREN_LEFT = f"""
+SELECT c.parent_code, count(*), (array_agg(c.code ORDER BY c.code))[1:3]
 FROM areas c JOIN unnest(%(codes)s::text[], %(wkb)s::bytea[]) AS p(code, wkb)
   ON c.parent_code = p.code
 WHERE c.level = %(child)s AND {_VALID.replace("generation_", "c.generation_")}
-  AND ST_Area(ST_Difference(c.geom, ST_GeomFromWKB(p.wkb, 4326)))
-      > %(fraction)s * ST_Area(c.geom)
-GROUP BY c.parent_code ORDER BY c.parent_code
+  AND (p.wkb IS NULL OR ST_Area(ST_Difference(c.geom, ST_GeomFromWKB(p.wkb, 4326)))
+                        > %(fraction)s * ST_Area(c.geom))
+GROUP BY c.parent_code
 """
 
 
-def find_stranded(
+def children_left(
     conn: psycopg.Connection, level: str, published: Published, frame: gpd.GeoDataFrame,
     diff: Diff, outside_fraction: float,
 ) -> None:
-    """Set ``diff.stranded``: the reshaped areas whose active children (the level below,
-    as published) would lie more than ``outside_fraction`` outside their new boundary."""
-    if level not in CHILD_LEVEL or diff.reshaped.size == 0:
+    """Set ``diff.orphaning`` and ``diff.stranded``: the removed areas whose active
+    children still name them, and the reshaped ones whose children (as published) would
+    lie more than ``outside_fraction`` outside their new boundary. One query, on those
+    parents' children only."""
+    if level not in CHILD_LEVEL or not (diff.removed_ids or diff.reshaped.size):
         return
-    codes = frame.code.to_numpy(dtype=object)[diff.reshaped]
-    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.reshaped]
-    rows = conn.execute(_CHILDREN_OUTSIDE, {
-        "codes": codes.tolist(), "wkb": shapely.to_wkb(geoms).tolist(),
+    gone = published.old[published.old.id.isin(diff.removed_ids)]
+    old_geoms = shapely.from_wkb(gone.wkb.to_numpy()) if len(gone) else np.array([])
+    new_geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.reshaped]
+    codes = [*gone.code.tolist(), *frame.code.to_numpy(dtype=object)[diff.reshaped].tolist()]
+    rows = conn.execute(_CHILDREN_LEFT, {
+        "codes": codes, "wkb": [None] * len(gone) + shapely.to_wkb(new_geoms).tolist(),
         "child": CHILD_LEVEL[level], "g": published.generation, "fraction": outside_fraction,
     }).fetchall()  # fmt: skip
-    at = dict(zip(codes.tolist(), locations(geoms), strict=True))
-    diff.stranded = [Orphaning(code, int(n), list(children)[:3], at.get(code))
-                     for code, n, children in rows]  # fmt: skip
-
-
-def _orphaning(gone: pd.DataFrame, children: dict[str, list[str]]) -> list[Orphaning]:
-    """The removed areas that still have active children."""
-    parents = gone[gone.code.isin(list(children))]
-    places = locations(shapely.from_wkb(parents.wkb.to_numpy())) if len(parents) else []
-    return [Orphaning(code, len(children[code]), children[code][:3], place)
-            for code, place in zip(parents.code.tolist(), places, strict=True)]
+    left = {code: (int(n), list(examples)) for code, n, examples in rows}
+    places = locations(np.concatenate([old_geoms, new_geoms]).astype(object))
+    found = [ChildrenLeft(code, *left[code], place)
+             for code, place in zip(codes, places, strict=True) if code in left]  # fmt: skip
+    diff.orphaning, diff.stranded = [], []
+    removed = set(gone.code.tolist())
+    for item in found:
+        (diff.orphaning if item.code in removed else diff.stranded).append(item)
 
 
 def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:

@@ -37,9 +37,9 @@ from gridmap.ingest.checks import (
 from gridmap.ingest.compare import (
     Diff,
     Published,
+    children_left,
     diff_layer,
     fetch_published,
-    find_stranded,
     match_features,
     touched_parents,
     unchanged_features,
@@ -150,10 +150,10 @@ def _read_and_match(
 
 def _diff(conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, matched: _Matched,
           identical: np.ndarray, thresholds: Thresholds | None) -> Diff:  # fmt: skip
-    """The layer's diff against the published generation, with the children its
-    reshaped areas would leave outside them."""
+    """The layer's diff against the published generation, with the children its removed
+    and reshaped areas would leave behind."""
     diff = diff_layer(frame, matched.published, matched.position, identical)
-    find_stranded(conn, level, matched.published, frame, diff,
+    children_left(conn, level, matched.published, frame, diff,
                   (thresholds or Thresholds()).outside_fraction)  # fmt: skip
     return diff
 
@@ -200,32 +200,35 @@ def _repaired(read: gpd.GeoDataFrame, checked: gpd.GeoDataFrame) -> np.ndarray:
 
 def _plan(report: Report, frame: gpd.GeoDataFrame, published: Published, diff: Diff) -> Plan:
     report.diff = diff.summary
-    child = CHILD_LEVEL.get(report.level)
-    for orphaning in diff.orphaning:
-        report.findings.append(Finding(
-            "warning", "orphaned_children",
-            f"removing {orphaning.code} leaves {orphaning.children:,} active {child}(s) "
-            f"naming it as their parent (e.g. {', '.join(orphaning.examples)}): import the "
-            f"{child} level next", None, orphaning.code, orphaning.location,
-        ))  # fmt: skip
-    if report.level == "grid" and diff.added.size:
+    report.findings += _diff_warnings(report.level, frame, diff)
+    return Plan(report, frame, published.generation, diff)
+
+
+def _diff_warnings(level: str, frame: gpd.GeoDataFrame, diff: Diff) -> list[Finding]:
+    """What publishing the diff would leave for later: children without their parent or
+    outside it (import the level below next), new grids without a worker."""
+    child = CHILD_LEVEL.get(level)
+    out = [Finding("warning", "orphaned_children",
+                   f"removing {left.code} leaves {left.children:,} active {child}(s) naming "
+                   f"it as their parent (e.g. {', '.join(left.examples)}): import the "
+                   f"{child} level next", None, left.code, left.location)
+           for left in diff.orphaning]  # fmt: skip
+    out += [Finding("warning", "children_outside",
+                    f"the new boundary of {left.code} leaves {left.children:,} of its active "
+                    f"{child}(s) partly outside it (e.g. {', '.join(left.examples)}): "
+                    f"import the {child} level next", None, left.code, left.location)
+            for left in diff.stranded]  # fmt: skip
+    if level == "grid" and diff.added.size:
         codes = frame.code.to_numpy(dtype=object)[diff.added]
         first = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.added[:1]]
-        report.findings.append(Finding(
+        out.append(Finding(
             "warning", "no_worker",
             f"{codes.size:,} new grid(s) have no grid worker yet (e.g. "
             f"{', '.join(map(str, codes[:3]))}): their events go to the community's grid "
             "leader until workers are assigned (gridmap import worker)", None, codes[0],
             locations(first)[0],
         ))  # fmt: skip
-    for stranded in diff.stranded:
-        report.findings.append(Finding(
-            "warning", "children_outside",
-            f"the new boundary of {stranded.code} leaves {stranded.children:,} of its active "
-            f"{child}(s) partly outside it (e.g. {', '.join(stranded.examples)}): import "
-            f"the {child} level next", None, stranded.code, stranded.location,
-        ))  # fmt: skip
-    return Plan(report, frame, published.generation, diff)
+    return out
 
 
 def commit_plan(
