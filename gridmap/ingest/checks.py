@@ -196,6 +196,31 @@ def locations(geoms: np.ndarray) -> list[tuple[float, float] | None]:
     return out
 
 
+def report_of_read(read: LayerRead, level: str) -> Report:
+    """A report of ``read`` before any check: counts, bounds, CRS, encoding, fields, and
+    what reading found (Z/M values dropped, one finding each; encoding and CRS warnings).
+    Areas and features (:mod:`gridmap.ingest.features`) start from it alike."""
+    geoms = np.asarray(read.frame.geometry.to_numpy(), dtype=object)
+    report = Report(
+        level=level, source=read.source, feature_count=len(read.frame),
+        bounds=tuple(shapely.total_bounds(geoms).tolist()) if len(geoms) else None,  # type: ignore[arg-type]
+        crs=read.crs_used, crs_note=read.crs_note, encoding=read.encoding_used,
+        fields=read.fields,
+    )  # fmt: skip
+    codes = read.frame.code.to_numpy(dtype=object)
+    add = report.findings.append
+    for dropped, indexes in (("Z", read.z_dropped), ("M", read.m_dropped)):
+        if len(indexes):  # one finding: a 3D file has them on every feature
+            i = int(indexes[0])
+            others = f" (and from {len(indexes) - 1:,} more features)" if len(indexes) > 1 \
+                else ""  # fmt: skip
+            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped{others}", i,
+                        codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
+    for message in read.warnings:
+        add(Finding("warning", "crs" if message in read.crs_warnings else "encoding", message))
+    return report
+
+
 def check_layer(
     read: LayerRead, level: str, parents: Parents, thresholds: Thresholds | None = None,
     *, unchanged: np.ndarray | None = None, touched_parents: Sequence[str] = (),
@@ -220,23 +245,9 @@ def check_layer(
     t = thresholds or Thresholds()
     frame = read.frame.copy()
     geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
-    report = Report(
-        level=level, source=read.source, feature_count=len(frame),
-        bounds=tuple(shapely.total_bounds(geoms).tolist()) if len(frame) else None,  # type: ignore[arg-type]
-        crs=read.crs_used, crs_note=read.crs_note, encoding=read.encoding_used,
-        fields=read.fields,
-    )  # fmt: skip
+    report = report_of_read(read, level)
     codes = frame.code.to_numpy(dtype=object)
     add = report.findings.append
-    for dropped, indexes in (("Z", read.z_dropped), ("M", read.m_dropped)):
-        if len(indexes):  # one finding: a 3D file has them on every feature
-            i = int(indexes[0])
-            others = f" (and from {len(indexes) - 1:,} more features)" if len(indexes) > 1 \
-                else ""  # fmt: skip
-            add(Finding("warning", "z_m_dropped", f"{dropped} values dropped{others}", i,
-                        codes[i], locations(geoms[i:i + 1])[0]))  # fmt: skip
-    for message in read.warnings:
-        add(Finding("warning", "crs" if message in read.crs_warnings else "encoding", message))
     if len(frame) == 0:
         add(Finding("error", "no_features", f"the file holds no features: publishing it "
                     f"would remove every active {level}"))  # fmt: skip

@@ -24,11 +24,10 @@ import sqlalchemy as sa
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import Finding, Parents, Report, error_details
+from gridmap.ingest.checks import Finding, Parents, Report, error_details, report_of_read
 from gridmap.ingest.compare import SAME_WITHIN_DEG
 from gridmap.ingest.reader import (
     FIELD_CANDIDATES,
-    LayerRead,
     Progress,
     ReadOptions,
     choose_layer,
@@ -92,7 +91,7 @@ def prepare_features(
         frame, report = _read_workers(Path(path), options or ReadOptions())
     else:
         read = read_layer(path, level, options, lambda f, m: step(f * 0.5, m))
-        report = _report(read, level)
+        report = report_of_read(read, level)
         frame = pd.DataFrame(read.frame)
     step(0.6, "checking")
     _check_frame(conn, frame, level, grids, report, fix)
@@ -116,25 +115,6 @@ def _active_grids(conn: psycopg.Connection) -> Parents:
         return Parents.empty()
     return Parents(np.array([r[0] for r in rows], dtype=object),
                    shapely.from_wkb([bytes(r[1]) for r in rows]))  # fmt: skip
-
-
-def _report(read: LayerRead, level: str) -> Report:
-    geoms = np.asarray(read.frame.geometry.to_numpy(), dtype=object)
-    report = Report(
-        level=level, source=read.source, feature_count=len(read.frame),
-        bounds=tuple(shapely.total_bounds(geoms).tolist()) if len(geoms) else None,  # type: ignore[arg-type]
-        crs=read.crs_used, crs_note=read.crs_note, encoding=read.encoding_used,
-        fields=read.fields,
-    )  # fmt: skip
-    codes = read.frame.code.to_numpy(dtype=object)
-    for i in read.z_dropped:
-        report.findings.append(Finding("warning", "z_m_dropped", "Z values dropped", i, codes[i]))
-    for i in read.m_dropped:
-        report.findings.append(Finding("warning", "z_m_dropped", "M values dropped", i, codes[i]))
-    for message in read.warnings:
-        check = "crs" if message in read.crs_warnings else "encoding"
-        report.findings.append(Finding("warning", check, message))
-    return report
 
 
 # --- checks --------------------------------------------------------------------------------
