@@ -260,8 +260,10 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
         stale = _checked_against_another(conn, job)
         if stale:
             _check_again(url, conn, job, path, read, thresholds, *stale)
+        # Not stale: a kept plan is the one the job's report describes (a publish since
+        # then is caught by the commit itself, as ConflictError below).
         kept = _plans.take(job_id, path)
-        plan = kept if kept is not None and _still_current(conn, kept) else \
+        plan = kept if kept is not None else \
             prepare_import(conn, path, job["level"], read, thresholds)  # fmt: skip
         conn.rollback()
         _update(url, job_id, status="committing", message="publishing")
@@ -323,8 +325,11 @@ def _check_again(
     )
 
 
-_OPTIONS = re.compile(r"--(code-field|name-field|parent-field|encoding|source-crs|layer|fix|"
-                      r"sliver-m2|overlap-m2|gap-m2|outside-fraction)\b")
+_OPTIONS = re.compile("--(" + "|".join(
+    name.replace("_", "-") for name in (*ReadOptions.__dataclass_fields__,
+                                        *Thresholds.__dataclass_fields__)) + r")\b")
+"""Options named after the fields of ReadOptions and Thresholds (the CLI's options; an
+upload's form fields carry the same names)."""
 
 
 def _for_upload(message: str, path: Path) -> str:
@@ -332,9 +337,3 @@ def _for_upload(message: str, path: Path) -> str:
     of the same names, and no server folder (users know only the file's name)."""
     message = _OPTIONS.sub(lambda m: f"the {m.group(1).replace('-', '_')} field", message)
     return message.replace(f"{path.parent}/", "").replace(str(path.parent), "")
-
-
-def _still_current(conn: psycopg.Connection, plan: Plan) -> bool:
-    """Whether a plan was checked against the generation that is active now."""
-    row = conn.execute("SELECT id FROM generations WHERE active").fetchone()
-    return row is not None and int(row[0]) == plan.previous_generation
