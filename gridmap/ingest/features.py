@@ -33,6 +33,7 @@ from gridmap.ingest.reader import (
     choose_layer,
     column_texts,
     guess_encoding,
+    no_progress,
     normalise_encoding,
     read_layer,
     refuse_mojibake,
@@ -68,10 +69,6 @@ class FeaturePlan:
     level: str
 
 
-def _noop(_fraction: float, _message: str) -> None:
-    return None
-
-
 def prepare_features(
     conn: psycopg.Connection,
     path: Path | str,
@@ -85,7 +82,7 @@ def prepare_features(
 
     ``fix``: repair invalid building footprints by ``make_valid`` where that gives one
     polygon (a warning each) instead of refusing them."""
-    step = progress or _noop
+    step = progress or no_progress
     grids = _active_grids(conn)
     if level == "worker":
         frame, report = _read_workers(Path(path), options or ReadOptions())
@@ -620,7 +617,7 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
                     progress: Progress | None = None) -> Report:  # fmt: skip
     """Upsert the plan's features by code in one transaction (errors block this); rows
     the file gives unchanged are left as they are."""
-    step = progress or _noop
+    step = progress or no_progress
     report = plan.report
     if report.errors:
         raise InvalidInputError(

@@ -51,7 +51,14 @@ from gridmap.ingest.features import (
     prepare_features,
 )
 from gridmap.ingest.gcpause import gc_paused
-from gridmap.ingest.reader import AREA_LEVELS, LayerRead, Progress, ReadOptions, read_layer
+from gridmap.ingest.reader import (
+    AREA_LEVELS,
+    LayerRead,
+    Progress,
+    ReadOptions,
+    no_progress,
+    read_layer,
+)
 from gridmap.ingest.reassign import reassign_after_grid_change
 
 NOTIFY_CHANNEL = "gridmap_generation"
@@ -65,10 +72,6 @@ class Plan:
     frame: gpd.GeoDataFrame
     previous_generation: int
     diff: Diff
-
-
-def _noop(_fraction: float, _message: str) -> None:
-    return None
 
 
 def prepare_import(
@@ -94,7 +97,7 @@ def prepare_import(
     NotFoundError
         Nothing is published yet (no active generation).
     """
-    report_progress = progress or _noop
+    report_progress = progress or no_progress
     if level in FEATURE_LEVELS:
         return prepare_features(conn, path, level, options, report_progress,
                                 fix=(thresholds or Thresholds()).fix)  # fmt: skip
@@ -247,7 +250,7 @@ def commit_plan(
     ConflictError
         Another generation was activated since the plan was made.
     """
-    step = progress or _noop
+    step = progress or no_progress
     if isinstance(plan, FeaturePlan):
         return commit_features(conn, plan, progress)
     report = plan.report
@@ -378,7 +381,7 @@ def check_and_publish(
     they find errors (or anything fails, Ctrl-C included) it is rolled back.
     Features, and repairs (which change what is written), are checked first.
     """
-    step = progress or _noop
+    step = progress or no_progress
     t = thresholds or Thresholds()
     if level in FEATURE_LEVELS or t.fix:
         plan = prepare_import(conn, path, level, options, t, lambda f, m: step(0.6 * f, m))
@@ -398,7 +401,7 @@ def check_and_publish(
     # only stages inside it, and is stopped before anything ends it.
     with conn.transaction(), ThreadPoolExecutor(max_workers=1) as pool:
         writing = pool.submit(_stage, conn, level, frame, diff, matched.published.generation,
-                              description, _noop)  # fmt: skip
+                              description, no_progress)  # fmt: skip
         try:
             report, checked = _check(matched, level, t, step)
             plan = _plan(report, checked, matched.published, diff)

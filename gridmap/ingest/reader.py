@@ -75,6 +75,10 @@ LEVEL_ROLES = {
 Progress = Callable[[float, str], None]
 
 
+def no_progress(_fraction: float, _message: str) -> None:
+    """A :data:`Progress` that reports nowhere."""
+
+
 @dataclass
 class ReadOptions:
     """How to read a file: field mapping, encoding, CRS, layer, limits."""
