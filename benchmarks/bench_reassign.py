@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from benchmarks.common import bench_database, fresh_database
 from gridmap.ingest.publish import commit_plan, prepare_import
 from gridmap.models.events import EVENT_STATUSES
+from sample_data.redivide import split_in_two
 
 SCRATCH = "gridmap_bench_reassign"
 
@@ -127,13 +128,10 @@ def _merge(frame: gpd.GeoDataFrame, members: np.ndarray) -> list[int]:
 def _split(frame: gpd.GeoDataFrame, members: np.ndarray) -> list[tuple[object, ...]]:
     """Split the first grid at its centre line; the east half gets the next free code."""
     a = members[0]
-    geom = frame.geometry[a]
-    xmin, ymin, xmax, ymax = geom.bounds
-    mid = (xmin + xmax) / 2
-    west = shapely.intersection(geom, shapely.box(xmin - 1, ymin - 1, mid, ymax + 1))
-    east = shapely.difference(geom, west)
-    if not (west.geom_type == "Polygon" and east.geom_type == "Polygon"):
+    halves = split_in_two(frame.geometry[a])
+    if halves is None:
         return []
+    west, east = halves
     frame.loc[a, "geometry"] = west
     last = max(int(c[-3:]) for c in frame.CODE[members])
     parent = frame.PARENT[a]

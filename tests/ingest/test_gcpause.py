@@ -16,6 +16,7 @@ from gridmap.ingest import bulk
 from gridmap.ingest.gcpause import gc_paused
 from gridmap.ingest.publish import import_file
 from sample_data.city import SampleCity
+from tests.ingest.delivered import grids_as_delivered
 
 
 def test_pauses_nest_and_the_last_one_resumes() -> None:
@@ -64,8 +65,7 @@ def test_an_import_pauses_the_collector_for_reading_checking_and_copying_only(
     """Reading and checking a real file run paused, and so does the COPY of its
     areas; the database work around them (comparing with the published generation,
     activating) does not."""
-    frame = sample_city.level("grid")[["code", "name", "parent_code", "geometry"]]
-    frame = frame.rename(columns={"code": "DM", "name": "MC", "parent_code": "SJDM"})
+    frame = grids_as_delivered(sample_city)
     frame.loc[frame.index[0], "MC"] = "改名网格"  # one changed area to write
     path = tmp_path / "grid.shp"
     pyogrio.write_dataframe(frame.reset_index(drop=True), path, encoding="UTF-8")

@@ -30,6 +30,8 @@ from gridmap.ingest.export import export_layer, parse_bbox
 from gridmap.ingest.publish import check_and_publish, commit_plan, import_file, prepare_import
 from gridmap.ingest.reader import ReadOptions, read_layer
 from sample_data.city import SampleCity
+from sample_data.redivide import split_in_two
+from tests.ingest.delivered import grids_as_delivered as _grids
 
 Connect = Callable[[], psycopg.Connection]
 
@@ -39,11 +41,6 @@ def city_conn(city_factory: Callable[[], str]) -> Iterator[psycopg.Connection]:
     """A connection to a fresh database holding the sample city (writable)."""
     with psycopg.connect(city_factory()) as conn:
         yield conn
-
-
-def _grids(city: SampleCity) -> gpd.GeoDataFrame:
-    frame = city.level("grid")[["code", "name", "parent_code", "geometry"]].reset_index(drop=True)
-    return frame.rename(columns={"code": "DM", "name": "MC", "parent_code": "SJDM"})
 
 
 def _write(frame: gpd.GeoDataFrame, path: Path, encoding: str = "UTF-8", **kw: object) -> Path:
@@ -735,11 +732,11 @@ def test_new_grids_are_said_to_have_no_worker_yet(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
     frame = _grids(sample_city)
-    x0, y0, x1, y1 = frame.geometry[0].bounds
-    west = shapely.box(x0, y0, (x0 + x1) / 2, y1)
     new_code = frame.SJDM[0] + "999"
-    east = shapely.difference(frame.geometry[0], west)
-    frame.loc[0, "geometry"] = shapely.intersection(frame.geometry[0], west)
+    halves = split_in_two(frame.geometry[0])
+    assert halves is not None
+    west, east = halves
+    frame.loc[0, "geometry"] = west
     added = gpd.GeoDataFrame([{"DM": new_code, "MC": "新网格", "SJDM": frame.SJDM[0],
                                "geometry": east}], geometry="geometry", crs=frame.crs)
     frame = pd.concat([frame, added], ignore_index=True)

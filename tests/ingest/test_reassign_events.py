@@ -28,6 +28,8 @@ from gridmap.ingest.reassign import REASSIGN_ACTION
 from gridmap.models import Event, EventTransition, Webhook, WebhookDelivery
 from gridmap.models.events import CLOSED_STATUSES, EVENT_STATUSES
 from sample_data.city import SampleCity
+from sample_data.redivide import split_in_two
+from tests.ingest.delivered import grids_as_delivered as _grids
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=LOCAL_TZ)  # a Monday, in working hours
 OFFICIAL = "urban.appearance.exposed_garbage"
@@ -64,12 +66,6 @@ class Redivided:
     last_change: int  # the newest audit row before the publish
 
 
-def _grids(city: SampleCity) -> gpd.GeoDataFrame:
-    frame = city.level("grid")[["code", "name", "parent_code", "geometry"]]
-    frame = frame.reset_index(drop=True)
-    return frame.rename(columns={"code": "DM", "name": "MC", "parent_code": "SJDM"})
-
-
 def _redivide(city: SampleCity) -> tuple[gpd.GeoDataFrame, str, str, str, str, Any]:
     """Merge grid B into A (first community); split D (another community) in two, the east
     half a new grid N. Returns (frame, A, B, D, N, N's geometry)."""
@@ -81,12 +77,9 @@ def _redivide(city: SampleCity) -> tuple[gpd.GeoDataFrame, str, str, str, str, A
     frame.loc[a, "geometry"] = shapely.union(frame.geometry[a], frame.geometry[b])
     other = frame.index[frame.SJDM == communities[1]]
     d = other[0]
-    geom = frame.geometry[d]
-    xmin, ymin, xmax, ymax = geom.bounds
-    mid = (xmin + xmax) / 2
-    west = shapely.intersection(geom, shapely.box(xmin - 1, ymin - 1, mid, ymax + 1))
-    east = shapely.difference(geom, west)
-    assert west.geom_type == east.geom_type == "Polygon"
+    halves = split_in_two(frame.geometry[d])
+    assert halves is not None
+    west, east = halves
     frame.loc[d, "geometry"] = west
     parent = frame.SJDM[d]
     n = f"{parent}{max(int(c[-3:]) for c in frame.DM[other]) + 1:03d}"
