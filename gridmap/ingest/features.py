@@ -77,11 +77,14 @@ def prepare_features(
     progress: Progress | None = None,
     *,
     fix: bool = False,
+    staged_diff: bool = True,
 ) -> FeaturePlan:
     """Read and check a building, facility or worker file against the database (dry run).
 
     ``fix``: repair invalid building footprints by ``make_valid`` where that gives one
-    polygon (a warning each) instead of refusing them."""
+    polygon (a warning each) instead of refusing them. ``staged_diff=False``: only count
+    the rows the file names that are stored already (for a commit that follows at once:
+    :func:`commit_features` stages the rows and gives the exact diff)."""
     step = progress or no_progress
     grids = _active_grids(conn)
     if level == "worker":
@@ -96,7 +99,7 @@ def prepare_features(
         _locate_findings(frame, level, report.findings)
     report.findings.sort(key=lambda f: (f.severity != "error", f.check, f.index or -1))
     plan = FeaturePlan(report, frame, level)
-    report.diff = _upsert_diff(conn, plan)
+    report.diff = _upsert_diff(conn, plan, staged=staged_diff and not report.errors)
     step(1.0, "checked")
     return plan
 
@@ -599,11 +602,12 @@ def _workers_with_other_grids(conn: psycopg.Connection, frame: pd.DataFrame,
             if sorted(given.get(c) or []) != sorted(g for g in stored.get(c) or [] if g)]
 
 
-def _upsert_diff(conn: psycopg.Connection, plan: FeaturePlan) -> dict[str, Any]:
-    """The dry run's diff: the rows staged and compared, then rolled back (with errors
-    in the report nothing can be staged: rows named by the file, and stored ones)."""
+def _upsert_diff(conn: psycopg.Connection, plan: FeaturePlan, staged: bool) -> dict[str, Any]:
+    """The dry run's diff: the rows staged and compared, then rolled back; not ``staged``
+    (or with errors in the report, when nothing can be staged), only the rows the file
+    names and how many of them are stored."""
     codes = [c for c in plan.frame.code.tolist() if c is not None]
-    if plan.report.errors:
+    if not staged:
         row = conn.execute(f"SELECT count(*) FROM {TABLES[plan.level]} WHERE code = ANY(%s)",
                            (codes,)).fetchone()  # fmt: skip
         stored = int(row[0]) if row else 0

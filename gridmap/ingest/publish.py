@@ -384,7 +384,11 @@ def check_and_publish(
     step = progress or no_progress
     t = thresholds or Thresholds()
     if level in FEATURE_LEVELS or t.fix:
-        plan = prepare_import(conn, path, level, options, t, lambda f, m: step(0.6 * f, m))
+        checking: Progress = lambda f, m: step(0.6 * f, m)  # noqa: E731
+        # Features: no staged diff here — the commit stages the rows and diffs them.
+        plan = prepare_features(conn, path, level, options, checking, fix=t.fix,
+                                staged_diff=False) if level in FEATURE_LEVELS \
+            else prepare_import(conn, path, level, options, t, checking)  # fmt: skip
         conn.rollback()
         if plan.report.errors:
             return plan.report
