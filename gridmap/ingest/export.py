@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -142,15 +143,13 @@ def write_export(
 def _refuse_outside_gbk(frame: gpd.GeoDataFrame) -> None:
     """Refuse text GBK cannot hold (rare CJK extension characters, emoji): the shapefile
     driver would drop those characters silently."""
-    problems = []
-    for column in frame.columns.drop("geometry"):
-        for i, value in enumerate(frame[column]):
-            if not isinstance(value, str) or _in_gbk(value):
-                continue
-            bad = "".join(dict.fromkeys(c for c in value if not _in_gbk(c)))
-            if bad:
-                problems.append({"index": i, "code": frame["code"].iloc[i], "field": column,
-                                 "value": value, "characters": bad})  # fmt: skip
+    def outside(value: str) -> dict[str, object] | None:
+        if _in_gbk(value):
+            return None
+        return {"value": value,
+                "characters": "".join(dict.fromkeys(c for c in value if not _in_gbk(c)))}
+
+    problems = _text_problems(frame, outside)
     if problems:
         first = problems[0]
         raise InvalidInputError(
@@ -168,15 +167,13 @@ DBF_TEXT_BYTES = 254
 def _refuse_over_dbf_width(frame: gpd.GeoDataFrame, encoding: str) -> None:
     """Refuse text longer than a DBF field holds in ``encoding``: the shapefile driver
     would cut it (a 159-character name is 477 bytes in UTF-8) with only a warning."""
-    problems = []
-    for column in frame.columns.drop("geometry"):
-        for i, value in enumerate(frame[column]):
-            if not isinstance(value, str) or len(value) * 4 <= DBF_TEXT_BYTES:
-                continue  # no character takes more than 4 bytes
-            size = len(value.encode(encoding, errors="replace"))
-            if size > DBF_TEXT_BYTES:
-                problems.append({"index": i, "code": frame["code"].iloc[i], "field": column,
-                                 "bytes": size})  # fmt: skip
+    def too_long(value: str) -> dict[str, object] | None:
+        if len(value) * 4 <= DBF_TEXT_BYTES:  # no character takes more than 4 bytes
+            return None
+        size = len(value.encode(encoding, errors="replace"))
+        return {"bytes": size} if size > DBF_TEXT_BYTES else None
+
+    problems = _text_problems(frame, too_long)
     if problems:
         first = problems[0]
         raise InvalidInputError(
@@ -186,6 +183,20 @@ def _refuse_over_dbf_width(frame: gpd.GeoDataFrame, encoding: str) -> None:
             "(.gpkg) or GeoJSON (.geojson), which keep it whole",
             details=problems[:100],
         )
+
+
+def _text_problems(frame: gpd.GeoDataFrame, problem: Callable[[str], dict[str, object] | None]
+                   ) -> list[dict[str, object]]:  # fmt: skip
+    """Where (feature index, code, field) ``problem`` finds fault with a text value, and
+    what it says."""
+    out = []
+    for column in frame.columns.drop("geometry"):
+        for i, value in enumerate(frame[column]):
+            found = problem(value) if isinstance(value, str) else None
+            if found:
+                out.append({"index": i, "code": frame["code"].iloc[i], "field": column,
+                            **found})  # fmt: skip
+    return out
 
 
 def _in_gbk(text: str) -> bool:
