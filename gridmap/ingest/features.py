@@ -32,12 +32,10 @@ from gridmap.ingest.reader import (
     ReadOptions,
     choose_layer,
     column_texts,
-    guess_encoding,
     no_progress,
-    normalise_encoding,
     read_layer,
-    refuse_mojibake,
 )
+from gridmap.ingest.text import guess_encoding, normalise_encoding, refuse_mojibake
 from gridmap.models import Base, Building, Facility, Worker
 
 FEATURE_LEVELS = ("building", "facility", "worker")
