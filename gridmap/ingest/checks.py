@@ -18,6 +18,7 @@ them finding by finding).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,19 @@ CHILD_LEVEL = {parent: child for child, parent in PARENT_LEVEL.items()}
 _M_PER_DEG = 111_320.0
 GAP_FREE_M2 = 0.01
 """A layer is marked checked only if no parent has more than this uncovered (m²)."""
+_SCIENTIFIC = re.compile(r"^[+-]?[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+$")
+
+
+def excel_hint(value: object) -> str:
+    """A hint to append to a finding about a code that reads like ``5.00103E+14``, else ''.
+
+    Excel shows a number of more than 11 digits in scientific notation and saves it to
+    CSV as shown: the code's later digits are gone, and only the source can restore them.
+    """
+    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        return ("; looks like a number Excel turned into scientific notation: format the "
+                "column as text")
+    return ""
 
 
 @dataclass
@@ -418,8 +432,8 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, slot: np.ndarray, add: Any
             add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}", i, code,
                         at))  # fmt: skip
         if not well_formed[i]:
-            add(Finding("error", "malformed_code",
-                        f"{code!r} is not a {length}-digit {level} code", i, code, at))  # fmt: skip
+            add(Finding("error", "malformed_code", f"{code!r} is not a {length}-digit "
+                        f"{level} code{excel_hint(code)}", i, code, at))  # fmt: skip
         elif no_parent[i]:
             add(Finding("error", "missing_parent", "no parent code", i, code, at))
         else:
@@ -448,8 +462,8 @@ def _parent_findings(
     at: tuple[float, float] | None, add: Any,
 ) -> None:
     if unknown:
-        add(Finding("error", "missing_parent",
-                    f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code, at))
+        add(Finding("error", "missing_parent", f"parent {parent} is not an active "
+                    f"{PARENT_LEVEL[level]}{excel_hint(parent)}", i, code, at))  # fmt: skip
     if outside:
         prefix = len(parent) if level != "district" else 2
         add(Finding("error", "code_not_under_parent",

@@ -24,7 +24,14 @@ import sqlalchemy as sa
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import Finding, Parents, Report, error_details, report_of_read
+from gridmap.ingest.checks import (
+    Finding,
+    Parents,
+    Report,
+    error_details,
+    excel_hint,
+    report_of_read,
+)
 from gridmap.ingest.compare import SAME_WITHIN_DEG
 from gridmap.ingest.reader import (
     FIELD_CANDIDATES,
@@ -341,7 +348,7 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
         if code is not None and not _FACILITY_CODE.match(code):
             add(Finding("error", "malformed_code", f"{code!r} is not a 16-digit facility code "
                         "(6-digit area + 2-digit major + 2-digit minor class + 6-digit "
-                        "sequence)", i, code))  # fmt: skip
+                        f"sequence){excel_hint(code)}", i, code))  # fmt: skip
         elif code is not None:
             major, minor = code[6:8], code[8:10]
             if code[:6] not in areas:
@@ -506,8 +513,8 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
             add(Finding("error", "unknown_grid", "no grid code", i, row.code))
         for grid in codes:
             if grid not in known:
-                add(Finding("error", "unknown_grid", f"grid {grid} is not an active grid",
-                            i, row.code))  # fmt: skip
+                add(Finding("error", "unknown_grid", f"grid {grid} is not an active "
+                            f"grid{excel_hint(grid)}", i, row.code))  # fmt: skip
         roles.append(role)
         lists.append(codes)
     frame["role"], frame["grids"] = roles, lists

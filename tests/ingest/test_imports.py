@@ -696,6 +696,24 @@ def test_names_and_full_width_codes_are_reported(
     assert len(z) == 1 and "2 more features" in z[0].message and z[0].location is not None
 
 
+EXCEL = "looks like a number Excel turned into scientific notation: format the column as text"
+
+
+def test_codes_excel_wrote_in_scientific_notation_say_so(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """A code column that went through Excel as a number reads 5.00103E+14."""
+    frame = _grids(sample_city)
+    frame.loc[0, "DM"] = f"{int(frame.DM[0]):.5E}"  # 5.00103E+14
+    frame.loc[1, "SJDM"] = f"{int(frame.SJDM[1]):.5E}"
+    frame.loc[2, "DM"] = "500103001001"  # short, but no Excel notation: no hint
+    report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
+    said = {(f.check, f.index): f.message for f in report.findings}
+    assert EXCEL in said[("malformed_code", 0)] and "E+14" in said[("malformed_code", 0)]
+    assert EXCEL in said[("missing_parent", 1)]
+    assert EXCEL not in said[("malformed_code", 2)]
+
+
 def test_districts_without_a_parent_field_belong_to_the_only_city(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
