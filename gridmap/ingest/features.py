@@ -405,14 +405,24 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
     return frame, report
 
 
+_SPREADSHEETS = (".xlsx", ".ods")
+"""Tables whose first row GDAL takes for a header only if a later row holds a number."""
+
+
 def _read_table(path: Path, layer: str | None, encoding: str | None = None) -> pd.DataFrame:
-    """An attribute table GDAL reads (.xlsx, .gpkg, .dbf …), without geometry."""
+    """An attribute table GDAL reads (.xlsx, .gpkg, .dbf …), without geometry.
+
+    A spreadsheet's first row is always its header: GDAL would otherwise read a sheet of
+    text cells only (every column formatted as text, as codes should be) as data, with
+    columns Field1, Field2 …
+    """
     import pyogrio
 
+    header = {"HEADERS": "FORCE"} if path.suffix.lower() in _SPREADSHEETS else {}
     try:
         chosen, _ = choose_layer(path, "worker", layer, path.name)
         return pyogrio.read_dataframe(path, layer=chosen, read_geometry=False,
-                                      encoding=encoding)  # fmt: skip
+                                      encoding=encoding, **header)  # fmt: skip
     except InvalidInputError:
         raise
     except Exception as exc:  # GDAL raises several kinds on unreadable files
