@@ -661,6 +661,57 @@ def test_a_gap_across_two_parents_is_one_finding_in_each(
     assert sorted(gaps.values()) == pytest.approx(sorted(areas), rel=1e-6)
 
 
+def _siblings_sharing_an_edge(frame: gpd.GeoDataFrame) -> tuple[int, int]:
+    geoms = frame.geometry.to_numpy()
+    pairs = shapely.STRtree(geoms).query(geoms, predicate="touches").T
+    return next((int(i), int(j)) for i, j in pairs if frame.SJDM[i] == frame.SJDM[j]
+                and shapely.intersection(geoms[i], geoms[j]).length > 0)  # fmt: skip
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_gaps_and_overlaps_under_their_thresholds_are_noted_per_parent(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, overlap: bool
+) -> None:
+    """A 0.25 m² hole in one grid (and a 1 m² box on another's edge, half of it over its
+    neighbour): under the 1 m² thresholds, so not errors, but the report says so."""
+    frame = _grids(sample_city)
+    holed = 10
+    inside = frame.geometry[holed].point_on_surface()
+    frame.loc[holed, "geometry"] = frame.geometry[holed].difference(
+        shapely.box(inside.x, inside.y, inside.x + 5e-6, inside.y + 5e-6))
+    grown, neighbour = _siblings_sharing_an_edge(frame)
+    if overlap:
+        edge = shapely.intersection(frame.geometry[grown], frame.geometry[neighbour])
+        mid = edge.interpolate(0.5, normalized=True)
+        box = shapely.box(mid.x - 5e-6, mid.y - 5e-6, mid.x + 5e-6, mid.y + 5e-6)
+        frame.loc[grown, "geometry"] = frame.geometry[grown].union(box)
+    path = _write(frame, tmp_path / "g.gpkg", driver="GPKG")
+    report = import_file(city_conn, path, "grid", commit=True)
+    assert report.committed and report.errors == 0 and report.warnings == 0, report.to_text()
+    notes = {f.check: f for f in report.findings if f.severity == "info"}
+    assert set(notes) == ({"gap", "overlap"} if overlap else {"gap"})
+    gap = notes["gap"]
+    assert gap.code == frame.SJDM[holed] and gap.index is None and gap.location is not None
+    assert gap.area_m2 == pytest.approx(0.25, rel=0.1)
+    assert gap.message.startswith("1 gap(s) under the 1 m² threshold: 0.2")
+    if overlap:
+        assert notes["overlap"].code == frame.SJDM[grown]
+        assert f"between #{min(grown, neighbour)} and #{max(grown, neighbour)}" \
+            in notes["overlap"].message  # fmt: skip
+        assert 0.2 < notes["overlap"].area_m2 < 1
+    assert report.to_dict()["infos"] == len(notes)
+    assert "INFO    gap:" in report.to_text()
+
+
+def test_reprojection_noise_is_not_noted_as_gaps(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """Gauss-Kruger and back leaves ~1e-5 m² slivers between grids: not worth a line."""
+    path = _write(_grids(sample_city).to_crs(4545), tmp_path / "grid.shp")
+    report = import_file(city_conn, path, "grid", thresholds=Thresholds(gap_m2=0.5))
+    assert report.findings == [], report.to_text()
+
+
 def test_without_a_parent_field_parents_come_from_the_codes(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
