@@ -407,6 +407,31 @@ def test_areas_written_while_checked_are_rolled_back_on_errors(
     assert _lock_free(url)
 
 
+def test_a_refused_commit_uses_up_no_generation_id(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer stages the new generation while the checks run; when they refuse the
+    file, the next commit still gets the next id (no gap in the generations' history)."""
+    url = city_factory()
+    frame = _grids(sample_city)
+    frame.loc[1, "MC"] = "改名网格"
+    bad = frame.copy()
+    bad.loc[0, "geometry"] = bad.geometry[0].buffer(0.0005)  # valid, overlapping
+    seen = _staged_while_checking(url, monkeypatch)
+    with psycopg.connect(url, application_name=_PIPELINED) as conn:
+        first = _one(conn, "SELECT max(id) FROM generations")
+        for _ in range(2):
+            with pytest.raises(InvalidInputError, match="block --commit"):
+                import_file(conn, _write(bad, tmp_path / "bad.shp"), "grid", commit=True)
+        assert seen == ["staged before the checks"] * 2
+        monkeypatch.undo()
+        done = import_file(conn, _write(frame, tmp_path / "good.shp"), "grid", commit=True)
+        assert done.generation_id == first + 1  # type: ignore[operator]
+        assert [r[0] for r in conn.execute("SELECT id FROM generations ORDER BY id")] \
+            == list(range(1, first + 2))  # type: ignore[operator]  # fmt: skip
+
+
 def test_a_failure_while_checking_rolls_back_the_written_areas(
     tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
     monkeypatch: pytest.MonkeyPatch,
