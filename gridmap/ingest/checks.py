@@ -128,8 +128,10 @@ class Report:
         out.update(errors=self.errors, warnings=self.warnings, infos=self.infos)
         return json.loads(json.dumps(out, default=float))
 
-    def to_text(self, limit: int = 50) -> str:
-        """A human-readable report (at most ``limit`` findings listed)."""
+    def to_text(self, limit: int = 10) -> str:
+        """A human-readable report: what was read, the counts per severity and check,
+        the outcome (diff, re-assignment, commit), then the findings — at most ``limit``
+        of each check and severity, so that a thousand gaps hide no other problem."""
         lines = [
             f"{self.source}: {self.feature_count:,} {self.level} features",
             f"  CRS: {self.crs} ({self.crs_note}); encoding: {self.encoding}",
@@ -144,14 +146,26 @@ class Report:
             lines.append(f"  overlaps and containment checked around the changes "
                          f"({self.coverage['features_checked']:,} features); the rest "
                          "passed them when published")  # fmt: skip
-        lines.append(f"  {self.errors} error(s), {self.warnings} warning(s), {self.infos} info")
-        for f in self.findings[:limit]:
-            where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
-            feature = f"#{f.index} " if f.index is not None else ""
-            lines.append(f"  {f.severity.upper():7} {f.check}: {feature}{f.code or ''}"
-                         f"{where}: {f.message}")  # fmt: skip
-        if len(self.findings) > limit:
-            lines.append(f"  … {len(self.findings) - limit} more (use --json for all)")
+        groups = self._groups()
+        lines.append("  " + _counts_text(groups))
+        lines += self._outcome_lines()
+        for (severity, check), found in groups.items():
+            lines += [_finding_text(f) for f in found[:limit]]
+            if len(found) > limit:
+                lines.append(f"  … and {len(found) - limit:,} more {check} {severity}(s) "
+                             "(--json lists every finding)")  # fmt: skip
+        return "\n".join(lines)
+
+    def _groups(self) -> dict[tuple[str, str], list[Finding]]:
+        """The findings by (severity, check): errors first, then warnings, then infos."""
+        groups: dict[tuple[str, str], list[Finding]] = {}
+        for f in sorted(self.findings, key=lambda f: SEVERITIES.index(f.severity)):
+            groups.setdefault((f.severity, f.check), []).append(f)
+        return groups
+
+    def _outcome_lines(self) -> list[str]:
+        """The diff, the re-assignment and whether (and as what) it was committed."""
+        lines = []
         if self.diff:
             lines.append("  " + _diff_text(self.diff))
         if self.reassignment:
@@ -161,7 +175,23 @@ class Report:
         if self.committed:
             lines.append(f"  committed: generation {self.generation_id} is active"
                          if self.generation_id is not None else "  committed")
-        return "\n".join(lines)
+        return lines
+
+
+def _counts_text(groups: dict[tuple[str, str], list[Finding]]) -> str:
+    """'3 error(s) (2 gap, 1 overlap), 0 warning(s), 1 info (1 gap)'."""
+    parts = []
+    for severity, noun in zip(SEVERITIES, ("error(s)", "warning(s)", "info"), strict=True):
+        checks = {check: len(found) for (sev, check), found in groups.items() if sev == severity}
+        detail = ", ".join(f"{n:,} {check}" for check, n in checks.items())
+        parts.append(f"{sum(checks.values()):,} {noun}" + (f" ({detail})" if detail else ""))
+    return ", ".join(parts)
+
+
+def _finding_text(f: Finding) -> str:
+    where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
+    feature = f"#{f.index} " if f.index is not None else ""
+    return f"  {f.severity.upper():7} {f.check}: {feature}{f.code or ''}{where}: {f.message}"
 
 
 def _diff_text(d: dict[str, Any]) -> str:

@@ -747,6 +747,68 @@ def test_without_a_parent_field_parents_come_from_the_codes(
     assert "parent=(the code's prefix)" in report.to_text()
 
 
+def _messy(city: SampleCity, path: Path) -> Path:
+    """Every grid grown or shrunk by ~30 m: hundreds of overlaps, gaps and overhangs;
+    and one blank name (a warning behind them)."""
+    frame = _grids(city)
+    grow = np.random.default_rng(1).choice([-0.0003, 0.0003], len(frame))
+    frame = frame.set_geometry(shapely.buffer(frame.geometry.to_numpy(), grow))
+    frame.loc[3, "MC"] = " "
+    return _write(frame, path, driver="GPKG")
+
+
+def test_a_messy_file_reads_summary_first_and_every_kind_of_problem(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    report = import_file(city_conn, _messy(sample_city, tmp_path / "messy.gpkg"), "grid")
+    counts = {c: sum(f.check == c for f in report.findings) for c in ("gap", "overlap",
+                                                                     "outside_parent")}
+    assert min(counts.values()) > 10 and report.warnings == 1
+    lines = report.to_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(("  ERROR", "  WARNING")))
+    summary = "\n".join(lines[:first])
+    assert (f"{report.errors} error(s) ({counts['gap']} gap, {counts['outside_parent']} "
+            f"outside_parent, {counts['overlap']} overlap), 1 warning(s) (1 bad_name)") in summary
+    assert "diff against generation 1" in summary
+    for check, n in counts.items():  # ten of each, then how many more and where
+        assert sum(line.startswith(f"  ERROR   {check}:") for line in lines) == 10
+        assert f"  … and {n - 10} more {check} error(s) (--json lists every finding)" in lines
+    assert any(line.startswith("  WARNING bad_name: #3 ") for line in lines)
+    assert len(report.to_dict()["findings"]) == report.errors + 1
+
+
+def test_a_report_piped_to_a_file_holds_no_progress_bar(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+) -> None:
+    """stdout to a file, stderr a terminal: the bar is drawn on stderr and wiped."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    path = _messy(sample_city, tmp_path / "messy.gpkg")
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": city_factory()}
+    terminal, stderr = pty.openpty()
+    with (tmp_path / "report.txt").open("w") as out:
+        done = subprocess.run([sys.executable, "-m", "gridmap", "import", "grid", str(path)],
+                              stdout=out, stderr=stderr, env=env, timeout=300)  # fmt: skip
+    os.close(stderr)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(terminal)
+    text = (tmp_path / "report.txt").read_text()
+    assert done.returncode == 2 and "checking" in drawn.decode()
+    assert text.startswith("messy.gpkg: 300 grid features\n") and "\x1b" not in text
+    assert "\r" not in text and "more overlap error(s)" in text
+
+
 def test_a_committed_feature_report_names_no_generation() -> None:
     from gridmap.ingest.checks import Report
 
