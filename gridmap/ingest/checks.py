@@ -146,15 +146,26 @@ class Report:
             lines.append(f"  overlaps and containment checked around the changes "
                          f"({self.coverage['features_checked']:,} features); the rest "
                          "passed them when published")  # fmt: skip
-        groups = self._groups()
-        lines.append("  " + _counts_text(groups))
+        lines.append("  " + self.counts())
         lines += self._outcome_lines()
-        for (severity, check), found in groups.items():
+        for (severity, check), found in self._groups().items():
             lines += [_finding_text(f) for f in found[:limit]]
             if len(found) > limit:
                 lines.append(f"  … and {len(found) - limit:,} more {check} {severity}(s) "
                              "(--json lists every finding)")  # fmt: skip
         return "\n".join(lines)
+
+    def counts(self) -> str:
+        """The findings counted by severity and check: '3 error(s) (2 gap, 1 overlap),
+        0 warning(s), 1 info (1 gap)' (the text report's and the upload job's summary)."""
+        groups = self._groups()
+        parts = []
+        for severity, noun in zip(SEVERITIES, ("error(s)", "warning(s)", "info"), strict=True):
+            checks = {check: len(found) for (sev, check), found in groups.items()
+                      if sev == severity}  # fmt: skip
+            detail = ", ".join(f"{n:,} {check}" for check, n in checks.items())
+            parts.append(f"{sum(checks.values()):,} {noun}" + (f" ({detail})" if detail else ""))
+        return ", ".join(parts)
 
     def _groups(self) -> dict[tuple[str, str], list[Finding]]:
         """The findings by (severity, check): errors first, then warnings, then infos."""
@@ -176,16 +187,6 @@ class Report:
             lines.append(f"  committed: generation {self.generation_id} is active"
                          if self.generation_id is not None else "  committed")
         return lines
-
-
-def _counts_text(groups: dict[tuple[str, str], list[Finding]]) -> str:
-    """'3 error(s) (2 gap, 1 overlap), 0 warning(s), 1 info (1 gap)'."""
-    parts = []
-    for severity, noun in zip(SEVERITIES, ("error(s)", "warning(s)", "info"), strict=True):
-        checks = {check: len(found) for (sev, check), found in groups.items() if sev == severity}
-        detail = ", ".join(f"{n:,} {check}" for check, n in checks.items())
-        parts.append(f"{sum(checks.values()):,} {noun}" + (f" ({detail})" if detail else ""))
-    return ", ".join(parts)
 
 
 def _finding_text(f: Finding) -> str:
