@@ -267,8 +267,10 @@ def import_(
                                                    ".zip or folder")] = None,
     fix: Annotated[bool, typer.Option("--fix", help="repair invalid geometry")] = False,
     sliver_m2: Annotated[float, typer.Option(help="sliver warning under this area")] = 1.0,
-    overlap_m2: Annotated[float, typer.Option(help="overlaps above this are errors")] = 1.0,
-    gap_m2: Annotated[float, typer.Option(help="gaps above this are errors")] = 1.0,
+    overlap_m2: Annotated[float, typer.Option(help="overlaps above this are errors (smaller "
+                                                   "ones: a note per parent)")] = 1.0,
+    gap_m2: Annotated[float, typer.Option(help="gaps above this are errors (smaller ones: a "
+                                               "note per parent)")] = 1.0,
     outside_fraction: Annotated[float, typer.Option(help="max share outside parent")] = 0.001,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
 ) -> None:

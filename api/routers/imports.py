@@ -45,9 +45,13 @@ def create_import(
     sliver_m2: Annotated[float | None, Form(description="sliver warning under this area "
                                                         "(default 1)")] = None,
     overlap_m2: Annotated[float | None, Form(description="overlaps above this are errors "
-                                                         "(default 1)")] = None,
+                                                         "(default 1); smaller ones are "
+                                                         "summed up per parent as an "
+                                                         "info finding")] = None,
     gap_m2: Annotated[float | None, Form(description="gaps above this are errors "
-                                                     "(default 1)")] = None,
+                                                     "(default 1); smaller ones are summed "
+                                                     "up per parent as an info "
+                                                     "finding")] = None,
     outside_fraction: Annotated[float | None, Form(description="largest share of an area "
                                                                "outside its parent "
                                                                "(default 0.001)")] = None,

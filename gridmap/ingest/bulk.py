@@ -282,12 +282,27 @@ def _drop_foreign_keys(conn: psycopg.Connection) -> list[str]:
     return statements
 
 
+_NEXT_GENERATION = """
+INSERT INTO generations (id, description, active)
+SELECT coalesce(max(id), 0) + 1, %s, false FROM generations
+RETURNING id
+"""
+
+
 def _new_generation(conn: psycopg.Connection, description: str) -> int:
-    row = conn.execute(
-        "INSERT INTO generations (description, active) VALUES (%s, false) RETURNING id",
-        (description,),
-    ).fetchone()
+    """Insert a new, inactive generation; returns its id, the next after the highest.
+
+    The caller holds the areas writers' lock (:func:`~gridmap.db.locks.lock_areas_writers`),
+    so no other generation can be inserted meanwhile. Not the id sequence's next value:
+    ``--commit`` inserts the generation while the checks still run, and a sequence value
+    is not given back when they refuse the file and the transaction is rolled back —
+    every refused commit would leave a gap in the generations' history. The sequence is
+    moved up to the id (``setval`` is not rolled back: at worst it runs ahead), so that
+    rows inserted by its default never take an id in use.
+    """
+    row = conn.execute(_NEXT_GENERATION, (description,)).fetchone()
     assert row is not None
+    conn.execute("SELECT setval(pg_get_serial_sequence('generations', 'id'), %s)", (row[0],))
     return int(row[0])
 
 

@@ -1,7 +1,9 @@
 """Checks of an area layer before it is published, and the report they make.
 
 Every finding names the feature index (file order), the code and a location
-(lon, lat). Errors block ``--commit``; warnings do not. The spatial checks are
+(lon, lat). Errors block ``--commit``; warnings and infos do not. Gaps and overlaps
+over their thresholds are errors; those under them are summed up per parent in one
+info finding (how many, how much area, where the largest is). The spatial checks are
 vectorised: parents their children tile exactly are found first by cancelling boundary
 segments (:mod:`gridmap.ingest.tiling`, one hashing pass); around the rest, sibling overlaps
 come from STRtree candidate pairs (only around polygons that
@@ -18,6 +20,7 @@ them finding by finding).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -38,6 +41,24 @@ CHILD_LEVEL = {parent: child for child, parent in PARENT_LEVEL.items()}
 _M_PER_DEG = 111_320.0
 GAP_FREE_M2 = 0.01
 """A layer is marked checked only if no parent has more than this uncovered (m²)."""
+NOTED_M2 = GAP_FREE_M2
+"""Gaps (and overlaps) under their threshold are noted where they add up to more than
+this in a parent (m²): less is the noise of a re-projection (~1e-5 m² per parent)."""
+SEVERITIES = ("error", "warning", "info")
+"""In the order a report lists them."""
+_SCIENTIFIC = re.compile(r"^[+-]?[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+$")
+
+
+def excel_hint(value: object) -> str:
+    """A hint to append to a finding about a code that reads like ``5.00103E+14``, else ''.
+
+    Excel shows a number of more than 11 digits in scientific notation and saves it to
+    CSV as shown: the code's later digits are gone, and only the source can restore them.
+    """
+    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        return ("; looks like a number Excel turned into scientific notation: format the "
+                "column as text")
+    return ""
 
 
 @dataclass
@@ -96,14 +117,21 @@ class Report:
     def warnings(self) -> int:
         return sum(f.severity == "warning" for f in self.findings)
 
+    @property
+    def infos(self) -> int:
+        """Findings for the record only (gaps and overlaps under their thresholds)."""
+        return sum(f.severity == "info" for f in self.findings)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the ``--json`` output and the API's report)."""
         out = asdict(self)
-        out.update(errors=self.errors, warnings=self.warnings)
+        out.update(errors=self.errors, warnings=self.warnings, infos=self.infos)
         return json.loads(json.dumps(out, default=float))
 
-    def to_text(self, limit: int = 50) -> str:
-        """A human-readable report (at most ``limit`` findings listed)."""
+    def to_text(self, limit: int = 10) -> str:
+        """A human-readable report: what was read, the counts per severity and check,
+        the outcome (diff, re-assignment, commit), then the findings — at most ``limit``
+        of each check and severity, so that a thousand gaps hide no other problem."""
         lines = [
             f"{self.source}: {self.feature_count:,} {self.level} features",
             f"  CRS: {self.crs} ({self.crs_note}); encoding: {self.encoding}",
@@ -118,14 +146,37 @@ class Report:
             lines.append(f"  overlaps and containment checked around the changes "
                          f"({self.coverage['features_checked']:,} features); the rest "
                          "passed them when published")  # fmt: skip
-        lines.append(f"  {self.errors} error(s), {self.warnings} warning(s)")
-        for f in self.findings[:limit]:
-            where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
-            feature = f"#{f.index} " if f.index is not None else ""
-            lines.append(f"  {f.severity.upper():7} {f.check}: {feature}{f.code or ''}"
-                         f"{where}: {f.message}")  # fmt: skip
-        if len(self.findings) > limit:
-            lines.append(f"  … {len(self.findings) - limit} more (use --json for all)")
+        lines.append("  " + self.counts())
+        lines += self._outcome_lines()
+        for (severity, check), found in self._groups().items():
+            lines += [_finding_text(f) for f in found[:limit]]
+            if len(found) > limit:
+                lines.append(f"  … and {len(found) - limit:,} more {check} {severity}(s) "
+                             "(--json lists every finding)")  # fmt: skip
+        return "\n".join(lines)
+
+    def counts(self) -> str:
+        """The findings counted by severity and check: '3 error(s) (2 gap, 1 overlap),
+        0 warning(s), 1 info (1 gap)' (the text report's and the upload job's summary)."""
+        groups = self._groups()
+        parts = []
+        for severity, noun in zip(SEVERITIES, ("error(s)", "warning(s)", "info"), strict=True):
+            checks = {check: len(found) for (sev, check), found in groups.items()
+                      if sev == severity}  # fmt: skip
+            detail = ", ".join(f"{n:,} {check}" for check, n in checks.items())
+            parts.append(f"{sum(checks.values()):,} {noun}" + (f" ({detail})" if detail else ""))
+        return ", ".join(parts)
+
+    def _groups(self) -> dict[tuple[str, str], list[Finding]]:
+        """The findings by (severity, check): errors first, then warnings, then infos."""
+        groups: dict[tuple[str, str], list[Finding]] = {}
+        for f in sorted(self.findings, key=lambda f: SEVERITIES.index(f.severity)):
+            groups.setdefault((f.severity, f.check), []).append(f)
+        return groups
+
+    def _outcome_lines(self) -> list[str]:
+        """The diff, the re-assignment and whether (and as what) it was committed."""
+        lines = []
         if self.diff:
             lines.append("  " + _diff_text(self.diff))
         if self.reassignment:
@@ -135,7 +186,13 @@ class Report:
         if self.committed:
             lines.append(f"  committed: generation {self.generation_id} is active"
                          if self.generation_id is not None else "  committed")
-        return "\n".join(lines)
+        return lines
+
+
+def _finding_text(f: Finding) -> str:
+    where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
+    feature = f"#{f.index} " if f.index is not None else ""
+    return f"  {f.severity.upper():7} {f.check}: {feature}{f.code or ''}{where}: {f.message}"
 
 
 def _diff_text(d: dict[str, Any]) -> str:
@@ -272,7 +329,8 @@ def check_layer(
             _parent_containment, geoms, slot, codes,
             usable if changed is None else usable & changed, parents, t, add,
         )  # fmt: skip
-        clean, checked = _overlaps(geoms[usable], codes[usable], np.flatnonzero(usable), t, add,
+        clean, checked = _overlaps(geoms[usable], codes[usable], parent_codes[usable],
+                                   np.flatnonzero(usable), t, add,
                                    None if changed is None else changed[usable])  # fmt: skip
         inside = containment.result()
     contained = clean and not any(f.check in ("outside_parent", "missing_parent")
@@ -290,11 +348,13 @@ def check_layer(
     return report, frame
 
 
-def _finding_order(f: Finding) -> tuple[bool, str, int, str, tuple[float, float]]:
-    """Errors first, then by check, feature, code and place (layer-wide findings such
-    as gaps have no feature: the same report whichever path found them)."""
+def _finding_order(f: Finding) -> tuple[int, str, int, str, tuple[float, float]]:
+    """Errors first, then warnings, then infos; each by check, feature, code and place
+    (layer-wide findings such as gaps have no feature: the same report whichever path
+    found them)."""
     index = -1 if f.index is None else f.index
-    return (f.severity != "error", f.check, index, f.code or "", f.location or (0.0, 0.0))
+    return (SEVERITIES.index(f.severity), f.check, index, f.code or "",
+            f.location or (0.0, 0.0))  # fmt: skip
 
 
 def _tiled_children(
@@ -418,8 +478,8 @@ def _code_checks(frame: gpd.GeoDataFrame, level: str, slot: np.ndarray, add: Any
             add(Finding("error", "duplicate_code", f"same code as feature #{first[i]}", i, code,
                         at))  # fmt: skip
         if not well_formed[i]:
-            add(Finding("error", "malformed_code",
-                        f"{code!r} is not a {length}-digit {level} code", i, code, at))  # fmt: skip
+            add(Finding("error", "malformed_code", f"{code!r} is not a {length}-digit "
+                        f"{level} code{excel_hint(code)}", i, code, at))  # fmt: skip
         elif no_parent[i]:
             add(Finding("error", "missing_parent", "no parent code", i, code, at))
         else:
@@ -448,8 +508,8 @@ def _parent_findings(
     at: tuple[float, float] | None, add: Any,
 ) -> None:
     if unknown:
-        add(Finding("error", "missing_parent",
-                    f"parent {parent} is not an active {PARENT_LEVEL[level]}", i, code, at))
+        add(Finding("error", "missing_parent", f"parent {parent} is not an active "
+                    f"{PARENT_LEVEL[level]}{excel_hint(parent)}", i, code, at))  # fmt: skip
     if outside:
         prefix = len(parent) if level != "district" else 2
         add(Finding("error", "code_not_under_parent",
@@ -488,10 +548,11 @@ def _parent_containment(
 
 
 def _overlaps(
-    geoms: np.ndarray, codes: np.ndarray, index: np.ndarray, t: Thresholds, add: Any,
-    changed: np.ndarray | None = None,
+    geoms: np.ndarray, codes: np.ndarray, parent_codes: np.ndarray, index: np.ndarray,
+    t: Thresholds, add: Any, changed: np.ndarray | None = None,
 ) -> tuple[bool, int]:
-    """Overlapping pairs, looked for only around polygons the coverage check flags.
+    """Overlapping pairs, looked for only around polygons the coverage check flags:
+    an error for each over the threshold, an info per parent for those under it.
 
     Returns whether the layer is a clean coverage (then unions can take the fast
     path) and how many polygons the coverage check looked at.
@@ -517,12 +578,17 @@ def _overlaps(
         return False, int(looked)
     shared = shapely.intersection(geoms[left], geoms[right])
     area = m2(shared)
-    places = locations(shared)
-    for k in np.flatnonzero(area > t.overlap_m2):
+    big = np.flatnonzero(area > t.overlap_m2)
+    for k, place in zip(big.tolist(), locations(shared[big]), strict=True):
         a, b = int(left[k]), int(right[k])
         add(Finding("error", "overlap",
                     f"overlaps feature #{index[b]} ({codes[b]}) by {area[k]:,.1f} m²",
-                    int(index[a]), codes[a], places[k], float(area[k])))  # fmt: skip
+                    int(index[a]), codes[a], place, float(area[k])))  # fmt: skip
+    small = np.flatnonzero((area > 0) & (area <= t.overlap_m2))
+    pairs = [f"#{index[left[k]]} and #{index[right[k]]}" for k in small.tolist()]
+    _note_under_threshold("overlap", ("overlap(s) between its children", " in all"),
+                          shared[small], area[small], parent_codes[left[small]], t.overlap_m2,
+                          add, pairs)  # fmt: skip
     return False, int(looked)
 
 
@@ -585,12 +651,39 @@ def _gaps(
     holes, owners = _per_parent(holes, parents)
     area = m2(holes)
     big = area > t.gap_m2
+    _note_under_threshold("gap", ("gap(s)", " of the parent covered by no feature"),
+                          holes[~big], area[~big], parents.codes[owners[~big]], t.gap_m2,
+                          add)  # fmt: skip
     holes, owners, area = holes[big], owners[big], area[big]
     for k, place in enumerate(locations(holes)):
         parent = parents.codes[owners[k]]
         add(Finding("error", "gap", f"{area[k]:,.1f} m² of parent {parent} covered by no "
                     "feature", None, parent, place, float(area[k])))  # fmt: skip
     return largest
+
+
+def _note_under_threshold(
+    check: str, words: tuple[str, str], pieces: np.ndarray, area: np.ndarray,
+    parent_codes: np.ndarray, threshold: float, add: Any, between: Sequence[str] = (),
+) -> None:
+    """One info finding per parent for the ``pieces`` (gaps or overlaps) under their
+    ``threshold``: how many, their total area, and where the largest is (``words``: what
+    they are, what their area is; ``between``: the features each piece lies between).
+    Parents where they add up to NOTED_M2 or less are left out: re-projection noise."""
+    if area.size == 0:
+        return
+    parents = pd.Series(parent_codes, dtype=object).fillna("").to_numpy()  # "": none given
+    by_parent = pd.DataFrame({"parent": parents, "area": area}).groupby("parent").area
+    summary = pd.DataFrame({"count": by_parent.size(), "total": by_parent.sum(),
+                            "largest": by_parent.idxmax()})  # fmt: skip
+    summary = summary[summary.total > NOTED_M2]
+    places = locations(pieces[summary.largest.to_numpy(dtype=int)])
+    for (parent, row), place in zip(summary.iterrows(), places, strict=True):
+        k, total = int(row["largest"]), float(row["total"])
+        pair = f", between {between[k]}" if between else ""
+        add(Finding("info", check, f"{int(row['count']):,} {words[0]} under the {threshold:g} "
+                    f"m² threshold: {total:,.2f} m²{words[1]}; the largest ({area[k]:,.2f} m²"
+                    f"{pair}) is here", None, parent or None, place, total))  # fmt: skip
 
 
 def _per_parent(holes: np.ndarray, parents: Parents) -> tuple[np.ndarray, np.ndarray]:
@@ -628,15 +721,15 @@ def _gaps_around(
 def _gaps_by_parent(
     geoms: np.ndarray, slot: np.ndarray, parents: Parents, t: Thresholds
 ) -> tuple[np.ndarray, float]:
-    """Holes inside parents whose area is not accounted for by their children, and
-    the largest such area (m²)."""
+    """Holes inside parents whose area is not accounted for by their children (more than
+    the gap threshold or NOTED_M2), and the largest such area (m²)."""
     known = slot >= 0
     covered = np.bincount(slot[known], weights=shapely.area(geoms[known]),
                           minlength=parents.codes.size)  # fmt: skip
     missing_deg = shapely.area(parents.geoms) - covered
     scale = m2(parents.geoms) / np.maximum(shapely.area(parents.geoms), 1e-30)
     missing = missing_deg * scale
-    suspects = np.flatnonzero(missing > t.gap_m2)
+    suspects = np.flatnonzero(missing > min(t.gap_m2, NOTED_M2))  # gaps under it noted too
     pieces = []
     for p in suspects:
         children = geoms[known][slot[known] == p]

@@ -24,7 +24,14 @@ import sqlalchemy as sa
 
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
-from gridmap.ingest.checks import Finding, Parents, Report, error_details, report_of_read
+from gridmap.ingest.checks import (
+    Finding,
+    Parents,
+    Report,
+    error_details,
+    excel_hint,
+    report_of_read,
+)
 from gridmap.ingest.compare import SAME_WITHIN_DEG
 from gridmap.ingest.reader import (
     FIELD_CANDIDATES,
@@ -339,7 +346,7 @@ def _check_facilities(conn: psycopg.Connection, frame: pd.DataFrame, add: Any) -
         if code is not None and not _FACILITY_CODE.match(code):
             add(Finding("error", "malformed_code", f"{code!r} is not a 16-digit facility code "
                         "(6-digit area + 2-digit major + 2-digit minor class + 6-digit "
-                        "sequence)", i, code))  # fmt: skip
+                        f"sequence){excel_hint(code)}", i, code))  # fmt: skip
         elif code is not None:
             major, minor = code[6:8], code[8:10]
             if code[:6] not in areas:
@@ -396,14 +403,24 @@ def _read_workers(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Repor
     return frame, report
 
 
+_SPREADSHEETS = (".xlsx", ".ods")
+"""Tables whose first row GDAL takes for a header only if a later row holds a number."""
+
+
 def _read_table(path: Path, layer: str | None, encoding: str | None = None) -> pd.DataFrame:
-    """An attribute table GDAL reads (.xlsx, .gpkg, .dbf …), without geometry."""
+    """An attribute table GDAL reads (.xlsx, .gpkg, .dbf …), without geometry.
+
+    A spreadsheet's first row is always its header: GDAL would otherwise read a sheet of
+    text cells only (every column formatted as text, as codes should be) as data, with
+    columns Field1, Field2 …
+    """
     import pyogrio
 
+    header = {"HEADERS": "FORCE"} if path.suffix.lower() in _SPREADSHEETS else {}
     try:
         chosen, _ = choose_layer(path, "worker", layer, path.name)
         return pyogrio.read_dataframe(path, layer=chosen, read_geometry=False,
-                                      encoding=encoding)  # fmt: skip
+                                      encoding=encoding, **header)  # fmt: skip
     except InvalidInputError:
         raise
     except Exception as exc:  # GDAL raises several kinds on unreadable files
@@ -504,8 +521,8 @@ def _check_workers(frame: pd.DataFrame, grids: Parents, add: Any) -> None:
             add(Finding("error", "unknown_grid", "no grid code", i, row.code))
         for grid in codes:
             if grid not in known:
-                add(Finding("error", "unknown_grid", f"grid {grid} is not an active grid",
-                            i, row.code))  # fmt: skip
+                add(Finding("error", "unknown_grid", f"grid {grid} is not an active "
+                            f"grid{excel_hint(grid)}", i, row.code))  # fmt: skip
         roles.append(role)
         lists.append(codes)
     frame["role"], frame["grids"] = roles, lists

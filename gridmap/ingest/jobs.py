@@ -242,7 +242,7 @@ def run_check(url: str, job_id: int) -> None:
         if isinstance(plan, Plan):  # feature plans are cheap to make again
             _plans.put(job_id, plan, path)
         _update(url, job_id, status="checked", progress=1.0, report=plan.report.to_dict(),
-                message=f"{plan.report.errors} error(s), {plan.report.warnings} warning(s)")
+                message=plan.report.counts())
 
 
 def commit_job(url: str, job_id: int) -> dict[str, Any]:
@@ -316,8 +316,7 @@ def _check_again(
     if isinstance(plan, Plan):
         _plans.put(job["id"], plan, path)
     _update(url, job["id"], status="checked", report=plan.report.to_dict(),
-            message=f"checked again against generation {active}: {plan.report.errors} "
-                    f"error(s), {plan.report.warnings} warning(s)")  # fmt: skip
+            message=f"checked again against generation {active}: {plan.report.counts()}")
     raise ConflictError(
         f"generation {active} was activated after import {job['id']} was checked against "
         f"generation {checked_against}; it has been checked again against generation "

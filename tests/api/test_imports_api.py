@@ -84,6 +84,7 @@ def test_worker_with_an_empty_name_is_a_report_error_not_a_500(
     assert response.status_code == 202, response.text
     job = writable_client.get(f"/api/v1/imports/{response.json()['id']}").json()
     assert job["status"] == "checked" and job["report"]["errors"] == 1
+    assert job["message"] == "1 error(s) (1 missing_value), 0 warning(s), 0 info"
     assert job["report"]["findings"][0]["message"] == "name is empty (field 'name')"
     committed = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
     assert committed.status_code == 422, committed.text

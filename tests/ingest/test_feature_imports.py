@@ -319,6 +319,41 @@ def test_worker_grid_codes_stored_as_numbers(
                                    ("W-N-2", None, grids[1])]  # fmt: skip
 
 
+EXCEL = "looks like a number Excel turned into scientific notation: format the column as text"
+
+
+@pytest.mark.parametrize("table", ["workers.csv", "workers.xlsx", "workers.ods"])
+def test_worker_grid_codes_excel_wrote_in_scientific_notation_say_so(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, table: str
+) -> None:
+    """A grid-code column saved by Excel from a number cell: 5.00103E+14."""
+    grid = sample_city.level("grid").code.iloc[0]
+    mangled = f"{int(grid):.5E}"
+    rows = pd.DataFrame({"code": ["W-E-1", "W-E-2"], "name": ["张三", "李四"],
+                         "role": ["专职", "专职"], "grid_code": [mangled, "500103999999999"]})
+    path = tmp_path / table
+    if table.endswith(".csv"):
+        rows.to_csv(path, index=False)
+    else:  # every cell text: the header row is still found
+        pyogrio.write_dataframe(gpd.GeoDataFrame(rows), path, driver=path.suffix[1:].upper())
+    report = import_file(city_conn, path, "worker")
+    said = {f.index: f.message for f in report.findings if f.check == "unknown_grid"}
+    assert mangled in said[0] and EXCEL in said[0], report.to_text()
+    assert EXCEL not in said[1]  # an unknown code, but not Excel's doing
+
+
+def test_facility_code_excel_wrote_in_scientific_notation_says_so(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _facilities(sample_city, 2)
+    frame.loc[0, "code"] = f"{int(frame.code[0]):.5E}"
+    path = tmp_path / "facilities.gpkg"
+    pyogrio.write_dataframe(frame, path, driver="GPKG")
+    report = import_file(city_conn, path, "facility")
+    said = [f.message for f in report.findings if (f.check, f.index) == ("malformed_code", 0)]
+    assert len(said) == 1 and EXCEL in said[0]
+
+
 # --- missing values ------------------------------------------------------------------------
 
 

@@ -407,6 +407,31 @@ def test_areas_written_while_checked_are_rolled_back_on_errors(
     assert _lock_free(url)
 
 
+def test_a_refused_commit_uses_up_no_generation_id(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer stages the new generation while the checks run; when they refuse the
+    file, the next commit still gets the next id (no gap in the generations' history)."""
+    url = city_factory()
+    frame = _grids(sample_city)
+    frame.loc[1, "MC"] = "改名网格"
+    bad = frame.copy()
+    bad.loc[0, "geometry"] = bad.geometry[0].buffer(0.0005)  # valid, overlapping
+    seen = _staged_while_checking(url, monkeypatch)
+    with psycopg.connect(url, application_name=_PIPELINED) as conn:
+        first = _one(conn, "SELECT max(id) FROM generations")
+        for _ in range(2):
+            with pytest.raises(InvalidInputError, match="block --commit"):
+                import_file(conn, _write(bad, tmp_path / "bad.shp"), "grid", commit=True)
+        assert seen == ["staged before the checks"] * 2
+        monkeypatch.undo()
+        done = import_file(conn, _write(frame, tmp_path / "good.shp"), "grid", commit=True)
+        assert done.generation_id == first + 1  # type: ignore[operator]
+        assert [r[0] for r in conn.execute("SELECT id FROM generations ORDER BY id")] \
+            == list(range(1, first + 2))  # type: ignore[operator]  # fmt: skip
+
+
 def test_a_failure_while_checking_rolls_back_the_written_areas(
     tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity,
     monkeypatch: pytest.MonkeyPatch,
@@ -661,6 +686,57 @@ def test_a_gap_across_two_parents_is_one_finding_in_each(
     assert sorted(gaps.values()) == pytest.approx(sorted(areas), rel=1e-6)
 
 
+def _siblings_sharing_an_edge(frame: gpd.GeoDataFrame) -> tuple[int, int]:
+    geoms = frame.geometry.to_numpy()
+    pairs = shapely.STRtree(geoms).query(geoms, predicate="touches").T
+    return next((int(i), int(j)) for i, j in pairs if frame.SJDM[i] == frame.SJDM[j]
+                and shapely.intersection(geoms[i], geoms[j]).length > 0)  # fmt: skip
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_gaps_and_overlaps_under_their_thresholds_are_noted_per_parent(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity, overlap: bool
+) -> None:
+    """A 0.25 m² hole in one grid (and a 1 m² box on another's edge, half of it over its
+    neighbour): under the 1 m² thresholds, so not errors, but the report says so."""
+    frame = _grids(sample_city)
+    holed = 10
+    inside = frame.geometry[holed].point_on_surface()
+    frame.loc[holed, "geometry"] = frame.geometry[holed].difference(
+        shapely.box(inside.x, inside.y, inside.x + 5e-6, inside.y + 5e-6))
+    grown, neighbour = _siblings_sharing_an_edge(frame)
+    if overlap:
+        edge = shapely.intersection(frame.geometry[grown], frame.geometry[neighbour])
+        mid = edge.interpolate(0.5, normalized=True)
+        box = shapely.box(mid.x - 5e-6, mid.y - 5e-6, mid.x + 5e-6, mid.y + 5e-6)
+        frame.loc[grown, "geometry"] = frame.geometry[grown].union(box)
+    path = _write(frame, tmp_path / "g.gpkg", driver="GPKG")
+    report = import_file(city_conn, path, "grid", commit=True)
+    assert report.committed and report.errors == 0 and report.warnings == 0, report.to_text()
+    notes = {f.check: f for f in report.findings if f.severity == "info"}
+    assert set(notes) == ({"gap", "overlap"} if overlap else {"gap"})
+    gap = notes["gap"]
+    assert gap.code == frame.SJDM[holed] and gap.index is None and gap.location is not None
+    assert gap.area_m2 == pytest.approx(0.25, rel=0.1)
+    assert gap.message.startswith("1 gap(s) under the 1 m² threshold: 0.2")
+    if overlap:
+        assert notes["overlap"].code == frame.SJDM[grown]
+        assert f"between #{min(grown, neighbour)} and #{max(grown, neighbour)}" \
+            in notes["overlap"].message  # fmt: skip
+        assert 0.2 < notes["overlap"].area_m2 < 1
+    assert report.to_dict()["infos"] == len(notes)
+    assert "INFO    gap:" in report.to_text()
+
+
+def test_reprojection_noise_is_not_noted_as_gaps(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """Gauss-Kruger and back leaves ~1e-5 m² slivers between grids: not worth a line."""
+    path = _write(_grids(sample_city).to_crs(4545), tmp_path / "grid.shp")
+    report = import_file(city_conn, path, "grid", thresholds=Thresholds(gap_m2=0.5))
+    assert report.findings == [], report.to_text()
+
+
 def test_without_a_parent_field_parents_come_from_the_codes(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
@@ -669,6 +745,68 @@ def test_without_a_parent_field_parents_come_from_the_codes(
     assert report.errors == 0 and report.fields["parent"] == "(the code's prefix)"
     assert report.diff is not None and report.diff["unchanged"] == len(frame)
     assert "parent=(the code's prefix)" in report.to_text()
+
+
+def _messy(city: SampleCity, path: Path) -> Path:
+    """Every grid grown or shrunk by ~30 m: hundreds of overlaps, gaps and overhangs;
+    and one blank name (a warning behind them)."""
+    frame = _grids(city)
+    grow = np.random.default_rng(1).choice([-0.0003, 0.0003], len(frame))
+    frame = frame.set_geometry(shapely.buffer(frame.geometry.to_numpy(), grow))
+    frame.loc[3, "MC"] = " "
+    return _write(frame, path, driver="GPKG")
+
+
+def test_a_messy_file_reads_summary_first_and_every_kind_of_problem(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    report = import_file(city_conn, _messy(sample_city, tmp_path / "messy.gpkg"), "grid")
+    counts = {c: sum(f.check == c for f in report.findings) for c in ("gap", "overlap",
+                                                                     "outside_parent")}
+    assert min(counts.values()) > 10 and report.warnings == 1
+    lines = report.to_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(("  ERROR", "  WARNING")))
+    summary = "\n".join(lines[:first])
+    assert (f"{report.errors} error(s) ({counts['gap']} gap, {counts['outside_parent']} "
+            f"outside_parent, {counts['overlap']} overlap), 1 warning(s) (1 bad_name)") in summary
+    assert "diff against generation 1" in summary
+    for check, n in counts.items():  # ten of each, then how many more and where
+        assert sum(line.startswith(f"  ERROR   {check}:") for line in lines) == 10
+        assert f"  … and {n - 10} more {check} error(s) (--json lists every finding)" in lines
+    assert any(line.startswith("  WARNING bad_name: #3 ") for line in lines)
+    assert len(report.to_dict()["findings"]) == report.errors + 1
+
+
+def test_a_report_piped_to_a_file_holds_no_progress_bar(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+) -> None:
+    """stdout to a file, stderr a terminal: the bar is drawn on stderr and wiped."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    path = _messy(sample_city, tmp_path / "messy.gpkg")
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": city_factory()}
+    terminal, stderr = pty.openpty()
+    with (tmp_path / "report.txt").open("w") as out:
+        done = subprocess.run([sys.executable, "-m", "gridmap", "import", "grid", str(path)],
+                              stdout=out, stderr=stderr, env=env, timeout=300)  # fmt: skip
+    os.close(stderr)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(terminal)
+    text = (tmp_path / "report.txt").read_text()
+    assert done.returncode == 2 and "checking" in drawn.decode()
+    assert text.startswith("messy.gpkg: 300 grid features\n") and "\x1b" not in text
+    assert "\r" not in text and "more overlap error(s)" in text
 
 
 def test_a_committed_feature_report_names_no_generation() -> None:
@@ -694,6 +832,24 @@ def test_names_and_full_width_codes_are_reported(
             ("malformed_code", 2, "error")} <= found  # fmt: skip
     z = [f for f in report.findings if f.check == "z_m_dropped"]
     assert len(z) == 1 and "2 more features" in z[0].message and z[0].location is not None
+
+
+EXCEL = "looks like a number Excel turned into scientific notation: format the column as text"
+
+
+def test_codes_excel_wrote_in_scientific_notation_say_so(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    """A code column that went through Excel as a number reads 5.00103E+14."""
+    frame = _grids(sample_city)
+    frame.loc[0, "DM"] = f"{int(frame.DM[0]):.5E}"  # 5.00103E+14
+    frame.loc[1, "SJDM"] = f"{int(frame.SJDM[1]):.5E}"
+    frame.loc[2, "DM"] = "500103001001"  # short, but no Excel notation: no hint
+    report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
+    said = {(f.check, f.index): f.message for f in report.findings}
+    assert EXCEL in said[("malformed_code", 0)] and "E+14" in said[("malformed_code", 0)]
+    assert EXCEL in said[("missing_parent", 1)]
+    assert EXCEL not in said[("malformed_code", 2)]
 
 
 def test_districts_without_a_parent_field_belong_to_the_only_city(
