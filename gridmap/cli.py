@@ -298,12 +298,22 @@ def import_(
         else:
             report = prepare_import(conn, path, level, options, thresholds, step).report
             conn.rollback()
-    typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json
-               else report.to_text())
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        typer.echo(report.to_text() + ("" if report.committed else _not_published(report.errors)))
     if report.errors:
         if commit:
             typer.echo("gridmap: error: errors in the report; nothing was committed", err=True)
         raise typer.Exit(2)
+
+
+def _not_published(errors: int) -> str:
+    """The text report's last line when nothing was published (a dry run, or a
+    ``--commit`` the errors refused), so that a report saved to a file says so."""
+    if errors:
+        return f"\nnothing published: {errors:,} error(s) must be fixed first"
+    return "\ndry run: nothing published (--commit publishes it)"
 
 
 @app.command("export")

@@ -134,7 +134,8 @@ class Report:
         of each check and severity, so that a thousand gaps hide no other problem."""
         lines = [
             f"{self.source}: {self.feature_count:,} {self.level} features",
-            f"  CRS: {self.crs} ({self.crs_note}); encoding: {self.encoding}",
+            (f"  CRS: {self.crs} ({self.crs_note})" if self.crs else
+             "  no geometry (an attribute table)") + f"; encoding: {self.encoding}",
             f"  fields: {', '.join(f'{k}={v}' for k, v in self.fields.items())}",
         ]
         if self.bounds:

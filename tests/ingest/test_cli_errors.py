@@ -68,3 +68,30 @@ def test_a_row_the_database_refuses_is_one_line_naming_the_rule(  # type: ignore
     result = run("export", "grid", str(tmp_path / "x.geojson"))
     assert result.exit_code == 2 and "the database refused it" in result.output
     assert "column name" in result.output and "Traceback" not in result.output
+
+
+def test_the_text_report_says_when_nothing_was_published(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path
+) -> None:
+    """A report saved to a file (stdout) says whether anything was published; a worker
+    table's report names no CRS."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    grids = tmp_path / "grids.geojson"
+    gpd.GeoDataFrame({"code": ["500103001001001", "500103001001001"], "name": ["a", "b"],
+                      "parent": ["500103001001", "500103001001"]},
+                     geometry=[box(106.50, 29.50, 106.51, 29.51), box(106.51, 29.50, 106.52, 29.51)],
+                     crs=4326).to_file(grids)  # fmt: skip
+    for args in ([], ["--commit"]):
+        result = run("import", "grid", str(grids), *args)
+        assert result.exit_code == 2, result.output
+        assert result.stdout.rstrip().endswith("error(s) must be fixed first"), result.stdout
+    workers = tmp_path / "workers.csv"
+    workers.write_text("code,name,phone,role,grids\nW1,张三,13800000000,专职,500103001001001\n",
+                       encoding="utf-8")
+    result = run("import", "worker", str(workers))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().endswith("dry run: nothing published (--commit publishes it)")
+    assert "no geometry (an attribute table); encoding: UTF-8" in result.stdout
+    assert "CRS:" not in result.stdout
