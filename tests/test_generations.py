@@ -171,3 +171,28 @@ def test_the_cli_lists_and_shows_generations(history, monkeypatch: pytest.Monkey
         assert missing.exit_code == 3 and "generation 99 does not exist" in missing.output
     finally:
         get_settings.cache_clear()
+
+
+def test_an_area_missing_from_a_generation_says_where_it_is(client, history) -> None:  # type: ignore[no-untyped-def]
+    url, codes, gen = history
+    removed, added = codes["removed"][0], codes["added"][0]
+    gone = client.get(f"/api/v1/areas/{removed}")
+    assert gone.status_code == 404
+    assert gone.json()["message"] == (f"area {removed} not found in generation {gen}; "
+                                      "it is valid in generation 1")  # fmt: skip
+    assert gone.json()["details"] == [{"field": "generation", "generation_low": 1,
+                                       "generation_high": 1}]  # fmt: skip
+    assert client.get(f"/api/v1/areas/{removed}", params={"generation": 1}).status_code == 200
+    later = client.get(f"/api/v1/areas/{added}/geometry", params={"generation": 1}).json()
+    assert later["message"].endswith(f"it is valid in generation {gen} on")
+    assert client.get("/api/v1/areas/500199999999999").json()["message"] == (
+        f"area 500199999999999 not found in generation {gen}")
+    # outside the caller's area, a removed area reads exactly like one that never was
+    engine = make_engine(url)
+    elsewhere = make_key(engine, "operator", "500199")
+    engine.dispose()
+    client.app.state.principals.invalidate()
+    hidden = client.get(f"/api/v1/areas/{removed}",
+                        headers={"Authorization": f"Bearer {elsewhere}"})  # fmt: skip
+    assert hidden.json()["message"] == f"area {removed} not found in generation {gen}"
+    assert hidden.json()["details"] == []
