@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import dataclasses
+import json
 import signal
 import threading
 import time
@@ -562,6 +563,24 @@ def test_export_filters_and_no_personal_data(tmp_path: Path, city_conn: psycopg.
     _, n = export_layer(city_conn, "building", tmp_path / "b.gpkg")
     columns = set(pyogrio.read_info(tmp_path / "b.gpkg")["fields"])
     assert n and not columns & {"id_number", "phone", "name"}
+
+
+def test_exported_generation_columns_are_integers_in_every_generation(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame, _a, b, _c = _redivide(sample_city)
+    import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid", commit=True)
+    for generation in (1, None):  # closed rows among open ones; open rows only
+        for name in ("grid.gpkg", "grid.zip"):
+            out, _rows = export_layer(city_conn, "grid", tmp_path / f"{generation}-{name}",
+                                      generation=generation)  # fmt: skip
+            info = pyogrio.read_info(out)
+            types = dict(zip(info["fields"], info["dtypes"], strict=True))
+            assert [types[f] for f in types if f.upper().startswith("GEN")] == ["int64"] * 2
+    out, _rows = export_layer(city_conn, "grid", tmp_path / "old.geojson", generation=1)
+    features = json.loads(out.read_text())["features"]
+    removed = next(f["properties"] for f in features if f["properties"]["code"] == b)
+    assert removed["generation_high"] == 1 and type(removed["generation_high"]) is int
 
 
 def test_export_refuses_what_it_cannot_write_faithfully(
