@@ -234,6 +234,21 @@ def _diff_warnings(level: str, frame: gpd.GeoDataFrame, diff: Diff) -> list[Find
     return out
 
 
+def _reassignment_warnings(summary: dict[str, Any]) -> list[Finding]:
+    """What re-assignment could not do: workers whose grid was removed with no new grid
+    covering it (they keep the removed grid's code until assigned again)."""
+    unplaced = summary.get("workers_unplaced") or []
+    if not unplaced:
+        return []
+    named = ", ".join(f"{u['worker']} (grid {u['grid']})" for u in unplaced[:5])
+    return [Finding(
+        "warning", "worker_unplaced",
+        f"{len(unplaced):,} worker(s) lost their grid and no new grid covers it, so they "
+        f"were not re-assigned: {named}{' …' if len(unplaced) > 5 else ''}; assign them "
+        "to grids (gridmap import worker)", None, unplaced[0]["grid"],
+    )]  # fmt: skip
+
+
 def commit_plan(
     conn: psycopg.Connection,
     plan: Plan | FeaturePlan,
@@ -314,6 +329,7 @@ def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step
         plan.report.reassignment = reassign_after_grid_change(
             conn, generation, plan.previous_generation
         )
+        plan.report.findings += _reassignment_warnings(plan.report.reassignment)
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
     step(0.95, "committing")
 

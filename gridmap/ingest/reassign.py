@@ -4,7 +4,8 @@
   ties); households and persons follow their building (they carry no grid column);
 - facilities: the grid that covers the facility point (lowest code on ties);
 - workers: kept where their grid code survives; else moved to the new grid covering
-  the old grid's point-on-surface;
+  the old grid's point-on-surface; where no new grid covers it, left assigned to the
+  removed grid and listed (``workers_unplaced``);
 - events: open events (every status but :data:`~gridmap.models.events.CLOSED_STATUSES`),
   as for facilities, then re-routed by the events module's own rule
   (:func:`gridmap.events.assignment.route`: the new grid's worker, else the community's
@@ -159,6 +160,18 @@ SELECT new, count(*) FROM target GROUP BY new
 """
 
 
+# Workers still assigned to a grid this generation removed: _WORKERS_SQL found no new grid
+# covering it (its area left every grid: gaps let through with a raised threshold).
+_UNPLACED_WORKERS_SQL = f"""
+SELECT w.code, wa.grid_code FROM worker_assignments wa JOIN workers w ON w.id = wa.worker_id
+WHERE EXISTS (SELECT 1 FROM areas o WHERE o.level = 'grid' AND o.code = wa.grid_code
+              AND o.generation_high = %(prev)s)
+  AND NOT EXISTS (SELECT 1 FROM areas a WHERE a.level = 'grid' AND a.code = wa.grid_code
+                  AND {_valid('a', '%(gen)s')})
+ORDER BY wa.grid_code, w.code
+"""
+
+
 def reassign_after_grid_change(
     conn: psycopg.Connection, generation: int, previous: int
 ) -> dict[str, Any]:
@@ -180,6 +193,8 @@ def reassign_after_grid_change(
     summary["persons_moved"] = sum(int(r[2]) for r in buildings)
     summary["facilities_moved"] = tally("facilities", _points(conn, "facilities", params))
     summary["workers_moved"] = tally("workers", conn.execute(_WORKERS_SQL, params).fetchall())
+    summary["workers_unplaced"] = [{"worker": worker, "grid": grid} for worker, grid
+                                   in conn.execute(_UNPLACED_WORKERS_SQL, params)]  # fmt: skip
     summary["events_moved"] = tally("events", reassign_open_events(conn, generation, previous))
     summary["per_grid"] = per_grid
     summary["seconds"] = round(time.perf_counter() - started, 3)

@@ -276,6 +276,26 @@ def test_commit_diff_generations_and_reassignment(
     assert notes and notes[0].payload == str(gen)
 
 
+def test_a_worker_whose_grid_is_gone_without_a_successor_is_reported(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    workers = sample_city.workers
+    gone = next(code for code in frame.DM if (workers.grid_code == code).any())
+    staff = sorted(workers.code[workers.grid_code == gone])
+    path = _write(frame[frame.DM != gone], tmp_path / "grid.shp")
+    # the gap it leaves is let through (a raised threshold): no grid covers its area now
+    report = import_file(city_conn, path, "grid", commit=True,
+                         thresholds=Thresholds(gap_m2=1e12))  # fmt: skip
+    r = report.reassignment
+    assert r is not None and r["workers_moved"] == 0
+    assert r["workers_unplaced"] == [{"worker": w, "grid": gone} for w in staff]
+    (warning,) = [f for f in report.findings if f.check == "worker_unplaced"]
+    assert warning.severity == "warning" and warning.code == gone
+    assert f"{staff[0]} (grid {gone})" in report.to_text()
+    assert report.to_dict()["warnings"] == report.warnings >= 1
+
+
 def test_failure_mid_commit_leaves_active_generation(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
