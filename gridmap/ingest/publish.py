@@ -60,6 +60,7 @@ from gridmap.ingest.reader import (
     read_layer,
 )
 from gridmap.ingest.reassign import reassign_after_grid_change
+from gridmap.layers import announce_deferred, defer_layer_changes
 
 NOTIFY_CHANNEL = "gridmap_generation"
 
@@ -293,6 +294,7 @@ def _stage(
     """
     conn.execute("SET LOCAL statement_timeout = 0")
     lock_areas_writers(conn)  # one publisher at a time, before any row lock
+    defer_layer_changes(conn)  # map layers' row locks at the end only (event intake)
     if _active_generation(conn) != previous_generation:
         raise ConflictError(
             f"generation {_active_generation(conn)} was activated after this import was "
@@ -330,6 +332,7 @@ def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step
             conn, generation, plan.previous_generation
         )
         plan.report.findings += _reassignment_warnings(plan.report.reassignment)
+    announce_deferred(conn)
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
     step(0.95, "committing")
 

@@ -361,6 +361,40 @@ def test_killed_mid_commit_leaves_active_generation(
         assert (_one(conn, "SELECT count(*) FROM areas"),) == staged
 
 
+def test_event_intake_neither_waits_for_nor_deadlocks_with_a_publisher(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+) -> None:
+    """Storing an event bumps the ``events`` and ``grids`` map layers (its trigger). A
+    publisher that held ``grids`` from its first area write made every report wait for
+    the whole publish, and deadlocked with one that held ``events`` when re-assignment
+    then moved events."""
+    url = city_factory()
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+    waited: list[float] = []
+
+    def an_event_is_stored(fraction: float, message: str) -> None:
+        if message != "activating":  # areas written, events about to be moved
+            return
+        with psycopg.connect(url) as intake:
+            intake.execute("SET lock_timeout = '5s'")
+            started = time.monotonic()
+            intake.execute("SELECT gridmap_invalidate_layers(ARRAY['events', 'grids'], NULL)")
+            waited.append(time.monotonic() - started)
+            # still uncommitted while the publisher goes on to re-assign events
+            intake.execute("SELECT pg_sleep(0.5)")
+
+    with psycopg.connect(url) as conn:
+        plan = prepare_import(conn, path, "grid")
+        conn.rollback()
+        before = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+        conn.rollback()
+        report = commit_plan(conn, plan, progress=an_event_is_stored)
+        after = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+    assert report.committed and waited and waited[0] < 1.0
+    assert all(after[layer] > before[layer] for layer in before), "every layer is stale"
+
+
 _PIPELINED = "gm-import-pipelined"
 
 
