@@ -439,7 +439,8 @@ def events_escalate(
     clock = FixedClock(datetime.fromisoformat(at)) if at else SystemClock()
     done = run_deadlines(default_engine(), clock)
     typer.echo(f"escalated {done['escalated']} events; opened {done['sensor_events']} "
-               "sensor events")
+               f"sensor events; moved {done['reassigned']} events stored under the previous "
+               "generation")
 
 
 @events_app.command("listen")

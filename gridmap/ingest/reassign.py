@@ -91,7 +91,7 @@ SELECT new, count(*) FROM moved GROUP BY new
 # Open events whose grid changes: kept in a temporary table while their new grids'
 # workers are picked, then moved in one statement (_MOVE_EVENTS_SQL).
 _MOVING_EVENTS = "gridmap_moving_events"
-_MOVING_EVENTS_SQL = _POINT_TARGETS_SQL + """
+_MOVING_SQL = """
 INSERT INTO {moving} (id, old_grid, new_grid, old_worker, affair_class, department_code)
 SELECT e.id, e.grid_code, x.new, e.worker_code, e.affair_class, e.department_code
 FROM target x JOIN events e ON e.id = x.id
@@ -223,6 +223,38 @@ def _point_targets(table: str, geom: str, filter_sql: sql.Composable | None
     }
 
 
+# Open events stored under an older generation after the publisher moved events: by a
+# process whose in-memory lookup still served the previous generation (it switches on
+# NOTIFY, once its index is rebuilt: seconds). Only those stored from shortly before the
+# activation on, each to the grid covering it now.
+_LATE_TARGETS_SQL = """
+WITH active AS (
+    SELECT activated_at FROM generations WHERE id = %(gen)s
+), target AS (
+    SELECT DISTINCT ON (t.id) t.id, a.code AS new
+    FROM events t
+    LEFT JOIN areas a ON a.level = 'grid' AND {valid} AND ST_Covers(a.geom, t.geom)
+    WHERE t.generation < %(gen)s {filter}
+      AND t.created_at >= (SELECT activated_at FROM active) - interval '1 minute'
+    ORDER BY t.id, a.code
+)"""
+LATE_WINDOW_S = 600
+"""How long after an activation :func:`reassign_late_events` looks for late events."""
+
+
+def reassign_late_events(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """Move open events stored under an older generation since the active one was
+    activated — by a lookup index that had not switched yet — as the publisher moved
+    the others (:func:`reassign_open_events`). Does nothing once the active generation
+    is older than :data:`LATE_WINDOW_S`. Returns (new grid, count) rows."""
+    row = conn.execute(
+        "SELECT id FROM generations WHERE active AND activated_at > now() - make_interval("
+        "secs => %s)", (LATE_WINDOW_S,)).fetchone()  # fmt: skip
+    if row is None:
+        return []
+    return _move_open_events(conn, int(row[0]), _LATE_TARGETS_SQL, {"gen": row[0]})
+
+
 def reassign_open_events(
     conn: psycopg.Connection, generation: int, previous: int
 ) -> list[tuple[Any, ...]]:
@@ -235,19 +267,26 @@ def reassign_open_events(
     grid: the command-center queue, flagged), an audit row and its webhook deliveries;
     its status, deadlines and clocks are kept. Returns (new grid, count) rows.
     """
-    params = {"gen": generation, "prev": previous}
+    return _move_open_events(conn, generation, _POINT_TARGETS_SQL,
+                             {"gen": generation, "prev": previous})  # fmt: skip
+
+
+def _move_open_events(conn: psycopg.Connection, generation: int, targets_sql: str,
+                      params: dict[str, Any]) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Move the open events ``targets_sql`` (a ``target`` CTE of event id → new grid)
+    finds in another grid, and re-route them; see :func:`reassign_open_events`."""
     moving = sql.Identifier(_MOVING_EVENTS)
     conn.execute(sql.SQL(
         "CREATE TEMPORARY TABLE {} (id bigint PRIMARY KEY, old_grid text, new_grid text,"
         " old_worker text, affair_class text, department_code text)").format(moving))
     # Only the events table has a status here: the partial indexes' own predicate fits.
     targets = _point_targets("events", "geom", sql.SQL("AND " + OPEN_EVENTS_SQL))
-    conn.execute(sql.SQL(_MOVING_EVENTS_SQL).format(moving=moving, **targets), params)
+    conn.execute(sql.SQL(targets_sql + _MOVING_SQL).format(moving=moving, **targets), params)
     routes = _routes(conn, generation)
     rows = conn.execute(
         sql.SQL(_MOVE_EVENTS_SQL).format(
             moving=moving, publish=notify.publish_sql("moved", REASSIGN_ACTION)),
-        {**params, "routes": orjson.dumps(routes).decode(), "action": REASSIGN_ACTION,
+        {"gen": generation, "routes": orjson.dumps(routes).decode(), "action": REASSIGN_ACTION,
          "actor": REASSIGN_ACTOR},
     ).fetchall()
     conn.execute(sql.SQL("DROP TABLE {}").format(moving))
