@@ -101,7 +101,8 @@ WHERE e.grid_code IS DISTINCT FROM x.new
 # Each moving event gets the route of its (new grid, affair class, department) from
 # :data:`routes` (a JSON array); status, deadlines and clocks stay. One audit row per
 # event (as intake's "assign" row: from and to the same status), and its webhook
-# deliveries, in the same statement.
+# deliveries, in the same statement. Stamped with the statement's time, not the
+# publisher's transaction start (half a minute earlier for a big city).
 _MOVE_EVENTS_SQL = """
 WITH r AS (
     SELECT * FROM jsonb_to_recordset(CAST(%(routes)s AS jsonb)) AS r(
@@ -112,7 +113,7 @@ WITH r AS (
     UPDATE events e SET grid_code = x.new_grid, generation = %(gen)s,
         worker_code = r.worker_code, department_code = r.department_code,
         handler_level = r.handler_level, queue = r.queue, flagged = r.flagged,
-        assignment_reason = r.reason, updated_at = now()
+        assignment_reason = r.reason, updated_at = statement_timestamp()
     FROM {moving} x
     JOIN r ON r.grid_code IS NOT DISTINCT FROM x.new_grid AND r.affair_class = x.affair_class
           AND r.department_in IS NOT DISTINCT FROM x.department_code
@@ -126,7 +127,7 @@ WITH r AS (
         || ', worker ' || coalesce(old_worker, 'none') || ' → '
         || coalesce(worker_code, 'none') || ': generation ' || %(gen)s || ' published; '
         || assignment_reason,
-        now()
+        statement_timestamp()
     FROM moved ORDER BY id
 ), hooks AS (
     {publish}
@@ -226,7 +227,8 @@ def _point_targets(table: str, geom: str, filter_sql: sql.Composable | None
 # Open events stored under an older generation after the publisher moved events: by a
 # process whose in-memory lookup still served the previous generation (it switches on
 # NOTIFY, once its index is rebuilt: seconds). Only those stored from shortly before the
-# activation on, each to the grid covering it now.
+# activation (its commit; the publisher moved events before, during re-assignment) on,
+# each to the grid covering it now.
 _LATE_TARGETS_SQL = """
 WITH active AS (
     SELECT activated_at FROM generations WHERE id = %(gen)s
@@ -235,7 +237,7 @@ WITH active AS (
     FROM events t
     LEFT JOIN areas a ON a.level = 'grid' AND {valid} AND ST_Covers(a.geom, t.geom)
     WHERE t.generation < %(gen)s {filter}
-      AND t.created_at >= (SELECT activated_at FROM active) - interval '1 minute'
+      AND t.created_at >= (SELECT activated_at FROM active) - interval '10 minutes'
     ORDER BY t.id, a.code
 )"""
 LATE_WINDOW_S = 600
