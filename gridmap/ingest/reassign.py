@@ -191,7 +191,7 @@ def reassign_after_grid_change(
 
     buildings = conn.execute(_BUILDINGS_SQL, params).fetchall()
     summary: dict[str, Any] = {"buildings_moved": tally("buildings", buildings)}
-    summary["persons_moved"] = sum(int(r[2]) for r in buildings)
+    summary["persons_moved"] = tally("persons", [(r[0], r[2]) for r in buildings if r[2]])
     summary["facilities_moved"] = tally("facilities", _points(conn, "facilities", params))
     summary["workers_moved"] = tally("workers", conn.execute(_WORKERS_SQL, params).fetchall())
     summary["workers_unplaced"] = [{"worker": worker, "grid": grid} for worker, grid

@@ -276,6 +276,22 @@ def test_commit_diff_generations_and_reassignment(
     assert notes and notes[0].payload == str(gen)
 
 
+def test_the_reassignment_summary_says_what_moved_into_each_grid(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame, a, b, _c = _redivide(sample_city)
+    persons = _one(city_conn, "SELECT count(*) FROM persons p JOIN households h ON h.id = "
+                   "p.household_id JOIN buildings bl ON bl.id = h.building_id WHERE "
+                   "bl.grid_code = %s", (b,))  # fmt: skip
+    report = import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid", commit=True)
+    r = report.reassignment
+    assert r is not None and persons and r["per_grid"][a]["persons"] == persons
+    assert sum(g.get("persons", 0) for g in r["per_grid"].values()) == r["persons_moved"]
+    moved = r["per_grid"][a]
+    assert (f"    into {a}: " + ", ".join(f"{n:,} {kind}" for kind, n in moved.items())
+            in report.to_text().splitlines())  # fmt: skip
+
+
 def test_a_worker_whose_grid_is_gone_without_a_successor_is_reported(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
