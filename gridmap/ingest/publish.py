@@ -43,6 +43,7 @@ from gridmap.ingest.compare import (
     match_features,
     touched_parents,
     unchanged_features,
+    workers_moving_in,
 )
 from gridmap.ingest.features import (
     FEATURE_LEVELS,
@@ -159,6 +160,7 @@ def _diff(conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, matched
     diff = diff_layer(frame, matched.published, matched.position, identical)
     children_left(conn, level, matched.published, frame, diff,
                   (thresholds or Thresholds()).outside_fraction)  # fmt: skip
+    workers_moving_in(conn, level, matched.published, frame, diff)
     return diff
 
 
@@ -222,9 +224,10 @@ def _diff_warnings(level: str, frame: gpd.GeoDataFrame, diff: Diff) -> list[Find
                     f"{child}(s) partly outside it (e.g. {', '.join(left.examples)}): "
                     f"import the {child} level next", None, left.code, left.location)
             for left in diff.stranded]  # fmt: skip
-    if level == "grid" and diff.added.size:
-        codes = frame.code.to_numpy(dtype=object)[diff.added]
-        first = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.added[:1]]
+    unstaffed = np.setdiff1d(diff.added, diff.staffed)
+    if level == "grid" and unstaffed.size:
+        codes = frame.code.to_numpy(dtype=object)[unstaffed]
+        first = np.asarray(frame.geometry.to_numpy(), dtype=object)[unstaffed[:1]]
         out.append(Finding(
             "warning", "no_worker",
             f"{codes.size:,} new grid(s) have no grid worker yet (e.g. "

@@ -834,6 +834,33 @@ def test_new_grids_are_said_to_have_no_worker_yet(
     assert len(warned) == 1 and new_code in warned[0] and warned[0].startswith("1 new grid")
 
 
+def test_a_renumbered_grid_is_not_said_to_lack_the_workers_it_inherits(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    staffed = set(sample_city.workers.grid_code)
+    old = next(i for i in frame.index[1:] if frame.DM[i] in staffed)
+    old_code, renumbered = frame.DM[old], frame.SJDM[old] + "998"
+    frame.loc[old, "DM"] = renumbered
+    split_code = frame.SJDM[0] + "999"
+    halves = split_in_two(frame.geometry[0])
+    assert halves is not None
+    west, east = halves
+    frame.loc[0, "geometry"] = west
+    added = gpd.GeoDataFrame([{"DM": split_code, "MC": "新网格", "SJDM": frame.SJDM[0],
+                               "geometry": east}], geometry="geometry", crs=frame.crs)
+    path = _write(pd.concat([frame, added], ignore_index=True), tmp_path / "g.gpkg",
+                  driver="GPKG")  # fmt: skip
+    report = import_file(city_conn, path, "grid")
+    city_conn.rollback()
+    (warned,) = [f.message for f in report.findings if f.check == "no_worker"]
+    assert warned.startswith("1 new grid") and split_code in warned and renumbered not in warned
+    committed = import_file(city_conn, path, "grid", commit=True)
+    assert committed.reassignment is not None
+    assert committed.reassignment["per_grid"][renumbered]["workers"] == sum(
+        sample_city.workers.grid_code == old_code)
+
+
 def test_a_ballpark_datum_is_a_crs_warning_in_an_area_report(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
