@@ -21,6 +21,7 @@ from api.routers import (
     audit,
     auth,
     events,
+    generations,
     health,
     imports,
     layers,
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(web.router)
     app.include_router(areas.router, dependencies=[Allow(*ALL_ROLES)])
+    app.include_router(generations.router, dependencies=[Allow(*ALL_ROLES)])
     app.include_router(lookup.router, dependencies=[Allow(*LOOKUP_ROLES)])
     app.include_router(imports.router, dependencies=[Allow(Role.admin, Role.gis_editor)])
     app.include_router(layers.router, dependencies=[Allow(*EXPORT_ROLES)])

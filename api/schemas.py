@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -105,6 +106,34 @@ class ImportJobOut(BaseModel):
         default=None, description="checks, findings, diff and (after commit) re-assignment"
     )
     generation_id: int | None = None
+
+
+class GenerationOut(BaseModel):
+    id: int
+    description: str
+    created_at: datetime
+    activated_at: datetime | None
+    superseded_at: datetime | None = Field(
+        description="when the next generation was activated (null: still active)")
+    active: bool
+    previous: int | None = Field(description="the generation active before this one")
+
+
+class LevelChangesOut(BaseModel):
+    level: str
+    added: int
+    removed: int
+    changed: int = Field(description="closed and written again (geometry, name or parent)")
+    unchanged: int
+    added_codes: list[str] = Field(description="the first `limit` codes, in code order")
+    removed_codes: list[str]
+    changed_codes: list[str]
+
+
+class GenerationChangesOut(BaseModel):
+    generation: GenerationOut
+    levels: list[LevelChangesOut] = Field(
+        description="the levels this generation changed, against the previous one")
 
 
 class AreaHitOut(AreaOut):

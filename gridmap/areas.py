@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, text
+from sqlalchemy import ColumnElement, case, func, select, text, true
 from sqlalchemy.orm import Session
 
 from gridmap.auth.principal import Principal
@@ -78,14 +78,37 @@ def _summary(row: Area) -> AreaSummary:
 def _find(
     session: Session, code: str, generation: int, principal: Principal | None = None
 ) -> Area:
-    query = select(Area).where(Area.code == code, valid_in(generation))
-    if principal is not None:
-        # Outside the caller's area reads exactly like a missing area.
-        query = query.where(area_filter(principal, Area.code))
-    row = session.scalar(query)
+    # Outside the caller's area reads exactly like a missing area.
+    scope = true() if principal is None else area_filter(principal, Area.code)
+    row = session.scalar(select(Area).where(Area.code == code, valid_in(generation), scope))
     if row is None:
-        raise NotFoundError(f"area {code} not found in generation {generation}")
+        raise _not_in_generation(session, code, generation, scope)
     return row
+
+
+def _not_in_generation(session: Session, code: str, generation: int,
+                       scope: ColumnElement[bool]) -> NotFoundError:  # fmt: skip
+    """The error for an area missing from ``generation``: it names the generations the
+    code is valid in, if any (a removed area is still there to ask for)."""
+    ranges = session.execute(
+        select(Area.generation_low, Area.generation_high)
+        .where(Area.code == code, scope).order_by(Area.generation_low)
+    ).all()
+    message = f"area {code} not found in generation {generation}"
+    if not ranges:
+        return NotFoundError(message)
+    spans = ", ".join(_span(low, high) for low, high in ranges)
+    return NotFoundError(
+        f"{message}; it is valid in {spans}",
+        details=[{"field": "generation", "generation_low": low, "generation_high": high}
+                 for low, high in ranges],
+    )  # fmt: skip
+
+
+def _span(low: int, high: int | None) -> str:
+    if high is None:
+        return f"generation {low} on"
+    return f"generation {low}" if low == high else f"generations {low}–{high}"
 
 
 def ancestors_of(session: Session, area: Area, generation: int) -> list[AreaSummary]:

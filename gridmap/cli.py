@@ -21,6 +21,9 @@ db_app = typer.Typer(help="The database: embedded cluster and migrations.", no_a
 app.add_typer(db_app, name="db")
 events_app = typer.Typer(help="Events and work orders: deadlines, sensors.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+generations_app = typer.Typer(help="Generations of the division: history and changes.",
+                              no_args_is_help=True)  # fmt: skip
+app.add_typer(generations_app, name="generations")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -337,6 +340,81 @@ def export_(
     typer.echo(f"wrote {rows:,} {level} features to {out}")
 
 
+@generations_app.command("list")
+@friendly_errors
+def generations_list(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Every generation, oldest first: when it was in force and what it was."""
+    from dataclasses import asdict
+
+    from gridmap.db.engine import make_engine, session_scope
+    from gridmap.generations import list_generations
+
+    engine = make_engine()
+    try:
+        with session_scope(engine) as session:
+            found = list_generations(session)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps([asdict(g) for g in found], ensure_ascii=False, default=_iso))
+        return
+    for g in found:
+        until = "active" if g.active else f"until {_when(g.superseded_at)}"
+        typer.echo(f"{g.id:>6}  {_when(g.activated_at)} … {until}  {g.description}")
+
+
+@generations_app.command("show")
+@friendly_errors
+def generations_show(
+    generation: Annotated[int, typer.Argument(help="generation id")],
+    limit: Annotated[int, typer.Option(help="codes listed per change")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """What a generation changed against the one before it: areas added, removed, changed.
+
+    Exit codes: 0 fine; 3 no such generation; 1 anything else.
+    """
+    from dataclasses import asdict
+
+    from gridmap.db.engine import make_engine, session_scope
+    from gridmap.generations import generation_changes
+
+    engine = make_engine()
+    try:
+        with session_scope(engine) as session:
+            changes = generation_changes(session, generation, limit=limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(asdict(changes), ensure_ascii=False, default=_iso))
+        return
+    g = changes.generation
+    typer.echo(f"generation {g.id}: {g.description}")
+    typer.echo(f"  in force {_when(g.activated_at)} … "
+               f"{'now (active)' if g.active else _when(g.superseded_at)}; "
+               f"previous: {g.previous or 'none'}")  # fmt: skip
+    for lv in changes.levels:
+        typer.echo(f"  {lv.level}: {lv.added:,} added, {lv.removed:,} removed, "
+                   f"{lv.changed:,} changed, {lv.unchanged:,} unchanged")  # fmt: skip
+        for kind, codes, total in (("added", lv.added_codes, lv.added),
+                                   ("removed", lv.removed_codes, lv.removed),
+                                   ("changed", lv.changed_codes, lv.changed)):  # fmt: skip
+            if codes:
+                more = f" … {total - len(codes):,} more" if total > len(codes) else ""
+                typer.echo(f"    {kind}: {' '.join(codes)}{more}")
+
+
+def _when(moment: Any) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "never"
+
+
+def _iso(value: Any) -> str:
+    """JSON for datetimes: ISO 8601, as the API writes them."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     """A context manager yielding a progress callback (a rich progress bar on stderr)."""
     from contextlib import contextmanager
@@ -373,7 +451,8 @@ def events_escalate(
     clock = FixedClock(datetime.fromisoformat(at)) if at else SystemClock()
     done = run_deadlines(default_engine(), clock)
     typer.echo(f"escalated {done['escalated']} events; opened {done['sensor_events']} "
-               "sensor events")
+               f"sensor events; moved {done['reassigned']} events stored under the previous "
+               "generation")
 
 
 @events_app.command("listen")

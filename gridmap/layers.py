@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -74,6 +75,26 @@ def invalidate(
     params: dict[str, Any] = {"layers": names, "has_bbox": bbox is not None}
     params.update(zip(("w", "s", "e", "n"), box, strict=True))
     db.execute(_INVALIDATE, params)
+
+
+_DEFER_SETTING = "gridmap.defer_layer_changes"
+
+
+def defer_layer_changes(conn: psycopg.Connection) -> None:
+    """For the rest of the caller's transaction, its writes bump no layer version until
+    :func:`announce_deferred` (migration 0018).
+
+    For long writers (publishing a generation): a bump locks its layers' rows until
+    commit, and every event stored bumps ``events`` and ``grids`` — it would wait for
+    the whole transaction, or deadlock with it.
+    """
+    conn.execute("SELECT set_config(%s, 'on', true)", (_DEFER_SETTING,))
+
+
+def announce_deferred(conn: psycopg.Connection) -> None:
+    """End :func:`defer_layer_changes`: every layer is stale (anywhere) at commit."""
+    conn.execute("SELECT set_config(%s, 'off', true)", (_DEFER_SETTING,))
+    conn.execute("SELECT gridmap_invalidate_layers(ARRAY(SELECT layer FROM layer_versions))")
 
 
 def layer_versions(db: Session | Connection) -> dict[str, int]:

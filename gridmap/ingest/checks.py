@@ -181,9 +181,7 @@ class Report:
         if self.diff:
             lines.append("  " + _diff_text(self.diff))
         if self.reassignment:
-            r = self.reassignment
-            lines.append("  re-assigned: " + ", ".join(
-                f"{r[k]} {k.removesuffix('_moved')}" for k in r if k.endswith("_moved")))
+            lines += _reassignment_text(self.reassignment, limit)
         if self.committed:
             lines.append(f"  committed: generation {self.generation_id} is active"
                          if self.generation_id is not None else "  committed")
@@ -194,6 +192,19 @@ def _finding_text(f: Finding) -> str:
     where = f" at {f.location[0]:.6f},{f.location[1]:.6f}" if f.location else ""
     feature = f"#{f.index} " if f.index is not None else ""
     return f"  {f.severity.upper():7} {f.check}: {feature}{f.code or ''}{where}: {f.message}"
+
+
+def _reassignment_text(r: dict[str, Any], limit: int) -> list[str]:
+    """The re-assignment's totals, then what moved into each grid (the most first)."""
+    lines = ["  re-assigned: " + ", ".join(
+        f"{r[k]:,} {k.removesuffix('_moved')}" for k in r if k.endswith("_moved"))]  # fmt: skip
+    per_grid = sorted(r.get("per_grid", {}).items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+    lines += [f"    {'outside every grid' if grid == '(none)' else 'into ' + grid}: "
+              + ", ".join(f"{n:,} {kind}" for kind, n in moved.items())
+              for grid, moved in per_grid[:limit]]  # fmt: skip
+    if len(per_grid) > limit:
+        lines.append(f"    … {len(per_grid) - limit:,} more grids (use --json for all)")
+    return lines
 
 
 def _diff_text(d: dict[str, Any]) -> str:

@@ -211,6 +211,9 @@ class Diff:
     """Removed areas whose active children still name them (see :func:`children_left`)."""
     stranded: list[ChildrenLeft] = field(default_factory=list)
     """Reshaped areas whose active children lie partly outside them."""
+    staffed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    """Added grids (of ``added``) that re-assignment gives the workers of a removed grid
+    (see :func:`workers_moving_in`)."""
 
     @property
     def moves_areas(self) -> bool:
@@ -311,6 +314,31 @@ def children_left(
     removed = set(gone.code.tolist())
     for item in found:
         (diff.orphaning if item.code in removed else diff.stranded).append(item)
+
+
+def workers_moving_in(conn: psycopg.Connection, level: str, published: Published,
+                      frame: gpd.GeoDataFrame, diff: Diff) -> None:  # fmt: skip
+    """Set ``diff.staffed``: the added grids that will receive the workers of a removed
+    grid — the grid covering its point-on-surface, lowest code first, as
+    :mod:`gridmap.ingest.reassign` moves them (a renumbered grid keeps its workers)."""
+    if level != "grid" or not (diff.removed_ids and diff.added.size):
+        return
+    gone = published.old[published.old.id.isin(diff.removed_ids)]
+    staffed = {row[0] for row in conn.execute(
+        "SELECT DISTINCT grid_code FROM worker_assignments WHERE grid_code = ANY(%s)",
+        (gone.code.tolist(),))}  # fmt: skip
+    gone = gone[gone.code.isin(staffed)]
+    if gone.empty:
+        return
+    points = shapely.point_on_surface(shapely.from_wkb(gone.wkb.to_numpy()))
+    geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+    point, feature = shapely.STRtree(geoms).query(points, predicate="covered_by")
+    codes = frame.code.to_numpy(dtype=object)
+    first: dict[int, int] = {}  # removed grid → the feature its workers go to
+    for p, f in zip(point.tolist(), feature.tolist(), strict=True):
+        if p not in first or codes[f] < codes[first[p]]:
+            first[p] = f
+    diff.staffed = np.intersect1d(diff.added, np.fromiter(first.values(), dtype=int))
 
 
 def _symdiff_ratios(new: np.ndarray, old: np.ndarray) -> np.ndarray:

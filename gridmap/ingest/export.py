@@ -35,6 +35,7 @@ _SHAPEFILE_NAMES = {"parent_code": "PARENT", "generation_low": "GEN_LOW",
                     "minor_code": "MINOR", "owner_department_code": "OWNER",
                     "maintainer_department_code": "MAINTAINER"}  # fmt: skip
 EXPORT_LEVELS = (*AREA_LEVELS, "building", "facility")
+_INTEGER_COLUMNS = frozenset({"generation_low", "generation_high", "floors"})
 
 
 def read_export_frame(
@@ -83,7 +84,12 @@ def read_export_frame(
     rows = conn.execute(query, params).fetchall()
     data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
     geoms = shapely.from_wkb([bytes(r[-1]) for r in rows]) if rows else []
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
+    frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
+    for column in _INTEGER_COLUMNS.intersection(columns):
+        # Nullable integers: with a NULL among them, plain pandas makes the column float
+        # (generation_high 1.0, a Real field), and with only NULLs, text.
+        frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def _generation(conn: psycopg.Connection, generation: int | None) -> int:

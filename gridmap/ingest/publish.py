@@ -43,6 +43,7 @@ from gridmap.ingest.compare import (
     match_features,
     touched_parents,
     unchanged_features,
+    workers_moving_in,
 )
 from gridmap.ingest.features import (
     FEATURE_LEVELS,
@@ -60,6 +61,7 @@ from gridmap.ingest.reader import (
     read_layer,
 )
 from gridmap.ingest.reassign import reassign_after_grid_change
+from gridmap.layers import announce_deferred, defer_layer_changes
 
 NOTIFY_CHANNEL = "gridmap_generation"
 
@@ -158,6 +160,7 @@ def _diff(conn: psycopg.Connection, level: str, frame: gpd.GeoDataFrame, matched
     diff = diff_layer(frame, matched.published, matched.position, identical)
     children_left(conn, level, matched.published, frame, diff,
                   (thresholds or Thresholds()).outside_fraction)  # fmt: skip
+    workers_moving_in(conn, level, matched.published, frame, diff)
     return diff
 
 
@@ -221,9 +224,10 @@ def _diff_warnings(level: str, frame: gpd.GeoDataFrame, diff: Diff) -> list[Find
                     f"{child}(s) partly outside it (e.g. {', '.join(left.examples)}): "
                     f"import the {child} level next", None, left.code, left.location)
             for left in diff.stranded]  # fmt: skip
-    if level == "grid" and diff.added.size:
-        codes = frame.code.to_numpy(dtype=object)[diff.added]
-        first = np.asarray(frame.geometry.to_numpy(), dtype=object)[diff.added[:1]]
+    unstaffed = np.setdiff1d(diff.added, diff.staffed)
+    if level == "grid" and unstaffed.size:
+        codes = frame.code.to_numpy(dtype=object)[unstaffed]
+        first = np.asarray(frame.geometry.to_numpy(), dtype=object)[unstaffed[:1]]
         out.append(Finding(
             "warning", "no_worker",
             f"{codes.size:,} new grid(s) have no grid worker yet (e.g. "
@@ -232,6 +236,21 @@ def _diff_warnings(level: str, frame: gpd.GeoDataFrame, diff: Diff) -> list[Find
             locations(first)[0],
         ))  # fmt: skip
     return out
+
+
+def _reassignment_warnings(summary: dict[str, Any]) -> list[Finding]:
+    """What re-assignment could not do: workers whose grid was removed with no new grid
+    covering it (they keep the removed grid's code until assigned again)."""
+    unplaced = summary.get("workers_unplaced") or []
+    if not unplaced:
+        return []
+    named = ", ".join(f"{u['worker']} (grid {u['grid']})" for u in unplaced[:5])
+    return [Finding(
+        "warning", "worker_unplaced",
+        f"{len(unplaced):,} worker(s) lost their grid and no new grid covers it, so they "
+        f"were not re-assigned: {named}{' …' if len(unplaced) > 5 else ''}; assign them "
+        "to grids (gridmap import worker)", None, unplaced[0]["grid"],
+    )]  # fmt: skip
 
 
 def commit_plan(
@@ -278,6 +297,7 @@ def _stage(
     """
     conn.execute("SET LOCAL statement_timeout = 0")
     lock_areas_writers(conn)  # one publisher at a time, before any row lock
+    defer_layer_changes(conn)  # map layers' row locks at the end only (event intake)
     if _active_generation(conn) != previous_generation:
         raise ConflictError(
             f"generation {_active_generation(conn)} was activated after this import was "
@@ -314,6 +334,12 @@ def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step
         plan.report.reassignment = reassign_after_grid_change(
             conn, generation, plan.previous_generation
         )
+        plan.report.findings += _reassignment_warnings(plan.report.reassignment)
+    # In force from now (its commit), not from the transaction's start: until then the
+    # previous generation served every lookup and report (``as_of`` resolves by this).
+    conn.execute("UPDATE generations SET activated_at = statement_timestamp() WHERE id = %s",
+                 (generation,))  # fmt: skip
+    announce_deferred(conn)
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
     step(0.95, "committing")
 

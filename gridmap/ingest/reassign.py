@@ -4,7 +4,8 @@
   ties); households and persons follow their building (they carry no grid column);
 - facilities: the grid that covers the facility point (lowest code on ties);
 - workers: kept where their grid code survives; else moved to the new grid covering
-  the old grid's point-on-surface;
+  the old grid's point-on-surface; where no new grid covers it, left assigned to the
+  removed grid and listed (``workers_unplaced``);
 - events: open events (every status but :data:`~gridmap.models.events.CLOSED_STATUSES`),
   as for facilities, then re-routed by the events module's own rule
   (:func:`gridmap.events.assignment.route`: the new grid's worker, else the community's
@@ -90,7 +91,7 @@ SELECT new, count(*) FROM moved GROUP BY new
 # Open events whose grid changes: kept in a temporary table while their new grids'
 # workers are picked, then moved in one statement (_MOVE_EVENTS_SQL).
 _MOVING_EVENTS = "gridmap_moving_events"
-_MOVING_EVENTS_SQL = _POINT_TARGETS_SQL + """
+_MOVING_SQL = """
 INSERT INTO {moving} (id, old_grid, new_grid, old_worker, affair_class, department_code)
 SELECT e.id, e.grid_code, x.new, e.worker_code, e.affair_class, e.department_code
 FROM target x JOIN events e ON e.id = x.id
@@ -100,7 +101,8 @@ WHERE e.grid_code IS DISTINCT FROM x.new
 # Each moving event gets the route of its (new grid, affair class, department) from
 # :data:`routes` (a JSON array); status, deadlines and clocks stay. One audit row per
 # event (as intake's "assign" row: from and to the same status), and its webhook
-# deliveries, in the same statement.
+# deliveries, in the same statement. Stamped with the statement's time, not the
+# publisher's transaction start (half a minute earlier for a big city).
 _MOVE_EVENTS_SQL = """
 WITH r AS (
     SELECT * FROM jsonb_to_recordset(CAST(%(routes)s AS jsonb)) AS r(
@@ -111,7 +113,7 @@ WITH r AS (
     UPDATE events e SET grid_code = x.new_grid, generation = %(gen)s,
         worker_code = r.worker_code, department_code = r.department_code,
         handler_level = r.handler_level, queue = r.queue, flagged = r.flagged,
-        assignment_reason = r.reason, updated_at = now()
+        assignment_reason = r.reason, updated_at = statement_timestamp()
     FROM {moving} x
     JOIN r ON r.grid_code IS NOT DISTINCT FROM x.new_grid AND r.affair_class = x.affair_class
           AND r.department_in IS NOT DISTINCT FROM x.department_code
@@ -125,7 +127,7 @@ WITH r AS (
         || ', worker ' || coalesce(old_worker, 'none') || ' → '
         || coalesce(worker_code, 'none') || ': generation ' || %(gen)s || ' published; '
         || assignment_reason,
-        now()
+        statement_timestamp()
     FROM moved ORDER BY id
 ), hooks AS (
     {publish}
@@ -159,6 +161,18 @@ SELECT new, count(*) FROM target GROUP BY new
 """
 
 
+# Workers still assigned to a grid this generation removed: _WORKERS_SQL found no new grid
+# covering it (its area left every grid: gaps let through with a raised threshold).
+_UNPLACED_WORKERS_SQL = f"""
+SELECT w.code, wa.grid_code FROM worker_assignments wa JOIN workers w ON w.id = wa.worker_id
+WHERE EXISTS (SELECT 1 FROM areas o WHERE o.level = 'grid' AND o.code = wa.grid_code
+              AND o.generation_high = %(prev)s)
+  AND NOT EXISTS (SELECT 1 FROM areas a WHERE a.level = 'grid' AND a.code = wa.grid_code
+                  AND {_valid('a', '%(gen)s')})
+ORDER BY wa.grid_code, w.code
+"""
+
+
 def reassign_after_grid_change(
     conn: psycopg.Connection, generation: int, previous: int
 ) -> dict[str, Any]:
@@ -177,9 +191,11 @@ def reassign_after_grid_change(
 
     buildings = conn.execute(_BUILDINGS_SQL, params).fetchall()
     summary: dict[str, Any] = {"buildings_moved": tally("buildings", buildings)}
-    summary["persons_moved"] = sum(int(r[2]) for r in buildings)
+    summary["persons_moved"] = tally("persons", [(r[0], r[2]) for r in buildings if r[2]])
     summary["facilities_moved"] = tally("facilities", _points(conn, "facilities", params))
     summary["workers_moved"] = tally("workers", conn.execute(_WORKERS_SQL, params).fetchall())
+    summary["workers_unplaced"] = [{"worker": worker, "grid": grid} for worker, grid
+                                   in conn.execute(_UNPLACED_WORKERS_SQL, params)]  # fmt: skip
     summary["events_moved"] = tally("events", reassign_open_events(conn, generation, previous))
     summary["per_grid"] = per_grid
     summary["seconds"] = round(time.perf_counter() - started, 3)
@@ -208,6 +224,39 @@ def _point_targets(table: str, geom: str, filter_sql: sql.Composable | None
     }
 
 
+# Open events stored under an older generation after the publisher moved events: by a
+# process whose in-memory lookup still served the previous generation (it switches on
+# NOTIFY, once its index is rebuilt: seconds). Only those stored from shortly before the
+# activation (its commit; the publisher moved events before, during re-assignment) on,
+# each to the grid covering it now.
+_LATE_TARGETS_SQL = """
+WITH active AS (
+    SELECT activated_at FROM generations WHERE id = %(gen)s
+), target AS (
+    SELECT DISTINCT ON (t.id) t.id, a.code AS new
+    FROM events t
+    LEFT JOIN areas a ON a.level = 'grid' AND {valid} AND ST_Covers(a.geom, t.geom)
+    WHERE t.generation < %(gen)s {filter}
+      AND t.created_at >= (SELECT activated_at FROM active) - interval '10 minutes'
+    ORDER BY t.id, a.code
+)"""
+LATE_WINDOW_S = 600
+"""How long after an activation :func:`reassign_late_events` looks for late events."""
+
+
+def reassign_late_events(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """Move open events stored under an older generation since the active one was
+    activated — by a lookup index that had not switched yet — as the publisher moved
+    the others (:func:`reassign_open_events`). Does nothing once the active generation
+    is older than :data:`LATE_WINDOW_S`. Returns (new grid, count) rows."""
+    row = conn.execute(
+        "SELECT id FROM generations WHERE active AND activated_at > now() - make_interval("
+        "secs => %s)", (LATE_WINDOW_S,)).fetchone()  # fmt: skip
+    if row is None:
+        return []
+    return _move_open_events(conn, int(row[0]), _LATE_TARGETS_SQL, {"gen": row[0]})
+
+
 def reassign_open_events(
     conn: psycopg.Connection, generation: int, previous: int
 ) -> list[tuple[Any, ...]]:
@@ -220,19 +269,26 @@ def reassign_open_events(
     grid: the command-center queue, flagged), an audit row and its webhook deliveries;
     its status, deadlines and clocks are kept. Returns (new grid, count) rows.
     """
-    params = {"gen": generation, "prev": previous}
+    return _move_open_events(conn, generation, _POINT_TARGETS_SQL,
+                             {"gen": generation, "prev": previous})  # fmt: skip
+
+
+def _move_open_events(conn: psycopg.Connection, generation: int, targets_sql: str,
+                      params: dict[str, Any]) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Move the open events ``targets_sql`` (a ``target`` CTE of event id → new grid)
+    finds in another grid, and re-route them; see :func:`reassign_open_events`."""
     moving = sql.Identifier(_MOVING_EVENTS)
     conn.execute(sql.SQL(
         "CREATE TEMPORARY TABLE {} (id bigint PRIMARY KEY, old_grid text, new_grid text,"
         " old_worker text, affair_class text, department_code text)").format(moving))
     # Only the events table has a status here: the partial indexes' own predicate fits.
     targets = _point_targets("events", "geom", sql.SQL("AND " + OPEN_EVENTS_SQL))
-    conn.execute(sql.SQL(_MOVING_EVENTS_SQL).format(moving=moving, **targets), params)
+    conn.execute(sql.SQL(targets_sql + _MOVING_SQL).format(moving=moving, **targets), params)
     routes = _routes(conn, generation)
     rows = conn.execute(
         sql.SQL(_MOVE_EVENTS_SQL).format(
             moving=moving, publish=notify.publish_sql("moved", REASSIGN_ACTION)),
-        {**params, "routes": orjson.dumps(routes).decode(), "action": REASSIGN_ACTION,
+        {"gen": generation, "routes": orjson.dumps(routes).decode(), "action": REASSIGN_ACTION,
          "actor": REASSIGN_ACTOR},
     ).fetchall()
     conn.execute(sql.SQL("DROP TABLE {}").format(moving))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import dataclasses
+import json
 import signal
 import threading
 import time
@@ -275,6 +276,42 @@ def test_commit_diff_generations_and_reassignment(
     assert notes and notes[0].payload == str(gen)
 
 
+def test_the_reassignment_summary_says_what_moved_into_each_grid(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame, a, b, _c = _redivide(sample_city)
+    persons = _one(city_conn, "SELECT count(*) FROM persons p JOIN households h ON h.id = "
+                   "p.household_id JOIN buildings bl ON bl.id = h.building_id WHERE "
+                   "bl.grid_code = %s", (b,))  # fmt: skip
+    report = import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid", commit=True)
+    r = report.reassignment
+    assert r is not None and persons and r["per_grid"][a]["persons"] == persons
+    assert sum(g.get("persons", 0) for g in r["per_grid"].values()) == r["persons_moved"]
+    moved = r["per_grid"][a]
+    assert (f"    into {a}: " + ", ".join(f"{n:,} {kind}" for kind, n in moved.items())
+            in report.to_text().splitlines())  # fmt: skip
+
+
+def test_a_worker_whose_grid_is_gone_without_a_successor_is_reported(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    workers = sample_city.workers
+    gone = next(code for code in frame.DM if (workers.grid_code == code).any())
+    staff = sorted(workers.code[workers.grid_code == gone])
+    path = _write(frame[frame.DM != gone], tmp_path / "grid.shp")
+    # the gap it leaves is let through (a raised threshold): no grid covers its area now
+    report = import_file(city_conn, path, "grid", commit=True,
+                         thresholds=Thresholds(gap_m2=1e12))  # fmt: skip
+    r = report.reassignment
+    assert r is not None and r["workers_moved"] == 0
+    assert r["workers_unplaced"] == [{"worker": w, "grid": gone} for w in staff]
+    (warning,) = [f for f in report.findings if f.check == "worker_unplaced"]
+    assert warning.severity == "warning" and warning.code == gone
+    assert f"{staff[0]} (grid {gone})" in report.to_text()
+    assert report.to_dict()["warnings"] == report.warnings >= 1
+
+
 def test_failure_mid_commit_leaves_active_generation(
     tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
 ) -> None:
@@ -338,6 +375,40 @@ def test_killed_mid_commit_leaves_active_generation(
         assert _one(conn, "SELECT count(*) FROM generations") == 1
         assert _one(conn, "SELECT count(*) FROM areas WHERE generation_high IS NOT NULL") == 0
         assert (_one(conn, "SELECT count(*) FROM areas"),) == staged
+
+
+def test_event_intake_neither_waits_for_nor_deadlocks_with_a_publisher(
+    tmp_path: Path, city_factory: Callable[[], str], sample_city: SampleCity
+) -> None:
+    """Storing an event bumps the ``events`` and ``grids`` map layers (its trigger). A
+    publisher that held ``grids`` from its first area write made every report wait for
+    the whole publish, and deadlocked with one that held ``events`` when re-assignment
+    then moved events."""
+    url = city_factory()
+    frame, *_ = _redivide(sample_city)
+    path = _write(frame, tmp_path / "grid.shp")
+    waited: list[float] = []
+
+    def an_event_is_stored(fraction: float, message: str) -> None:
+        if message != "activating":  # areas written, events about to be moved
+            return
+        with psycopg.connect(url) as intake:
+            intake.execute("SET lock_timeout = '5s'")
+            started = time.monotonic()
+            intake.execute("SELECT gridmap_invalidate_layers(ARRAY['events', 'grids'], NULL)")
+            waited.append(time.monotonic() - started)
+            # still uncommitted while the publisher goes on to re-assign events
+            intake.execute("SELECT pg_sleep(0.5)")
+
+    with psycopg.connect(url) as conn:
+        plan = prepare_import(conn, path, "grid")
+        conn.rollback()
+        before = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+        conn.rollback()
+        report = commit_plan(conn, plan, progress=an_event_is_stored)
+        after = dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+    assert report.committed and waited and waited[0] < 1.0
+    assert all(after[layer] > before[layer] for layer in before), "every layer is stale"
 
 
 _PIPELINED = "gm-import-pipelined"
@@ -587,6 +658,24 @@ def test_export_filters_and_no_personal_data(tmp_path: Path, city_conn: psycopg.
     _, n = export_layer(city_conn, "building", tmp_path / "b.gpkg")
     columns = set(pyogrio.read_info(tmp_path / "b.gpkg")["fields"])
     assert n and not columns & {"id_number", "phone", "name"}
+
+
+def test_exported_generation_columns_are_integers_in_every_generation(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame, _a, b, _c = _redivide(sample_city)
+    import_file(city_conn, _write(frame, tmp_path / "grid.shp"), "grid", commit=True)
+    for generation in (1, None):  # closed rows among open ones; open rows only
+        for name in ("grid.gpkg", "grid.zip"):
+            out, _rows = export_layer(city_conn, "grid", tmp_path / f"{generation}-{name}",
+                                      generation=generation)  # fmt: skip
+            info = pyogrio.read_info(out)
+            types = dict(zip(info["fields"], info["dtypes"], strict=True))
+            assert [types[f] for f in types if f.upper().startswith("GEN")] == ["int64"] * 2
+    out, _rows = export_layer(city_conn, "grid", tmp_path / "old.geojson", generation=1)
+    features = json.loads(out.read_text())["features"]
+    removed = next(f["properties"] for f in features if f["properties"]["code"] == b)
+    assert removed["generation_high"] == 1 and type(removed["generation_high"]) is int
 
 
 def test_export_refuses_what_it_cannot_write_faithfully(
@@ -899,6 +988,33 @@ def test_new_grids_are_said_to_have_no_worker_yet(
     report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
     warned = [f.message for f in report.findings if f.check == "no_worker"]
     assert len(warned) == 1 and new_code in warned[0] and warned[0].startswith("1 new grid")
+
+
+def test_a_renumbered_grid_is_not_said_to_lack_the_workers_it_inherits(
+    tmp_path: Path, city_conn: psycopg.Connection, sample_city: SampleCity
+) -> None:
+    frame = _grids(sample_city)
+    staffed = set(sample_city.workers.grid_code)
+    old = next(i for i in frame.index[1:] if frame.DM[i] in staffed)
+    old_code, renumbered = frame.DM[old], frame.SJDM[old] + "998"
+    frame.loc[old, "DM"] = renumbered
+    split_code = frame.SJDM[0] + "999"
+    halves = split_in_two(frame.geometry[0])
+    assert halves is not None
+    west, east = halves
+    frame.loc[0, "geometry"] = west
+    added = gpd.GeoDataFrame([{"DM": split_code, "MC": "新网格", "SJDM": frame.SJDM[0],
+                               "geometry": east}], geometry="geometry", crs=frame.crs)
+    path = _write(pd.concat([frame, added], ignore_index=True), tmp_path / "g.gpkg",
+                  driver="GPKG")  # fmt: skip
+    report = import_file(city_conn, path, "grid")
+    city_conn.rollback()
+    (warned,) = [f.message for f in report.findings if f.check == "no_worker"]
+    assert warned.startswith("1 new grid") and split_code in warned and renumbered not in warned
+    committed = import_file(city_conn, path, "grid", commit=True)
+    assert committed.reassignment is not None
+    assert committed.reassignment["per_grid"][renumbered]["workers"] == sum(
+        sample_city.workers.grid_code == old_code)
 
 
 def test_a_ballpark_datum_is_a_crs_warning_in_an_area_report(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -20,11 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridmap.db.engine import make_engine
 from gridmap.events import cache, lifecycle, notify
 from gridmap.events.assignment import pick_worker
+from gridmap.events.clock import FixedClock
 from gridmap.events.deadlines import LOCAL_TZ
 from gridmap.events.intake import Report, create_event
+from gridmap.events.scheduler import run_deadlines
 from gridmap.ingest.checks import Report as ImportReport
 from gridmap.ingest.publish import import_file
 from gridmap.ingest.reassign import REASSIGN_ACTION
+from gridmap.lookup.service import LookupService
 from gridmap.models import Event, EventTransition, Webhook, WebhookDelivery
 from gridmap.models.events import CLOSED_STATUSES, EVENT_STATUSES
 from sample_data.city import SampleCity
@@ -257,3 +261,38 @@ def test_summary_counts_events_per_grid(redivided: Redivided) -> None:
     assert summary["per_grid"][r.merged_into]["events"] == from_b
     assert summary["per_grid"][r.added]["events"] == from_d
     assert f"{from_b + from_d} events" in r.report.to_text()
+
+
+def test_an_event_stored_by_a_lookup_not_yet_switched_is_moved_by_the_scheduler(
+    city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path
+) -> None:
+    """A process serves the previous generation from memory until its index is rebuilt
+    (seconds after the NOTIFY): a report it stores then lands in a grid the new
+    generation removed — after the publisher moved the open events."""
+    url = city_factory()
+    engine = make_engine(url)
+    stale = LookupService(url)
+    stale.active()  # built before the publish, not listening
+    frame, a, b, *_ = _redivide(sample_city)
+    with psycopg.connect(url) as conn:
+        x, y = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p"
+                            " FROM areas WHERE code = %s) g", (b,)).fetchone()  # type: ignore[misc]  # fmt: skip
+        path = tmp_path / "grid.gpkg"
+        pyogrio.write_dataframe(frame, path, driver="GPKG")
+        gen = import_file(conn, path, "grid", commit=True).generation_id
+    now = datetime.now(LOCAL_TZ)
+    with sessionmaker(bind=engine, expire_on_commit=False)() as session:
+        event = create_event(session, Report(source="resident", category=OFFICIAL, lon=x,
+                                             lat=y), now=now, lookup=stale).event  # fmt: skip
+        session.commit()
+        assert (event.grid_code, event.generation) == (b, 1)  # what the stale index said
+    done = run_deadlines(engine, FixedClock(now))
+    with sessionmaker(bind=engine)() as session:
+        moved = session.get(Event, event.id)
+        assert moved is not None and (moved.grid_code, moved.generation) == (a, gen)
+        (audit,) = session.scalars(select(EventTransition).where(
+            EventTransition.event_id == event.id, EventTransition.action == REASSIGN_ACTION))
+        assert f"grid {b} → {a}" in audit.note
+    assert done["reassigned"] == 1
+    assert run_deadlines(engine, FixedClock(now))["reassigned"] == 0
+    engine.dispose()
