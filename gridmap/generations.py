@@ -57,7 +57,8 @@ class GenerationSummary:
     superseded_at: datetime | None
     active: bool
     previous: int | None
-    """The generation active before it (ids have gaps: a rolled-back import uses one)."""
+    """The generation active before it (not always id - 1: databases published before
+    ids were taken under the writers' lock have gaps where an import was rolled back)."""
 
 
 @dataclass(frozen=True)

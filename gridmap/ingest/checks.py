@@ -148,7 +148,7 @@ class Report:
                          f"({self.coverage['features_checked']:,} features); the rest "
                          "passed them when published")  # fmt: skip
         lines.append("  " + self.counts())
-        lines += self._outcome_lines()
+        lines += self._outcome_lines(limit)
         for (severity, check), found in self._groups().items():
             lines += [_finding_text(f) for f in found[:limit]]
             if len(found) > limit:
@@ -175,8 +175,9 @@ class Report:
             groups.setdefault((f.severity, f.check), []).append(f)
         return groups
 
-    def _outcome_lines(self) -> list[str]:
-        """The diff, the re-assignment and whether (and as what) it was committed."""
+    def _outcome_lines(self, limit: int) -> list[str]:
+        """The diff, the re-assignment (at most ``limit`` grids of it) and whether (and
+        as what) it was committed."""
         lines = []
         if self.diff:
             lines.append("  " + _diff_text(self.diff))

@@ -81,7 +81,8 @@ def test_the_text_report_says_when_nothing_was_published(  # type: ignore[no-unt
     grids = tmp_path / "grids.geojson"
     gpd.GeoDataFrame({"code": ["500103001001001", "500103001001001"], "name": ["a", "b"],
                       "parent": ["500103001001", "500103001001"]},
-                     geometry=[box(106.50, 29.50, 106.51, 29.51), box(106.51, 29.50, 106.52, 29.51)],
+                     geometry=[box(106.50, 29.50, 106.51, 29.51),
+                               box(106.51, 29.50, 106.52, 29.51)],
                      crs=4326).to_file(grids)  # fmt: skip
     for args in ([], ["--commit"]):
         result = run("import", "grid", str(grids), *args)
