@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -366,12 +366,14 @@ def _database_name(url: str) -> str:
 
 
 def _parse_time(value: str | datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"as_of {value!r} is neither a generation id nor an ISO 8601 timestamp",
-            details=[{"field": "as_of", "value": value}],
-        ) from None
+    """``as_of`` as an aware timestamp: one without an offset is UTC (left naive, the
+    database would read it in its own time zone, whatever that is)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInputError(
+                f"as_of {value!r} is neither a generation id nor an ISO 8601 timestamp",
+                details=[{"field": "as_of", "value": value}],
+            ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

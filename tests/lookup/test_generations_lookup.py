@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -100,3 +100,19 @@ def test_sql_function_honours_generation(city) -> None:
             f"SELECT gridmap_lookup(ST_Transform({point}, 3857))", (x, y)
         ).fetchone()
     assert now == (a,) and then == (b,) and mercator == (a,)
+
+
+def test_as_of_without_an_offset_is_utc_whatever_the_servers_time_zone(city: str) -> None:
+    """A timestamp without an offset means UTC, also on a server in Asia/Shanghai (which
+    would read it eight hours earlier: before the city was loaded)."""
+    from gridmap.lookup.service import LookupService
+
+    with psycopg.connect(city, autocommit=True) as conn:
+        name = conn.info.dbname
+        conn.execute(f"ALTER DATABASE \"{name}\" SET timezone = 'Asia/Shanghai'")
+        row = conn.execute("SELECT activated_at FROM generations WHERE id = 1").fetchone()
+    assert row is not None
+    just_after = (row[0] + timedelta(seconds=1)).astimezone(UTC).replace(tzinfo=None)
+    service = LookupService(city)
+    assert service.snapshot(just_after.isoformat()).generation == 1
+    assert service.snapshot(just_after).generation == 1
