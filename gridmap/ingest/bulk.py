@@ -134,6 +134,7 @@ def load_city(
         with timer("activate+analyze"):
             _activate(conn, generation)
             conn.execute(_analyze_statement())
+            _stamp_activated(conn, generation)
     return LoadSummary(generation, rows, sum(timer.laps.values()), timer.laps)
 
 
@@ -307,11 +308,18 @@ def _new_generation(conn: psycopg.Connection, description: str) -> int:
 
 
 def _activate(conn: psycopg.Connection, generation: int) -> None:
-    """Deactivate the others first: a partial unique index allows one active generation."""
+    """Deactivate the others first: a partial unique index allows one active generation.
+    Its ``activated_at`` is :func:`_stamp_activated`'s, once the writer's work is done."""
     conn.execute("UPDATE generations SET active = false WHERE active AND id <> %s", (generation,))
-    conn.execute(
-        "UPDATE generations SET active = true, activated_at = now() WHERE id = %s", (generation,)
-    )
+    conn.execute("UPDATE generations SET active = true WHERE id = %s", (generation,))
+
+
+def _stamp_activated(conn: psycopg.Connection, generation: int) -> None:
+    """``activated_at`` = now, the last step before commit: the generation is in force
+    from then (``as_of`` resolves by it), not from the start of the transaction (a
+    publisher's re-assignment runs half a minute for a big city)."""
+    conn.execute("UPDATE generations SET activated_at = statement_timestamp() WHERE id = %s",
+                 (generation,))  # fmt: skip
 
 
 def _analyze_statement() -> sql.Composed:

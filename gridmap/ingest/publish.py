@@ -335,10 +335,7 @@ def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step
             conn, generation, plan.previous_generation
         )
         plan.report.findings += _reassignment_warnings(plan.report.reassignment)
-    # In force from now (its commit), not from the transaction's start: until then the
-    # previous generation served every lookup and report (``as_of`` resolves by this).
-    conn.execute("UPDATE generations SET activated_at = statement_timestamp() WHERE id = %s",
-                 (generation,))  # fmt: skip
+    bulk._stamp_activated(conn, generation)
     announce_deferred(conn)
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(generation)))
     step(0.95, "committing")
