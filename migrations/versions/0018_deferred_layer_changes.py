@@ -7,8 +7,9 @@ Every event stored meanwhile bumps ``events`` and ``grids`` (its trigger) and wa
 the whole publish; and a report that had locked ``events`` before the publisher moved
 open events (the events trigger locks ``events``) deadlocked with it, failing the
 import. With ``gridmap.defer_layer_changes`` set to ``on`` (``SET LOCAL``) the function
-does nothing; the writer bumps every layer it changed once, at its end
-(``gridmap.layers.announce_deferred``), holding those locks for milliseconds.
+does nothing; the writer bumps every layer once, at its end — it does not track which
+it changed (``gridmap.layers.announce_deferred``) — holding those locks for milliseconds.
+The function's body is 0012's with that test first (``downgrade`` restores 0012's).
 
 Revision ID: 0018_deferred_layer_changes
 Revises: 0017_generation_refs_truncate
