@@ -49,6 +49,18 @@ def _write(frame: gpd.GeoDataFrame, path: Path, encoding: str = "UTF-8", **kw: o
     return path
 
 
+def _split_first(frame: gpd.GeoDataFrame, new_code: str) -> gpd.GeoDataFrame:
+    """``frame`` with its first grid cut in two: the west half keeps the code, the east
+    half is a new grid ``new_code`` under the same parent."""
+    halves = split_in_two(frame.geometry[0])
+    assert halves is not None
+    west, east = halves
+    frame.loc[0, "geometry"] = west
+    added = gpd.GeoDataFrame([{"DM": new_code, "MC": "新网格", "SJDM": frame.SJDM[0],
+                               "geometry": east}], geometry="geometry", crs=frame.crs)
+    return pd.concat([frame, added], ignore_index=True)
+
+
 def _one(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
     row = conn.execute(query, params).fetchone()  # type: ignore[call-overload]
     assert row is not None
@@ -978,13 +990,7 @@ def test_new_grids_are_said_to_have_no_worker_yet(
 ) -> None:
     frame = _grids(sample_city)
     new_code = frame.SJDM[0] + "999"
-    halves = split_in_two(frame.geometry[0])
-    assert halves is not None
-    west, east = halves
-    frame.loc[0, "geometry"] = west
-    added = gpd.GeoDataFrame([{"DM": new_code, "MC": "新网格", "SJDM": frame.SJDM[0],
-                               "geometry": east}], geometry="geometry", crs=frame.crs)
-    frame = pd.concat([frame, added], ignore_index=True)
+    frame = _split_first(frame, new_code)
     report = import_file(city_conn, _write(frame, tmp_path / "g.gpkg", driver="GPKG"), "grid")
     warned = [f.message for f in report.findings if f.check == "no_worker"]
     assert len(warned) == 1 and new_code in warned[0] and warned[0].startswith("1 new grid")
@@ -999,14 +1005,7 @@ def test_a_renumbered_grid_is_not_said_to_lack_the_workers_it_inherits(
     old_code, renumbered = frame.DM[old], frame.SJDM[old] + "998"
     frame.loc[old, "DM"] = renumbered
     split_code = frame.SJDM[0] + "999"
-    halves = split_in_two(frame.geometry[0])
-    assert halves is not None
-    west, east = halves
-    frame.loc[0, "geometry"] = west
-    added = gpd.GeoDataFrame([{"DM": split_code, "MC": "新网格", "SJDM": frame.SJDM[0],
-                               "geometry": east}], geometry="geometry", crs=frame.crs)
-    path = _write(pd.concat([frame, added], ignore_index=True), tmp_path / "g.gpkg",
-                  driver="GPKG")  # fmt: skip
+    path = _write(_split_first(frame, split_code), tmp_path / "g.gpkg", driver="GPKG")
     report = import_file(city_conn, path, "grid")
     city_conn.rollback()
     (warned,) = [f.message for f in report.findings if f.check == "no_worker"]
