@@ -161,7 +161,7 @@ def _moved(session: Session, generation: int, previous: int | None,
     )
     out: _Moved = {}
     for level, kind, count, first in rows:
-        out.setdefault(level, {})[kind] = (int(count), list(first or [])[:limit])
+        out.setdefault(level, {})[kind] = (int(count), list(first or []))
     return out
 
 
