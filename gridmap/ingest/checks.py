@@ -108,6 +108,9 @@ class Report:
     reassignment: dict[str, Any] | None = None
     generation_id: int | None = None
     committed: bool = False
+    unchanged: bool = False
+    """Committed, but the file matched the active generation: no new generation was
+    made (``generation_id`` is the active one, which stays active)."""
 
     @property
     def errors(self) -> int:
@@ -183,7 +186,10 @@ class Report:
             lines.append("  " + _diff_text(self.diff))
         if self.reassignment:
             lines += _reassignment_text(self.reassignment, limit)
-        if self.committed:
+        if self.committed and self.unchanged:
+            lines.append(f"  committed: nothing changed, generation {self.generation_id} "
+                         "stays active (no new generation)")
+        elif self.committed:
             lines.append(f"  committed: generation {self.generation_id} is active"
                          if self.generation_id is not None else "  committed")
         return lines

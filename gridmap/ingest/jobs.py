@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from gridmap.config import get_settings
 from gridmap.db.refusals import REFUSALS, refused
 from gridmap.errors import ConflictError, GridmapError, InvalidInputError, NotFoundError
-from gridmap.ingest.checks import Thresholds
+from gridmap.ingest.checks import Report, Thresholds
 from gridmap.ingest.publish import Plan, commit_plan, prepare_import
 from gridmap.ingest.reader import IMPORT_LEVELS, ReadOptions
 
@@ -287,9 +287,16 @@ def commit_job(url: str, job_id: int) -> dict[str, Any]:
             raise
         _update(url, job_id, status="committed", progress=1.0, report=report.to_dict(),
                 generation_id=report.generation_id,
-                message=f"generation {report.generation_id} active"
-                if report.generation_id is not None else "committed")  # fmt: skip
+                message=_committed_message(report))
         return get_job(conn, job_id)
+
+
+def _committed_message(report: Report) -> str:
+    if report.unchanged:
+        return f"nothing changed: generation {report.generation_id} stays active"
+    if report.generation_id is not None:
+        return f"generation {report.generation_id} active"
+    return "committed"
 
 
 def _checked_against_another(conn: psycopg.Connection, job: dict[str, Any]

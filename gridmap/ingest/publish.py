@@ -274,6 +274,9 @@ def commit_plan(
         return commit_features(conn, plan, progress)
     report = plan.report
     _refuse_errors(report)
+    if not plan.diff.moves_areas:
+        _keep_active(conn, plan, step)
+        return report
     with conn.transaction():
         generation = _stage(conn, report.level, plan.frame, plan.diff,
                             plan.previous_generation,
@@ -298,11 +301,7 @@ def _stage(
     conn.execute("SET LOCAL statement_timeout = 0")
     lock_areas_writers(conn)  # one publisher at a time, before any row lock
     defer_layer_changes(conn)  # map layers' row locks at the end only (event intake)
-    if _active_generation(conn) != previous_generation:
-        raise ConflictError(
-            f"generation {_active_generation(conn)} was activated after this import was "
-            f"checked against {previous_generation}; check it again"
-        )
+    _ensure_still_active(conn, previous_generation)
     step(0.1, "staging a new generation")
     generation = bulk._new_generation(conn, description)
     # Close first: one open row per code (uq_areas_open_code, migration 0013).
@@ -319,6 +318,29 @@ def _stage(
         bulk._copy_frame(conn, "areas", staged,
                          lambda part: bulk._areas_columns(part, generation))
     return generation
+
+
+def _ensure_still_active(conn: psycopg.Connection, previous_generation: int) -> None:
+    """Raise ConflictError when another generation was activated since the import was
+    checked against ``previous_generation`` (call it holding the writers' lock)."""
+    active = _active_generation(conn)
+    if active != previous_generation:
+        raise ConflictError(f"generation {active} was activated after this import was "
+                            f"checked against {previous_generation}; check it again")
+
+
+def _keep_active(conn: psycopg.Connection, plan: Plan, step: Progress) -> None:
+    """Commit a ``plan`` that adds, changes and removes nothing: the active generation
+    already holds the file's areas, so it stays active and what the checks proved is
+    recorded on it. (A new, identical generation would make every API process rebuild
+    its lookup index for nothing.)"""
+    with conn.transaction():
+        lock_areas_writers(conn)
+        _ensure_still_active(conn, plan.previous_generation)
+        _mark_checked_levels(conn, plan, plan.previous_generation)
+    plan.report.generation_id = plan.previous_generation
+    plan.report.committed = plan.report.unchanged = True
+    step(1.0, f"nothing changed: generation {plan.previous_generation} stays active")
 
 
 def _activate_staged(conn: psycopg.Connection, plan: Plan, generation: int, step: Progress
@@ -423,6 +445,11 @@ def check_and_publish(
     step(0.55, "comparing with the active generation")
     diff = _diff(conn, level, frame, matched, matched.identical, t)
     conn.rollback()
+    if not diff.moves_areas:  # nothing to write: check, then keep the active generation
+        report, checked = _check(matched, level, t, step)
+        if not report.errors:
+            _keep_active(conn, _plan(report, checked, matched.published, diff), step)
+        return report
     description = description or f"import {level} {matched.read.source}"
     # This thread owns the transaction (begins, commits or rolls it back); the writer
     # only stages inside it, and is stopped before anything ends it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +50,11 @@ def test_upload_check_commit_and_export(writable_client: TestClient) -> None:
     assert job["report"]["diff"]["unchanged"] == job["report"]["feature_count"]
     committed = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
     assert committed.status_code == 200, committed.text
-    assert committed.json()["status"] == "committed" and committed.json()["generation_id"] == 2
+    # The file matches the active generation: committed, and no identical generation made.
+    assert committed.json()["status"] == "committed" and committed.json()["generation_id"] == 1
+    assert committed.json()["report"]["unchanged"] is True
+    assert committed.json()["message"] == "nothing changed: generation 1 stays active"
+    assert [g["id"] for g in writable_client.get("/api/v1/generations").json()] == [1]
     again = writable_client.post(f"/api/v1/imports/{job['id']}/commit")
     assert again.status_code == 409
     geojson = writable_client.get("/api/v1/layers/grid", params={"generation": 1})
@@ -91,13 +96,25 @@ def test_worker_with_an_empty_name_is_a_report_error_not_a_500(
     assert "error(s) in the report block commit" in committed.json()["message"]
 
 
-def _upload(client: TestClient, content: bytes) -> dict[str, object]:
+def _upload(client: TestClient, content: bytes, name: str = "grid.zip") -> dict[str, object]:
     response = client.post("/api/v1/imports", data={"level": "grid"},
-                           files={"file": ("grid.zip", content, "application/zip")})  # fmt: skip
+                           files={"file": (name, content)})  # fmt: skip
     assert response.status_code == 202, response.text
     job = client.get(f"/api/v1/imports/{response.json()['id']}").json()
     assert job["status"] == "checked", job
     return dict(job)
+
+
+def _grids_renamed(client: TestClient, *features: int) -> list[bytes]:
+    """The grid layer as GeoJSON, once for each of ``features`` with that feature
+    renamed: files that differ from the active generation and from each other."""
+    exported = client.get("/api/v1/layers/grid").json()
+    files = []
+    for i in features:
+        copy = json.loads(json.dumps(exported))
+        copy["features"][i]["properties"]["name"] += " (renamed)"
+        files.append(json.dumps(copy).encode())
+    return files
 
 
 def test_commit_publishes_the_checked_plan_without_reading_again(
@@ -107,12 +124,13 @@ def test_commit_publishes_the_checked_plan_without_reading_again(
     A file changed on disk, or another generation activated, is prepared afresh."""
     from gridmap.ingest import jobs, publish
 
-    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
+    renamed = _grids_renamed(writable_client, 0, 1, 2)
     reads: list[str] = []
     real = publish.read_layer
     monkeypatch.setattr(publish, "read_layer",
                         lambda *a, **k: reads.append("read") or real(*a, **k))  # fmt: skip
-    first, second = _upload(writable_client, exported), _upload(writable_client, exported)
+    first = _upload(writable_client, renamed[0], "grid.geojson")
+    second = _upload(writable_client, renamed[1], "grid.geojson")
     assert reads == ["read", "read"]
     committed = writable_client.post(f"/api/v1/imports/{first['id']}/commit")
     assert committed.status_code == 200 and committed.json()["status"] == "committed"
@@ -128,8 +146,8 @@ def test_commit_publishes_the_checked_plan_without_reading_again(
     again = writable_client.post(f"/api/v1/imports/{second['id']}/commit")
     assert again.status_code == 200 and again.json()["generation_id"] == 3
     assert reads == ["read", "read", "read"]  # the new report's plan, not read a third time
-    third = _upload(writable_client, exported)
-    path = max(jobs.upload_dir().glob("*/grid.zip"), key=lambda p: p.stat().st_mtime_ns)
+    third = _upload(writable_client, renamed[2], "grid.geojson")
+    path = max(jobs.upload_dir().glob("*/grid.geojson"), key=lambda p: p.stat().st_mtime_ns)
     path.write_bytes(path.read_bytes() + b"\0")  # changed on disk after the check
     writable_client.post(f"/api/v1/imports/{third['id']}/commit")
     assert reads[-1] == "read" and len(reads) == 5
@@ -200,8 +218,8 @@ def test_a_commit_racing_another_publish_is_checked_again(
     commit's staleness test and its write: the commit answers 409 with a new report."""
     from gridmap.ingest import jobs, publish
 
-    exported = writable_client.get("/api/v1/layers/grid", params={"format": "shapefile"}).content
-    first, second = _upload(writable_client, exported), _upload(writable_client, exported)
+    first, second = (_upload(writable_client, grids, "grid.geojson")
+                     for grids in _grids_renamed(writable_client, 0, 1))
     real = publish.commit_plan
 
     def racing(conn, plan, **kwargs):  # type: ignore[no-untyped-def]

@@ -43,6 +43,22 @@ def checked_conn(
     return city_conn
 
 
+def test_committing_an_unchanged_file_makes_no_generation(
+    city_conn: psycopg.Connection, sample_city: SampleCity, tmp_path: Path
+) -> None:
+    """The active generation already holds the file: it stays active (no identical
+    generation for every API process to rebuild its lookup index for) and records what
+    the checks proved."""
+    path = _write(_grids(sample_city), tmp_path / "same.shp")
+    for _ in range(2):  # the first commit marks the level checked; the second only agrees
+        report = import_file(city_conn, path, "grid", commit=True)
+        assert report.committed and report.unchanged and report.generation_id == 1
+        assert "nothing changed, generation 1 stays active" in report.to_text()
+        assert _checked_levels(city_conn) == ["grid"]
+        generations = city_conn.execute("SELECT array_agg(id) FROM generations").fetchone()
+        assert generations == ([1],)
+
+
 def _grids(city: SampleCity) -> gpd.GeoDataFrame:
     frame = city.level("grid")[["code", "name", "parent_code", "geometry"]].reset_index(drop=True)
     return frame.rename(columns={"code": "CODE", "name": "NAME", "parent_code": "PARENT"})
