@@ -31,6 +31,7 @@ from pyproj import Transformer
 
 from gridmap.catalog import CATEGORIES, DEPARTMENTS, MAJOR_CLASSES
 from gridmap.db.locks import lock_areas_writers
+from gridmap.db.long_writes import configure_long_write
 from gridmap.errors import ConflictError, InvalidInputError
 
 LOADED_TABLES = (
@@ -122,7 +123,7 @@ def load_city(
             _lock(conn)
             _ensure_empty(conn, replace)
             conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            conn.execute("SET LOCAL statement_timeout = 0")
+            configure_long_write(conn)
             _seed_catalogs(conn)
             indexes = _drop_secondary_indexes(conn)
             foreign_keys = _drop_foreign_keys(conn)

@@ -22,6 +22,7 @@ import psycopg
 import shapely
 import sqlalchemy as sa
 
+from gridmap.db.long_writes import configure_long_write
 from gridmap.errors import InvalidInputError
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import (
@@ -179,7 +180,7 @@ def _locate_findings(frame: pd.DataFrame, level: str, findings: list[Finding]) -
 def _missing(values: pd.Series) -> np.ndarray:
     """Where ``values`` are None, NaN or blank text."""
     blank = values.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
-    return (values.isna().to_numpy() | blank.fillna(False).to_numpy(dtype=bool))
+    return values.isna().to_numpy() | blank.eq(True).to_numpy(dtype=bool)  # NaN where missing
 
 
 def _blank_to_none(frame: pd.DataFrame) -> None:
@@ -646,7 +647,7 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
         )  # fmt: skip
     table = TABLES[plan.level]
     with conn.transaction():
-        conn.execute("SET LOCAL statement_timeout = 0")
+        configure_long_write(conn)
         step(0.3, "staging")
         stage, names = _stage(conn, plan)
         report.diff = _staged_diff(conn, plan, stage, names)

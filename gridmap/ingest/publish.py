@@ -23,6 +23,7 @@ import numpy as np
 import psycopg
 
 from gridmap.db.locks import lock_areas_writers
+from gridmap.db.long_writes import configure_long_write
 from gridmap.errors import ConflictError, InvalidInputError, NotFoundError
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import (
@@ -298,7 +299,7 @@ def _stage(
 
     Raises ConflictError when another generation was activated since ``previous_generation``.
     """
-    conn.execute("SET LOCAL statement_timeout = 0")
+    configure_long_write(conn)
     lock_areas_writers(conn)  # one publisher at a time, before any row lock
     defer_layer_changes(conn)  # map layers' row locks at the end only (event intake)
     _ensure_still_active(conn, previous_generation)
