@@ -7,9 +7,11 @@ medians are compared, and so are the ratios within each round (the machine is no
 1. **new**: the division has districts, streets and communities but no grids yet: every
    grid is checked and written (ogr2ogr writes every row too);
 2. **unchecked**: over the generation ``load_city`` wrote (as ``gridmap sample`` does:
-   never checked), same grids: every check runs, nothing is written;
-3. **checked**: over the generation the previous import published (checked): overlaps
-   and containment are re-run only around changed grids — none;
+   never checked), same grids: every check runs; the commit finds nothing changed, so it
+   writes no generation and only records on the active one that its grids were checked
+   (each run of it first forgets that mark);
+3. **checked**: over that checked generation: overlaps and containment are re-run only
+   around changed grids — none — and again no generation is written;
 4. dry runs of re-divisions of ``--redivide`` communities (merges; merges and splits).
 
 All run every check of issue 4. ogr2ogr loads into a fresh database each time. Every

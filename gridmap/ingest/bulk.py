@@ -33,6 +33,7 @@ from gridmap.catalog import CATEGORIES, DEPARTMENTS, MAJOR_CLASSES
 from gridmap.db.locks import lock_areas_writers
 from gridmap.db.long_writes import configure_long_write
 from gridmap.errors import ConflictError, InvalidInputError
+from gridmap.ingest import ewkb
 
 LOADED_TABLES = (
     "areas",
@@ -431,6 +432,18 @@ def _ewkb(geoms: np.ndarray, srid: int) -> list[str]:
     return [b.hex() for b in wkb]
 
 
+def ewkb_pair(geoms: np.ndarray, multi: bool) -> tuple[list[str], list[str]]:
+    """Hex EWKB of ``geoms`` (in EPSG:4326) for a ``geom`` column and, projected, for a
+    ``geom_3857`` column; as MultiPolygons when ``multi``. Plain polygon layers take
+    the NumPy encoder; anything else (empty, 3-D, other types) shapely's."""
+    if ewkb.encodable(geoms, multi):
+        layout = ewkb.PolygonLayout(geoms, multi)
+        return layout.hex(4326), layout.hex(3857, _forward_3857(layout.coords))
+    if multi:
+        geoms = _as_multi(geoms)
+    return _ewkb(geoms, 4326), _ewkb(_project_3857(geoms), 3857)
+
+
 def _text_arrays(lists: pd.Series) -> list[str]:
     """``text[]`` literals (``{a,b}``), escaped for COPY; most lists are empty."""
     cache: dict[tuple[str, ...], str] = {}
@@ -445,11 +458,12 @@ def _text_arrays(lists: pd.Series) -> list[str]:
     return out
 
 
-def _project_3857(geoms: np.ndarray) -> np.ndarray:
-    def forward(xy: np.ndarray) -> np.ndarray:
-        return np.column_stack(_TO_3857.transform(xy[:, 0], xy[:, 1]))
+def _forward_3857(xy: np.ndarray) -> np.ndarray:
+    return np.column_stack(_TO_3857.transform(xy[:, 0], xy[:, 1]))
 
-    return shapely.transform(geoms, forward)
+
+def _project_3857(geoms: np.ndarray) -> np.ndarray:
+    return shapely.transform(geoms, _forward_3857)
 
 
 def _geometry_4326(frame: pd.DataFrame) -> np.ndarray:
@@ -485,20 +499,20 @@ def _ids_of(codes: pd.Series, known_codes: pd.Series, ids: np.ndarray, what: str
 
 
 def _areas_columns(areas: pd.DataFrame, generation: int) -> Columns:
-    geoms = _as_multi(_geometry_4326(areas))
+    geom, geom_3857 = ewkb_pair(_geometry_4326(areas), multi=True)
     return {
         "code": _text(areas.code),
         "level": _text(areas.level),
         "name": _text(areas.name),
         "parent_code": _text(areas.parent_code),
         "generation_low": [str(generation)] * len(areas),
-        "geom": _ewkb(geoms, 4326),
-        "geom_3857": _ewkb(_project_3857(geoms), 3857),
+        "geom": geom,
+        "geom_3857": geom_3857,
     }
 
 
 def _buildings_columns(buildings: pd.DataFrame, ids: np.ndarray) -> Columns:
-    geoms = _as_single(_geometry_4326(buildings))
+    geom, geom_3857 = ewkb_pair(_as_single(_geometry_4326(buildings)), multi=False)
     return {
         "id": _ints(ids),
         "code": _text(buildings.code),
@@ -506,8 +520,8 @@ def _buildings_columns(buildings: pd.DataFrame, ids: np.ndarray) -> Columns:
         "floors": _ints(buildings.floors),
         "use": _text(buildings.use),
         "grid_code": _text(buildings.grid_code),
-        "geom": _ewkb(geoms, 4326),
-        "geom_3857": _ewkb(_project_3857(geoms), 3857),
+        "geom": geom,
+        "geom_3857": geom_3857,
     }
 
 

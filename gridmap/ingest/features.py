@@ -665,11 +665,11 @@ def commit_features(conn: psycopg.Connection, plan: FeaturePlan,
 def _stage_columns(plan: FeaturePlan) -> bulk.Columns:
     frame = plan.frame
     if plan.level == "building":
-        geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+        geom, geom_3857 = bulk.ewkb_pair(np.asarray(frame.geometry.to_numpy(), dtype=object),
+                                         multi=False)  # fmt: skip
         return {"code": bulk._text(frame.code), "address": bulk._text(frame.address),
                 "floors": bulk._ints(frame.floors), "use": bulk._text(frame.use),
-                "grid_code": bulk._text(frame.grid_code), "geom": bulk._ewkb(geoms, 4326),
-                "geom_3857": bulk._ewkb(bulk._project_3857(geoms), 3857)}  # fmt: skip
+                "grid_code": bulk._text(frame.grid_code), "geom": geom, "geom_3857": geom_3857}
     if plan.level == "facility":
         columns = {c: bulk._text(frame[c]) for c in (
             "code", "major_code", "minor_code", "name", "state", "grid_code",
