@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +52,9 @@ class GridProfileOut(BaseModel):
     care: dict[str, int] = Field(description="persons per care tag")
     facilities_by_class: dict[str, int] = Field(description="facilities per major+minor class")
     workers: list[WorkerOut]
+    counted: Literal["assigned", "located"] = Field(
+        description="assigned: what is assigned to the grid (the active generation); "
+        "located: today's buildings and facilities lying in an earlier generation's grid")
 
 
 class NamedArea(BaseModel):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from gridmap.auth.principal import Principal
 from gridmap.auth.scope import area_filter
 from gridmap.errors import InvalidInputError, NotFoundError
-from gridmap.generations import resolve_generation, valid_in
+from gridmap.generations import active_generation_id, resolve_generation, valid_in
 from gridmap.models import LEVEL_ORDER, Area, Level
 
 _CODE_LENGTHS = {6, 9, 12, 15}
@@ -52,6 +52,7 @@ class GridProfile:
     care: dict[str, int]
     facilities_by_class: dict[str, int]
     workers: list[dict[str, Any]] = field(default_factory=list)
+    counted: str = "assigned"
 
 
 def validate_code(code: str) -> str:
@@ -175,32 +176,45 @@ def area_geojson(
     }
 
 
-_PROFILE_SQL = text(
-    """
-    WITH b AS (SELECT id FROM buildings WHERE grid_code = :code),
+# The buildings and facilities a profile counts. In the active generation: those assigned
+# to the grid. In an earlier one (assignments keep no history): today's buildings and
+# facilities lying in that generation's grid, by the rule re-assignment uses (a
+# building's point on surface, a facility's point; the lowest code where grids touch).
+_ASSIGNED_BUILDINGS = "SELECT id FROM buildings WHERE grid_code = :code"
+_ASSIGNED_FACILITIES = "SELECT id FROM facilities WHERE grid_code = :code"
+_LOCATED = """
+    SELECT t.id FROM {table} t, areas g
+    WHERE g.id = :area_id AND t.geom && g.geom AND ST_Covers(g.geom, {point})
+      AND NOT EXISTS (
+          SELECT 1 FROM areas o
+          WHERE o.level = 'grid' AND o.code < g.code AND o.generation_low <= :gen
+            AND (o.generation_high IS NULL OR o.generation_high >= :gen)
+            AND ST_Covers(o.geom, {point}))
+"""
+_LOCATED_BUILDINGS = _LOCATED.format(table="buildings", point="ST_PointOnSurface(t.geom)")
+_LOCATED_FACILITIES = _LOCATED.format(table="facilities", point="t.geom")
+
+_PROFILE_SQL = """
+    WITH b AS ({buildings}),
          h AS (SELECT id FROM households WHERE building_id IN (SELECT id FROM b))
     SELECT (SELECT count(*) FROM b) AS buildings,
            (SELECT count(*) FROM h) AS households,
            (SELECT count(*) FROM persons WHERE household_id IN (SELECT id FROM h)) AS persons
-    """
-)
+"""
 
-_CARE_SQL = text(
-    """
+_CARE_SQL = """
+    WITH b AS ({buildings})
     SELECT tag, count(*) FROM persons p
-    JOIN households h ON h.id = p.household_id
-    JOIN buildings b ON b.id = h.building_id,
+    JOIN households h ON h.id = p.household_id,
     unnest(p.care_tags) AS tag
-    WHERE b.grid_code = :code GROUP BY tag ORDER BY tag
-    """
-)
+    WHERE h.building_id IN (SELECT id FROM b) GROUP BY tag ORDER BY tag
+"""
 
-_FACILITIES_SQL = text(
-    """
+_FACILITIES_SQL = """
+    WITH f AS ({facilities})
     SELECT major_code || minor_code AS cls, count(*) FROM facilities
-    WHERE grid_code = :code GROUP BY cls ORDER BY cls
-    """
-)
+    WHERE id IN (SELECT id FROM f) GROUP BY cls ORDER BY cls
+"""
 
 _WORKERS_SQL = text(
     """
@@ -219,15 +233,26 @@ def grid_profile(
 ) -> GridProfile:
     """Counts of people, households, buildings, facilities by class, and the workers.
 
+    In the active generation the counts are of what is assigned to the grid; in an
+    earlier one (``counted`` says "located") of today's buildings and facilities that
+    lie in that generation's grid. Workers are today's assignments to the code.
     Workers' phones are personal data and are not part of the profile.
     """
     gen = resolve_generation(session, generation)
     row = _find(session, validate_code(code), gen, principal)
     if row.level != Level.grid.value:
         raise InvalidInputError(f"area {code} is a {row.level}, not a grid")
-    counts = session.execute(_PROFILE_SQL, {"code": code}).one()
-    care = {tag: n for tag, n in session.execute(_CARE_SQL, {"code": code})}
-    facilities = {cls: n for cls, n in session.execute(_FACILITIES_SQL, {"code": code})}
+    located = gen != active_generation_id(session)
+    sets = {"buildings": _LOCATED_BUILDINGS if located else _ASSIGNED_BUILDINGS,
+            "facilities": _LOCATED_FACILITIES if located else _ASSIGNED_FACILITIES}
+    params = {"code": code, "area_id": row.id, "gen": gen}
+
+    def query(statement: str) -> Any:
+        return session.execute(text(statement.format(**sets)), params)
+
+    counts = query(_PROFILE_SQL).one()
+    care = {tag: n for tag, n in query(_CARE_SQL)}
+    facilities = {cls: n for cls, n in query(_FACILITIES_SQL)}
     workers = [
         {"code": c, "name": n, "role": r, "on_duty": d}
         for c, n, r, d in session.execute(_WORKERS_SQL, {"code": code})
@@ -241,6 +266,7 @@ def grid_profile(
         care=care,
         facilities_by_class=facilities,
         workers=workers,
+        counted="located" if located else "assigned",
     )
 
 

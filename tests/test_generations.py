@@ -202,6 +202,35 @@ def test_an_area_missing_from_a_generation_says_where_it_is(client, history) -> 
     assert hidden.json()["details"] == []
 
 
+def test_a_grid_profile_in_an_earlier_generation_counts_what_lies_in_that_grid(
+        client, history, sample_city: SampleCity) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """B was merged into A: today every building of B is assigned to A, yet B's profile
+    in generation 1, and A's, count what lies in each as it was then."""
+    url, codes, gen = history
+    removed = codes["removed"][0]
+    buildings, facilities = sample_city.buildings, sample_city.facilities
+    with psycopg.connect(url) as conn:
+        (absorber,) = conn.execute("SELECT DISTINCT grid_code FROM buildings WHERE code = ANY(%s)",
+                                   (buildings.code[buildings.grid_code == removed].tolist(),)
+                                   ).fetchall()[0]  # fmt: skip
+
+    def counts(code: str) -> tuple[int, int]:
+        return (int((buildings.grid_code == code).sum()),
+                int((facilities.grid_code == code).sum()))  # fmt: skip
+
+    def profile(code: str, **params: int) -> tuple[str, tuple[int, int]]:
+        body = client.get(f"/api/v1/grids/{code}/profile", params=params).json()
+        return body["counted"], (body["buildings"], sum(body["facilities_by_class"].values()))
+
+    assert counts(removed)[0] > 0 and absorber in codes["changed"]
+    assert profile(removed, generation=1) == ("located", counts(removed))
+    assert profile(absorber, generation=1) == ("located", counts(absorber))
+    together = tuple(map(sum, zip(counts(absorber), counts(removed), strict=True)))
+    assert profile(absorber) == ("assigned", together)
+    assert profile(absorber, generation=gen) == ("assigned", together)
+    assert client.get(f"/api/v1/grids/{removed}/profile").status_code == 404
+
+
 def test_a_generation_is_in_force_from_its_commit_not_from_the_start_of_its_publish(
     city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path
 ) -> None:
