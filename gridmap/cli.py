@@ -9,12 +9,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from gridmap.config import get_settings
 from gridmap.errors import GridmapError, SetupError
+
+if TYPE_CHECKING:  # imported where used: the command line starts without them
+    import psycopg
+
+    from gridmap.ingest.checks import Report
 
 app = typer.Typer(help="gridmap: grid-management service (网格化管理).", no_args_is_help=True)
 db_app = typer.Typer(help="The database: embedded cluster and migrations.", no_args_is_help=True)
@@ -294,21 +299,43 @@ def import_(
     options = ReadOptions(code_field, name_field, parent_field, encoding, source_crs, layer,
                           get_settings().import_max_bytes)
     thresholds = Thresholds(sliver_m2, overlap_m2, gap_m2, outside_fraction, fix)
+    recorded: int | None = None
     with _progress(quiet=as_json) as step, psycopg.connect(libpq_url()) as conn:
         if commit:  # read and check once, publishing only if the report holds no errors
             report = check_and_publish(conn, path, level, options=options,
                                        thresholds=thresholds, progress=step)  # fmt: skip
+            if report.committed:
+                recorded = _record(conn, level, path, report)
         else:
             report = prepare_import(conn, path, level, options, thresholds, step).report
             conn.rollback()
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+        out = report.to_dict() | ({"import_id": recorded} if recorded else {})
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=1))
     else:
-        typer.echo(report.to_text() + ("" if report.committed else _not_published(report.errors)))
+        typer.echo(report.to_text() + (f"\nrecorded as import {recorded}" if recorded
+                                       else "" if report.committed
+                                       else _not_published(report.errors)))  # fmt: skip
     if report.errors:
         if commit:
             typer.echo("gridmap: error: errors in the report; nothing was committed", err=True)
         raise typer.Exit(2)
+
+
+def _record(conn: psycopg.Connection, level: str, path: Path, report: Report) -> int | None:
+    """Record a publish as an import (listed over the API); a failure to record is a
+    warning, as the publish itself is done."""
+    import psycopg
+
+    from gridmap.ingest.jobs import record_command_line_commit
+
+    try:
+        return record_command_line_commit(conn, level, path, report)
+    except psycopg.Error as exc:
+        conn.rollback()
+        typer.echo(f"gridmap: warning: published, but not recorded as an import: {exc}",
+                   err=True)  # fmt: skip
+        return None
 
 
 def _not_published(errors: int) -> str:

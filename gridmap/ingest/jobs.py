@@ -105,6 +105,24 @@ def _insert_job(conn: psycopg.Connection, level: str, path: Path, options: dict[
     return int(row[0])
 
 
+def record_command_line_commit(conn: psycopg.Connection, level: str, path: Path,
+                               report: Report) -> int:  # fmt: skip
+    """Record a publish by ``gridmap import --commit`` as a committed import, so that the
+    imports listed over the API are every publish, each with its report (the diff and
+    the re-assignment summary); returns its id. Commits ``conn``."""
+    row = conn.execute(
+        "INSERT INTO import_jobs (level, filename, path, options, status, progress, message,"
+        " report, generation_id) VALUES (%s, %s, %s, %s, 'committed', 1, %s, %s, %s)"
+        " RETURNING id",
+        (level, path.name, str(path.resolve()), Jsonb({"source": "command line"}),
+         f"from the command line: {_committed_message(report)}", Jsonb(report.to_dict()),
+         report.generation_id),
+    ).fetchone()  # fmt: skip
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
 def list_jobs(conn: psycopg.Connection, *, status: str | None = None, limit: int = 50
               ) -> list[dict[str, Any]]:  # fmt: skip
     """The most recent jobs first (without their reports), optionally of one status

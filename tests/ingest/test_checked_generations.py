@@ -19,6 +19,7 @@ import shapely
 
 from gridmap.ingest.checks import PARENT_LEVEL, Report, check_layer
 from gridmap.ingest.compare import load_parents
+from gridmap.ingest.jobs import get_job, list_jobs
 from gridmap.ingest.publish import Plan, import_file, prepare_import
 from gridmap.ingest.reader import read_layer
 from sample_data.city import SampleCity
@@ -366,6 +367,35 @@ def test_cli_commit_checks_once_and_reports_json(
     assert report["diff"]["unchanged"] == len(sample_city.level("grid"))
     with psycopg.connect(url) as conn:
         assert _checked_levels(conn) == ["grid"]
+        recorded = get_job(conn, report.pop("import_id"))
+        listed = list_jobs(conn, status="committed")
+    assert recorded["status"] == "committed" and recorded["filename"] == "grid.shp"
+    assert recorded["report"] == report, "the publish's whole report, as printed"
+    assert recorded["message"] == ("from the command line: nothing changed: generation "
+                                   f"{report['generation_id']} stays active")  # fmt: skip
+    assert [job["id"] for job in listed] == [recorded["id"]]
+
+
+def test_cli_dry_runs_are_not_recorded(
+    city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from gridmap.cli import app
+    from gridmap.config import get_settings
+
+    url = city_factory()
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        path = _write(_grids(sample_city), tmp_path / "grid.shp")
+        result = CliRunner().invoke(app, ["import", "grid", str(path)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0 and "recorded as import" not in result.stdout, result.output
+    with psycopg.connect(url) as conn:
+        assert list_jobs(conn) == []
 
 
 @pytest.mark.parametrize("damage", [_grow_interior, _grow_across, _shrink, _nudge, _reparent,
