@@ -5,6 +5,7 @@ the one a full check makes of the same file (every finding, in order)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,8 @@ import psycopg
 import pyogrio
 import pytest
 import shapely
+from click.testing import Result
+from typer.testing import CliRunner
 
 from gridmap.ingest.checks import PARENT_LEVEL, Report, check_layer
 from gridmap.ingest.compare import load_parents
@@ -342,25 +345,27 @@ def test_new_communities_drop_the_grid_mark(
     assert report.coverage["scope"] == "full"
 
 
+def _cli_import_grids(url: str, city: SampleCity, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch, *options: str) -> Result:  # fmt: skip
+    """``gridmap import grid`` of the city's own grids, against the database at ``url``."""
+    from gridmap.cli import app
+    from gridmap.config import get_settings
+
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        path = _write(_grids(city), tmp_path / "grid.shp")
+        return CliRunner().invoke(app, ["import", "grid", str(path), *options])
+    finally:
+        get_settings.cache_clear()
+
+
 def test_cli_commit_checks_once_and_reports_json(
     city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import json
-
-    from typer.testing import CliRunner
-
-    from gridmap.cli import app
-    from gridmap.config import get_settings
-
     url = city_factory()
-    monkeypatch.setenv("GRIDMAP_DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
-        path = _write(_grids(sample_city), tmp_path / "grid.shp")
-        result = CliRunner().invoke(app, ["import", "grid", str(path), "--commit", "--json"])
-    finally:
-        get_settings.cache_clear()
+    result = _cli_import_grids(url, sample_city, tmp_path, monkeypatch, "--commit", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["committed"] and report["coverage"]["scope"] == "full"
@@ -380,19 +385,8 @@ def test_cli_dry_runs_are_not_recorded(
     city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from typer.testing import CliRunner
-
-    from gridmap.cli import app
-    from gridmap.config import get_settings
-
     url = city_factory()
-    monkeypatch.setenv("GRIDMAP_DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
-        path = _write(_grids(sample_city), tmp_path / "grid.shp")
-        result = CliRunner().invoke(app, ["import", "grid", str(path)])
-    finally:
-        get_settings.cache_clear()
+    result = _cli_import_grids(url, sample_city, tmp_path, monkeypatch)
     assert result.exit_code == 0 and "recorded as import" not in result.stdout, result.output
     with psycopg.connect(url) as conn:
         assert list_jobs(conn) == []
