@@ -4,7 +4,8 @@ Run after ``benchmarks.bench_import`` (it leaves ``bench_import_new`` holding a
 committed 65,000-grid generation on the bench cluster, and the sample's
 ``grid.shp``). Each variant COPYs that file's grids again (under other codes), encoded
 as an import encodes them, in a transaction that is rolled back, with some of the
-table's guarantees dropped inside that transaction. Two views of the same costs:
+table's guarantees dropped inside that transaction; the table is vacuumed and a
+checkpoint taken before each. Two views of the same costs:
 
 - "without X": everything but X (what dropping X alone would save);
 - "only X": nothing but X (X's own cost on top of the bare table).
@@ -73,6 +74,14 @@ def _variants() -> list[tuple[str, list[str]]]:
           for name, drop in _GUARANTEES.items()],
         ("a bare temporary table", _BARE_TABLE),
     ]  # fmt: skip
+
+
+def _settle(conn: psycopg.Connection) -> None:
+    """Every variant starts alike: the rows the last one rolled back are vacuumed away
+    (their index entries would otherwise pile up, run after run: a GiST index once grew
+    from 3 to 45 MB so) and its writes are flushed."""
+    conn.execute("VACUUM areas")
+    conn.execute("CHECKPOINT")
 
 
 def _copy(conn: psycopg.Connection, text: str, columns: list[str], setup: list[str]) -> float:
@@ -192,8 +201,10 @@ def main() -> None:
         columns = bulk._areas_columns(frame, row[0])
         text = "\n".join(map("\t".join, zip(*columns.values(), strict=True))) + "\n"
         times: dict[str, list[float]] = {label: [] for label, _ in _variants()}
+        conn.execute("REINDEX TABLE areas")  # earlier runs' rolled-back rows bloat the indexes
         for _ in range(args.repeat):
             for label, setup in _variants():
+                _settle(conn)
                 conn.autocommit = False
                 times[label].append(_copy(conn, text, list(columns), setup))
                 conn.autocommit = True
