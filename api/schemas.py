@@ -54,7 +54,8 @@ class GridProfileOut(BaseModel):
     workers: list[WorkerOut]
     counted: Literal["assigned", "located"] = Field(
         description="assigned: what is assigned to the grid (the active generation); "
-        "located: today's buildings and facilities lying in an earlier generation's grid")
+        "located: today's buildings and facilities lying in the grid of the generation asked "
+        "for, when it is not the active one")
 
 
 class NamedArea(BaseModel):

@@ -233,16 +233,18 @@ def grid_profile(
 ) -> GridProfile:
     """Counts of people, households, buildings, facilities by class, and the workers.
 
-    In the active generation the counts are of what is assigned to the grid; in an
-    earlier one (``counted`` says "located") of today's buildings and facilities that
-    lie in that generation's grid. Workers are today's assignments to the code.
+    In the active generation the counts are of what is assigned to the grid; in any
+    other (``counted`` says "located") of today's buildings and facilities that lie in
+    that generation's grid. Workers are today's assignments to the code.
     Workers' phones are personal data and are not part of the profile.
     """
     gen = resolve_generation(session, generation)
     row = _find(session, validate_code(code), gen, principal)
     if row.level != Level.grid.value:
         raise InvalidInputError(f"area {code} is a {row.level}, not a grid")
-    located = gen != active_generation_id(session)
+    # Asked for by id only: without one the answer is the active generation's, even if
+    # another was activated since ``resolve_generation`` read it.
+    located = generation is not None and gen != active_generation_id(session)
     sets = {"buildings": _LOCATED_BUILDINGS if located else _ASSIGNED_BUILDINGS,
             "facilities": _LOCATED_FACILITIES if located else _ASSIGNED_FACILITIES}
     params = {"code": code, "area_id": row.id, "gen": gen}

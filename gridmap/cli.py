@@ -310,7 +310,7 @@ def import_(
             report = prepare_import(conn, path, level, options, thresholds, step).report
             conn.rollback()
     if as_json:
-        out = report.to_dict() | ({"import_id": recorded} if recorded else {})
+        out = report.to_dict() | ({"import_id": recorded} if report.committed else {})
         typer.echo(json.dumps(out, ensure_ascii=False, indent=1))
     else:
         typer.echo(report.to_text() + (f"\nrecorded as import {recorded}" if recorded

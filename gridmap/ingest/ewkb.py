@@ -72,13 +72,13 @@ class PolygonLayout:
 
 
 def encodable(geoms: np.ndarray, multi: bool) -> bool:
-    """Whether ``PolygonLayout`` can encode ``geoms``: 2-D, non-empty Polygons (and
-    MultiPolygons when ``multi``). Anything else goes through shapely."""
+    """Whether ``PolygonLayout`` can encode ``geoms``: 2-D (no Z, no M), non-empty
+    Polygons (and MultiPolygons when ``multi``). Anything else goes through shapely."""
     if geoms.size == 0 or shapely.is_missing(geoms).any() or shapely.is_empty(geoms).any():
         return False
     allowed = (_POLYGON, _MULTIPOLYGON) if multi else (_POLYGON,)
     return bool(np.isin(shapely.get_type_id(geoms), allowed).all()
-                and not shapely.has_z(geoms).any())
+                and not shapely.has_z(geoms).any() and not shapely.has_m(geoms).any())
 
 
 def _parts(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +101,11 @@ def _rings(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of each ring's points and of each polygon's rings. Only polygons with
     holes are taken apart (the exterior ring of the others has all their points)."""
     holes = shapely.get_num_interior_rings(polygons)
-    poly_offsets = np.concatenate([[0], np.cumsum(1 + holes)]).astype(np.int64)
+    empty = shapely.is_empty(polygons)  # an empty part of a MultiPolygon has no ring
+    rings_per_polygon = np.where(empty, 0, 1 + holes)
+    poly_offsets = np.concatenate([[0], np.cumsum(rings_per_polygon)]).astype(np.int64)
     points = np.zeros(poly_offsets[-1], dtype=np.int64)
-    plain = holes == 0
+    plain = (holes == 0) & ~empty
     points[poly_offsets[:-1][plain]] = shapely.get_num_coordinates(polygons[plain])
     holed = np.flatnonzero(~plain)
     if holed.size:
@@ -132,9 +134,9 @@ def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
 
 def _starts_within(parent_start: np.ndarray, size: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Start of each child, laid out one after another from its parent's start."""
-    before = _exclusive_cumsum(size)
+    before = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)  # one past the end too
     parent = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-    return parent_start[parent] + before - before[offsets[:-1]][parent]
+    return parent_start[parent] + before[:-1] - before[offsets[:-1]][parent]
 
 
 def _windows(buffer: np.ndarray, width: int) -> np.ndarray:

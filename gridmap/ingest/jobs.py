@@ -108,8 +108,9 @@ def _insert_job(conn: psycopg.Connection, level: str, path: Path, options: dict[
 def record_command_line_commit(conn: psycopg.Connection, level: str, path: Path,
                                report: Report) -> int:  # fmt: skip
     """Record a publish by ``gridmap import --commit`` as a committed import, so that the
-    imports listed over the API are every publish, each with its report (the diff and
-    the re-assignment summary); returns its id. Commits ``conn``."""
+    imports listed over the API hold the command line's publishes beside the uploads',
+    each with its report (the diff and the re-assignment summary); returns its id.
+    Commits ``conn``. ``path`` is the user's own file: nothing may ever delete it."""
     row = conn.execute(
         "INSERT INTO import_jobs (level, filename, path, options, status, progress, message,"
         " report, generation_id) VALUES (%s, %s, %s, %s, 'committed', 1, %s, %s, %s)"

@@ -71,11 +71,32 @@ def test_only_polygons_and_only_multipolygons_each_encode() -> None:
             bulk._as_multi(layer), 4326)
 
 
+_SQUARE = [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
+
+
+@pytest.mark.parametrize("geojson", [
+    {"type": "MultiPolygon", "coordinates": [[_SQUARE], []]},  # an empty last part
+    {"type": "MultiPolygon", "coordinates": [[], [_SQUARE]]},  # an empty first part
+    {"type": "Polygon", "coordinates": [_SQUARE, []]},  # an empty last ring
+    {"type": "Polygon", "coordinates": [_SQUARE, [], [[.2, .2], [.4, .2], [.4, .4], [.2, .2]]]},
+], ids=["empty-last-part", "empty-first-part", "empty-last-ring", "empty-middle-ring"])
+def test_empty_parts_and_rings_are_shapelys_bytes(geojson: dict[str, object]) -> None:
+    import json
+
+    odd = shapely.from_geojson(json.dumps(geojson))
+    square = Polygon(_SQUARE)
+    for layer in (np.array([square, odd], dtype=object), np.array([odd, square], dtype=object)):
+        assert encodable(layer, multi=True)
+        assert PolygonLayout(layer, multi=True).hex(4326) == _shapely_hex(
+            bulk._as_multi(layer), 4326)
+
+
 @pytest.mark.parametrize("odd", [
     Polygon(),  # empty
     None,
     Polygon([(0, 0, 1), (1, 0, 1), (1, 1, 1)]),  # 3-D
     Point(0, 0),
+    shapely.from_wkt("POLYGON M ((0 0 1, 1 0 1, 1 1 1, 0 0 1))"),
 ])  # fmt: skip
 def test_layers_it_cannot_encode_go_through_shapely(odd: object) -> None:
     square = Polygon([(0, 0), (1, 0), (1, 1), (0, 1)])
