@@ -144,11 +144,13 @@ class Report:
         if self.bounds:
             lines.append("  bounds: " + ", ".join(f"{v:.6f}" for v in self.bounds))
         if self.coverage.get("tiled"):
-            lines.append(f"  {self.coverage['tiled']:,} features tile their parents exactly "
-                         "(boundary segments cancel): no overlap, gap or overhang there")
+            tiled = self.coverage["tiled"]
+            lines.append(f"  {tiled:,} feature tiles its parent exactly" if tiled == 1 else
+                         f"  {tiled:,} features tile their parents exactly")
+            lines[-1] += " (boundary segments cancel): no overlap, gap or overhang there"
         if self.coverage.get("scope") == "changed":
             lines.append(f"  overlaps and containment checked around the changes "
-                         f"({self.coverage['features_checked']:,} features); the rest "
+                         f"({_features(self.coverage['features_checked'])}); the rest "
                          "passed them when published")  # fmt: skip
         lines.append("  " + self.counts())
         lines += self._outcome_lines(limit)
@@ -768,3 +770,7 @@ def _slivers(
         i = int(idx[k])
         add(Finding("warning", "sliver", f"area {area[k]:.3f} m² is under {t.sliver_m2} m²",
                     i, codes[i], locations(geoms[i:i + 1])[0], float(area[k])))  # fmt: skip
+
+
+def _features(n: int) -> str:
+    return f"{n:,} feature" if n == 1 else f"{n:,} features"
