@@ -15,6 +15,7 @@ import pyogrio
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from api.main import create_app
@@ -266,3 +267,36 @@ def test_a_generation_is_in_force_from_its_commit_not_from_the_start_of_its_publ
     engine.dispose()
     assert activated > still_old[0] and moved_at > still_old[0]
     assert LookupService(url).snapshot(still_old[0]).generation == 1
+
+
+def test_reports_are_stored_while_a_generation_is_activated_and_features_re_assigned(
+    city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path
+) -> None:
+    """Intake does not wait for a publisher's activation and re-assignment (seconds for
+    a big re-division): the publisher defers its layer-version bumps, whose row locks
+    every stored report needs, to the moment before its commit."""
+    url = city_factory()
+    path, codes = _redivision(sample_city, tmp_path)
+    engine = make_engine(url)
+    with psycopg.connect(url) as conn:
+        x, y = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p "
+                            "FROM areas WHERE code = %s) g", (codes["changed"][0],)
+                            ).fetchone()  # type: ignore[misc]  # fmt: skip
+    stored: dict[str, int] = {}
+
+    def meanwhile(fraction: float, message: str) -> None:
+        if message == "activating" or message.startswith("re-assigning"):
+            with session_scope(engine) as session:
+                # a wait for the publisher (same thread) fails the test instead of hanging it
+                session.execute(text("SET LOCAL lock_timeout = '2s'"))
+                report = Report(source="resident", category="social.parking", lon=x, lat=y)
+                stored[message] = create_event(session, report, now=datetime.now(UTC)).event.id
+
+    with psycopg.connect(url) as conn:
+        plan = prepare_import(conn, path, "grid")
+        conn.rollback()
+        assert commit_plan(conn, plan, progress=meanwhile).committed
+        found = conn.execute("SELECT count(*) FROM events WHERE id = ANY(%s)",
+                             (list(stored.values()),)).fetchone()  # fmt: skip
+    engine.dispose()
+    assert len(stored) == 2 and found == (2,)
