@@ -150,7 +150,7 @@ class Report:
             lines[-1] += " (boundary segments cancel): no overlap, gap or overhang there"
         if self.coverage.get("scope") == "changed":
             lines.append(f"  overlaps and containment checked around the changes "
-                         f"({_features(self.coverage['features_checked'])}); the rest "
+                         f"({_count(self.coverage['features_checked'], 'features')}); the rest "
                          "passed them when published")  # fmt: skip
         lines.append("  " + self.counts())
         lines += self._outcome_lines(limit)
@@ -206,13 +206,13 @@ def _finding_text(f: Finding) -> str:
 def _reassignment_text(r: dict[str, Any], limit: int) -> list[str]:
     """The re-assignment's totals, then what moved into each grid (the most first)."""
     lines = ["  re-assigned: " + ", ".join(
-        f"{r[k]:,} {k.removesuffix('_moved')}" for k in r if k.endswith("_moved"))]  # fmt: skip
+        _count(r[k], k.removesuffix("_moved")) for k in r if k.endswith("_moved"))]  # fmt: skip
     per_grid = sorted(r.get("per_grid", {}).items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
     lines += [f"    {'outside every grid' if grid == '(none)' else 'into ' + grid}: "
-              + ", ".join(f"{n:,} {kind}" for kind, n in moved.items())
+              + ", ".join(_count(n, kind) for kind, n in moved.items())
               for grid, moved in per_grid[:limit]]  # fmt: skip
     if len(per_grid) > limit:
-        lines.append(f"    … {len(per_grid) - limit:,} more grids (use --json for all)")
+        lines.append(f"    … {_count(len(per_grid) - limit, 'more grids')} (use --json for all)")
     return lines
 
 
@@ -772,5 +772,8 @@ def _slivers(
                     i, codes[i], locations(geoms[i:i + 1])[0], float(area[k])))  # fmt: skip
 
 
-def _features(n: int) -> str:
-    return f"{n:,} feature" if n == 1 else f"{n:,} features"
+def _count(n: int, plural: str) -> str:
+    """``n`` and the noun, singular for one: "1 facility", "2 facilities"."""
+    if n != 1:
+        return f"{n:,} {plural}"
+    return f"1 {plural[:-3] + 'y' if plural.endswith('ies') else plural.removesuffix('s')}"

@@ -135,18 +135,3 @@ def _shares_an_edge(a: shapely.Geometry, b: shapely.Geometry) -> bool:
         return False
     return bool(shapely.union(a, b).geom_type == "Polygon")
 
-
-@pytest.mark.parametrize(("tiled", "checked", "lines"), [
-    (1, 1, ["1 feature tiles its parent exactly", "(1 feature)"]),
-    (2, 0, ["2 features tile their parents exactly", "(0 features)"]),
-])  # fmt: skip
-def test_the_report_counts_tiled_and_checked_features_in_words(
-    tiled: int, checked: int, lines: list[str]
-) -> None:
-    from gridmap.ingest.checks import Report
-
-    report = Report("grid", "grid.gpkg", 2, None, "EPSG:4326", "read from the file", "UTF-8",
-                    {}, coverage={"tiled": tiled, "scope": "changed",
-                                  "features_checked": checked})  # fmt: skip
-    text = report.to_text()
-    assert all(line in text for line in lines), text
