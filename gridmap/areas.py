@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from gridmap.auth.principal import Principal
 from gridmap.auth.scope import area_filter
 from gridmap.errors import InvalidInputError, NotFoundError
-from gridmap.generations import active_generation_id, resolve_generation, valid_in
+from gridmap.generations import active_generation_id, resolve_generation, valid_in, valid_in_sql
 from gridmap.models import LEVEL_ORDER, Area, Level
 
 _CODE_LENGTHS = {6, 9, 12, 15}
@@ -177,22 +177,29 @@ def area_geojson(
 
 
 # The buildings and facilities a profile counts. In the active generation: those assigned
-# to the grid. In an earlier one (assignments keep no history): today's buildings and
+# to the grid. In any other (assignments keep no history): today's buildings and
 # facilities lying in that generation's grid, by the rule re-assignment uses (a
 # building's point on surface, a facility's point; the lowest code where grids touch).
 _ASSIGNED_BUILDINGS = "SELECT id FROM buildings WHERE grid_code = :code"
 _ASSIGNED_FACILITIES = "SELECT id FROM facilities WHERE grid_code = :code"
-_LOCATED = """
+
+
+def _located(table: str, point: str) -> str:
+    """The ids of ``table``'s rows whose ``point`` lies in the grid ``:area_id`` and in
+    no lower-coded grid of generation ``:gen``."""
+    return f"""
     SELECT t.id FROM {table} t, areas g
     WHERE g.id = :area_id AND t.geom && g.geom AND ST_Covers(g.geom, {point})
       AND NOT EXISTS (
           SELECT 1 FROM areas o
-          WHERE o.level = 'grid' AND o.code < g.code AND o.generation_low <= :gen
-            AND (o.generation_high IS NULL OR o.generation_high >= :gen)
+          WHERE o.level = 'grid' AND o.code < g.code AND {valid_in_sql(":gen", "o")}
             AND ST_Covers(o.geom, {point}))
 """
-_LOCATED_BUILDINGS = _LOCATED.format(table="buildings", point="ST_PointOnSurface(t.geom)")
-_LOCATED_FACILITIES = _LOCATED.format(table="facilities", point="t.geom")
+
+
+_LOCATED_BUILDINGS = _located("buildings", "ST_PointOnSurface(t.geom)")
+_LOCATED_FACILITIES = _located("facilities", "t.geom")
+
 
 _PROFILE_SQL = """
     WITH b AS ({buildings}),

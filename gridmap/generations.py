@@ -33,6 +33,14 @@ def valid_in(generation: int) -> ColumnElement[bool]:
     )
 
 
+def valid_in_sql(generation: str, alias: str = "") -> str:
+    """:func:`valid_in` as SQL text for raw statements: the row (of ``alias``) is valid
+    in ``generation`` — a placeholder or a column (``%(gen)s``, ``:gen``, ``g.id``)."""
+    a = f"{alias}." if alias else ""
+    return (f"{a}generation_low <= {generation} AND ({a}generation_high IS NULL"
+            f" OR {a}generation_high >= {generation})")
+
+
 def resolve_generation(session: Session, generation: int | None) -> int:
     """``generation`` if it exists, else the active one."""
     if generation is None:

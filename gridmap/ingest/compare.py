@@ -15,6 +15,7 @@ import psycopg
 import shapely
 
 from gridmap.errors import NotFoundError
+from gridmap.generations import valid_in_sql
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import CHILD_LEVEL, PARENT_LEVEL, Parents, locations, m2
 
@@ -31,7 +32,7 @@ class Published:
     MultiPolygons as their Polygon: what :func:`canonical_wkb` gives unoriented)."""
 
 
-_VALID = "generation_low <= %(g)s AND (generation_high IS NULL OR generation_high >= %(g)s)"
+_VALID = valid_in_sql("%(g)s")
 
 
 def load_parents(conn: psycopg.Connection, level: str, generation: int) -> Parents:
@@ -281,7 +282,7 @@ _CHILDREN_LEFT = f"""
 SELECT c.parent_code, count(*), (array_agg(c.code ORDER BY c.code))[1:3]
 FROM areas c JOIN unnest(%(codes)s::text[], %(wkb)s::bytea[]) AS p(code, wkb)
   ON c.parent_code = p.code
-WHERE c.level = %(child)s AND {_VALID.replace("generation_", "c.generation_")}
+WHERE c.level = %(child)s AND {valid_in_sql("%(g)s", "c")}
   AND (p.wkb IS NULL OR ST_Area(ST_Difference(c.geom, ST_GeomFromWKB(p.wkb, 4326)))
                         > %(fraction)s * ST_Area(c.geom))
 GROUP BY c.parent_code

@@ -19,6 +19,7 @@ import shapely
 from psycopg import sql
 
 from gridmap.errors import InvalidInputError
+from gridmap.generations import valid_in_sql
 from gridmap.ingest.reader import AREA_LEVELS
 
 FORMATS = {"geojson": ("GeoJSON", ".geojson", "application/geo+json"),
@@ -67,8 +68,7 @@ def read_export_frame(
     params: dict[str, object] = {"level": level}
     if kind == "area":
         params["g"] = _generation(conn, generation)
-        where.append(sql.SQL("level = %(level)s AND generation_low <= %(g)s AND "
-                             "(generation_high IS NULL OR generation_high >= %(g)s)"))
+        where.append(sql.SQL("level = %(level)s AND " + valid_in_sql("%(g)s")))
     if bbox is not None:
         _check_bbox(bbox)
         params.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from gridmap.db.long_writes import configure_long_write
 from gridmap.errors import InvalidInputError
+from gridmap.generations import valid_in_sql
 from gridmap.ingest import bulk
 from gridmap.ingest.checks import (
     Finding,
@@ -113,8 +114,7 @@ def prepare_features(
 def _active_grids(conn: psycopg.Connection) -> Parents:
     rows = conn.execute(
         "SELECT code, ST_AsBinary(geom) FROM areas a JOIN generations g"
-        " ON g.active AND a.generation_low <= g.id"
-        " AND (a.generation_high IS NULL OR a.generation_high >= g.id)"
+        f" ON g.active AND {valid_in_sql('g.id', 'a')}"
         " WHERE a.level = 'grid' ORDER BY code"
     ).fetchall()
     if not rows:

@@ -28,14 +28,8 @@ from psycopg import sql
 
 from gridmap.events import notify
 from gridmap.events.assignment import PICK_WORKER_SQL, Assignment, outside, route, worker_of
+from gridmap.generations import valid_in_sql
 from gridmap.models.events import OPEN_EVENTS_SQL
-
-_VALID = "{a}.generation_low <= {g} AND ({a}.generation_high IS NULL OR {a}.generation_high >= {g})"
-
-
-def _valid(alias: str, param: str) -> str:
-    return _VALID.format(a=alias, g=param)
-
 
 _BUILDINGS_SQL = f"""
 WITH closed AS (
@@ -49,7 +43,7 @@ WITH closed AS (
 ), target AS (
     SELECT DISTINCT ON (b.id) b.id, b.grid_code AS old, a.code AS new
     FROM buildings b JOIN candidates c ON c.id = b.id
-    LEFT JOIN areas a ON a.level = 'grid' AND {_valid('a', '%(gen)s')}
+    LEFT JOIN areas a ON a.level = 'grid' AND {valid_in_sql('%(gen)s', 'a')}
          AND ST_Covers(a.geom, ST_PointOnSurface(b.geom))
     ORDER BY b.id, a.code
 ), moved AS (
@@ -142,12 +136,12 @@ _WORKERS_SQL = f"""
 WITH gone AS (
     SELECT wa.worker_id, wa.grid_code FROM worker_assignments wa
     WHERE NOT EXISTS (SELECT 1 FROM areas a WHERE a.level = 'grid' AND a.code = wa.grid_code
-                      AND {_valid('a', '%(gen)s')})
+                      AND {valid_in_sql('%(gen)s', 'a')})
 ), target AS (
     SELECT DISTINCT ON (g.worker_id, g.grid_code) g.worker_id, g.grid_code AS old, n.code AS new
     FROM gone g
-    JOIN areas o ON o.level = 'grid' AND o.code = g.grid_code AND {_valid('o', '%(prev)s')}
-    JOIN areas n ON n.level = 'grid' AND {_valid('n', '%(gen)s')}
+    JOIN areas o ON o.level = 'grid' AND o.code = g.grid_code AND {valid_in_sql('%(prev)s', 'o')}
+    JOIN areas n ON n.level = 'grid' AND {valid_in_sql('%(gen)s', 'n')}
          AND ST_Covers(n.geom, ST_PointOnSurface(o.geom))
     ORDER BY g.worker_id, g.grid_code, n.code
 ), added AS (
@@ -168,7 +162,7 @@ SELECT w.code, wa.grid_code FROM worker_assignments wa JOIN workers w ON w.id = 
 WHERE EXISTS (SELECT 1 FROM areas o WHERE o.level = 'grid' AND o.code = wa.grid_code
               AND o.generation_high = %(prev)s)
   AND NOT EXISTS (SELECT 1 FROM areas a WHERE a.level = 'grid' AND a.code = wa.grid_code
-                  AND {_valid('a', '%(gen)s')})
+                  AND {valid_in_sql('%(gen)s', 'a')})
 ORDER BY wa.grid_code, w.code
 """
 
@@ -220,7 +214,7 @@ def _point_targets(table: str, geom: str, filter_sql: sql.Composable | None
         "table": sql.Identifier(table),
         "geom": sql.Identifier(geom),
         "filter": filter_sql or sql.SQL(""),
-        "valid": sql.SQL(_valid("a", "%(gen)s")),
+        "valid": sql.SQL(valid_in_sql('%(gen)s', 'a')),
     }
 
 

@@ -27,6 +27,7 @@ import shapely
 from sqlalchemy.engine import make_url
 
 from gridmap.errors import InvalidInputError, NotFoundError
+from gridmap.generations import valid_in_sql
 from gridmap.lookup.cache import cache_key, load_or_build
 from gridmap.lookup.crs import to_wgs84
 from gridmap.lookup.engine import GridIndex
@@ -40,10 +41,10 @@ _AS_IS = {"4326", "epsg:4326", "4490", "epsg:4490"}  # stored as EPSG:4326 uncha
 _EMPTY = -1
 _HISTORY_SIZE = 2
 
-_AREAS_SQL = """
+_AREAS_SQL = f"""
 SELECT code, level, name, parent_code, ST_AsBinary(geom) AS wkb
 FROM areas
-WHERE generation_low <= %(gen)s AND (generation_high IS NULL OR generation_high >= %(gen)s)
+WHERE {valid_in_sql("%(gen)s")}
 ORDER BY code
 """
 
