@@ -232,6 +232,13 @@ def test_a_grid_profile_in_an_earlier_generation_counts_what_lies_in_that_grid(
     assert client.get(f"/api/v1/grids/{removed}/profile").status_code == 404
 
 
+def _point_in(url: str, code: str) -> tuple[float, float]:
+    """A point inside the area ``code`` (lon, lat)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p "
+                            "FROM areas WHERE code = %s) g", (code,)).fetchone()  # type: ignore[return-value]  # fmt: skip
+
+
 def test_a_generation_is_in_force_from_its_commit_not_from_the_start_of_its_publish(
     city_factory: Callable[[], str], sample_city: SampleCity, tmp_path: Path
 ) -> None:
@@ -241,10 +248,7 @@ def test_a_generation_is_in_force_from_its_commit_not_from_the_start_of_its_publ
     url = city_factory()
     path, codes = _redivision(sample_city, tmp_path)
     engine = make_engine(url)
-    with psycopg.connect(url) as conn:
-        x, y = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p "
-                            "FROM areas WHERE code = %s) g", (codes["removed"][0],)
-                            ).fetchone()  # type: ignore[misc]  # fmt: skip
+    x, y = _point_in(url, codes["removed"][0])
     with session_scope(engine) as session:
         report = Report(source="resident", category="social.parking", lon=x, lat=y)
         event_id = create_event(session, report, now=datetime.now(UTC)).event.id
@@ -278,10 +282,7 @@ def test_reports_are_stored_while_a_generation_is_activated_and_features_re_assi
     url = city_factory()
     path, codes = _redivision(sample_city, tmp_path)
     engine = make_engine(url)
-    with psycopg.connect(url) as conn:
-        x, y = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p "
-                            "FROM areas WHERE code = %s) g", (codes["changed"][0],)
-                            ).fetchone()  # type: ignore[misc]  # fmt: skip
+    x, y = _point_in(url, codes["changed"][0])
     stored: dict[str, int] = {}
 
     def meanwhile(fraction: float, message: str) -> None:

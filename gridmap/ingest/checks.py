@@ -145,9 +145,9 @@ class Report:
             lines.append("  bounds: " + ", ".join(f"{v:.6f}" for v in self.bounds))
         if self.coverage.get("tiled"):
             tiled = self.coverage["tiled"]
-            lines.append(f"  {tiled:,} feature tiles its parent exactly" if tiled == 1 else
-                         f"  {tiled:,} features tile their parents exactly")
-            lines[-1] += " (boundary segments cancel): no overlap, gap or overhang there"
+            verb = "tiles its parent" if tiled == 1 else "tile their parents"
+            lines.append(f"  {_count(tiled, 'features')} {verb} exactly (boundary segments "
+                         "cancel): no overlap, gap or overhang there")  # fmt: skip
         if self.coverage.get("scope") == "changed":
             lines.append(f"  overlaps and containment checked around the changes "
                          f"({_count(self.coverage['features_checked'], 'features')}); the rest "
